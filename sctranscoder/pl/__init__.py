@@ -1,0 +1,3 @@
+"""Plots (scanpy's ``sc.pl`` shape)."""
+
+__all__: list[str] = []

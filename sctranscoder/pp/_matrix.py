@@ -1,0 +1,186 @@
+"""Pick the expression matrix and gene names out of an AnnData, check them, and
+read them as CSR row chunks (dense, CSR, CSC and backed h5ad alike)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+_EXAMPLES = 5
+
+
+@dataclass
+class ExpressionSource:
+    """The matrix cell sentences are built from, with the names of its genes."""
+
+    matrix: Any
+    genes: np.ndarray
+    obs_names: pd.Index
+    description: str
+
+    @property
+    def n_obs(self) -> int:
+        return self.matrix.shape[0]
+
+
+@dataclass
+class CSRChunk:
+    """Rows ``start:stop`` as CSR arrays, with ``indptr[0] == 0``."""
+
+    start: int
+    stop: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+
+def _examples(names) -> str:
+    names = list(names)
+    shown = ", ".join(repr(str(n)) for n in names[:_EXAMPLES])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _EXAMPLES else "")
+
+
+def select_expression(adata, *, layer=None, use_raw=None, gene_symbols=None, uppercase=True) -> ExpressionSource:
+    """Resolve ``layer`` / ``use_raw`` / ``gene_symbols`` the way scanpy does.
+
+    ``use_raw=None`` means: use ``adata.raw`` when it exists and no layer is given.
+    """
+    if layer is not None and use_raw:
+        raise ValueError("Pass either layer=... or use_raw=True, not both.")
+    if use_raw is None:
+        use_raw = layer is None and adata.raw is not None
+    if use_raw:
+        if adata.raw is None:
+            raise ValueError("use_raw=True but adata.raw is None; pass use_raw=False or layer=....")
+        matrix, var, description = adata.raw.X, adata.raw.var, "adata.raw.X"
+        var_names = adata.raw.var_names
+    elif layer is not None:
+        if layer not in adata.layers:
+            raise KeyError(f"layer={layer!r} is not in adata.layers (available: {list(adata.layers)}).")
+        matrix, var, description = adata.layers[layer], adata.var, f"adata.layers[{layer!r}]"
+        var_names = adata.var_names
+    else:
+        matrix, var, description = adata.X, adata.var, "adata.X"
+        var_names = adata.var_names
+
+    where = "adata.raw.var" if use_raw else "adata.var"
+    if gene_symbols is not None:
+        if gene_symbols not in var.columns:
+            raise KeyError(
+                f"gene_symbols={gene_symbols!r} is not a column of {where} "
+                f"(columns: {list(var.columns)}); pass one of them, or None to use var_names."
+            )
+        names = var[gene_symbols].astype(str).to_numpy()
+        source_of_names = f"{where}[{gene_symbols!r}]"
+    else:
+        names = np.asarray(var_names.astype(str))
+        source_of_names = f"{where}_names"
+    genes = np.char.upper(names.astype(str)) if uppercase else names.astype(str)
+    _check_gene_names(names, genes, uppercase, source_of_names)
+    return ExpressionSource(matrix, genes.astype(object), adata.obs_names, description)
+
+
+def _check_gene_names(names, genes, uppercase, source_of_names) -> None:
+    missing = [i for i, g in enumerate(genes) if g in ("", "nan", "NAN")]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} genes have empty or missing names in {source_of_names} "
+            f"(positions {missing[:_EXAMPLES]}); fill them in or choose another gene_symbols column."
+        )
+    duplicated = [g for g, c in Counter(names).items() if c > 1]
+    if duplicated:
+        raise ValueError(
+            f"Duplicate gene names in {source_of_names}: {_examples(duplicated)}. A sentence would name "
+            "two different columns the same way; run adata.var_names_make_unique() or pick a unique "
+            "gene_symbols column."
+        )
+    if uppercase:
+        groups: dict[str, list[str]] = {}
+        for name, upper in zip(names, genes):
+            groups.setdefault(upper, []).append(name)
+        colliding = [" / ".join(v) for v in groups.values() if len(v) > 1]
+        if colliding:
+            raise ValueError(
+                f"Gene names collide after uppercasing in {source_of_names}: {_examples(colliding)} "
+                "(cell2sentence would silently misalign these). Rename them, or pass uppercase=False."
+            )
+
+
+def iter_csr_chunks(matrix, chunk_size: int, *, sorted_indices: bool = False) -> Iterator[CSRChunk]:
+    """Yield row chunks of ``matrix`` as CSR arrays, never holding more than one chunk's copy."""
+    n_obs = matrix.shape[0]
+    if sparse.issparse(matrix) and matrix.format == "csc":
+        matrix = matrix.tocsr()  # in memory: one conversion beats a column scan per chunk
+    backed_format = getattr(matrix, "format", None)
+    if not sparse.issparse(matrix) and backed_format == "csc":
+        raise ValueError(
+            "The backed matrix is stored as CSC, so every row chunk would read the whole file. "
+            "Rewrite it as CSR once (adata = anndata.read_h5ad(path); adata.X = adata.X.tocsr(); "
+            "adata.write_h5ad(path)) and read it backed again."
+        )
+    for start in range(0, n_obs, chunk_size):
+        stop = min(start + chunk_size, n_obs)
+        if sparse.issparse(matrix) and matrix.format == "csr":
+            lo, hi = matrix.indptr[start], matrix.indptr[stop]
+            indptr = matrix.indptr[start : stop + 1].astype(np.int64) - lo
+            indices, data = matrix.indices[lo:hi], matrix.data[lo:hi]
+            if sorted_indices and not matrix.has_sorted_indices:
+                block = sparse.csr_matrix((data, indices, indptr), shape=(stop - start, matrix.shape[1]), copy=True)
+                block.sort_indices()
+                indices, data = block.indices, block.data
+        else:
+            block = matrix[start:stop]
+            block = sparse.csr_matrix(np.asarray(block) if not sparse.issparse(block) else block)
+            if sorted_indices:
+                block.sort_indices()
+            indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
+        yield CSRChunk(start, stop, indptr, indices, data)
+
+
+def check_values(chunk: CSRChunk, obs_names: pd.Index, description: str) -> None:
+    """Refuse NaN, infinite and negative values, naming the cells that hold them."""
+    data = chunk.data
+    if data.dtype.kind in "fc":
+        bad = ~np.isfinite(data)
+        if bad.any():
+            raise ValueError(
+                f"{description} holds NaN or infinite values in cells {_cells(chunk, bad, obs_names)}. "
+                "Fix or remove these cells (e.g. adata = adata[np.isfinite(...)]) before building sentences."
+            )
+    if data.dtype.kind in "fci":
+        bad = data < 0
+        if bad.any():
+            raise ValueError(
+                f"{description} holds negative values in cells {_cells(chunk, bad, obs_names)}: it looks "
+                "scaled or centred. Cell sentences rank expression, so use non-negative data: "
+                "use_raw=True (scanpy keeps log-normalized values in adata.raw) or layer='counts' "
+                "(or another log-normalized layer)."
+            )
+
+
+def _cells(chunk: CSRChunk, bad: np.ndarray, obs_names: pd.Index) -> str:
+    rows = np.unique(np.searchsorted(chunk.indptr, np.flatnonzero(bad), side="right") - 1)
+    return _examples(obs_names[chunk.start + rows])
+
+
+def value_codes(data: np.ndarray) -> np.ndarray:
+    """uint32 codes whose order is the order of the (non-negative) values; 0 exactly for zeros."""
+    if data.dtype == np.float32:
+        return data.view(np.uint32) & np.uint32(0x7FFFFFFF)  # also maps -0.0 to 0
+    if data.dtype.kind == "f":
+        as32 = data.astype(np.float32)
+        if np.array_equal(as32, data):
+            return as32.view(np.uint32) & np.uint32(0x7FFFFFFF)
+    elif data.dtype.kind in "iub" and (data.size == 0 or data.max() <= np.iinfo(np.uint32).max):
+        return data.astype(np.uint32)
+    # exact fallback for values float32 cannot hold: dense ranks within the chunk
+    uniq, inverse = np.unique(data, return_inverse=True)
+    codes = inverse.astype(np.uint32)
+    if uniq.size == 0 or uniq[0] != 0:
+        codes += np.uint32(1)
+    return codes

@@ -1,0 +1,193 @@
+"""AnnData expression to cell2sentence rankings (genes by descending expression)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from scipy import sparse
+from tqdm.auto import tqdm
+
+from . import _ranking
+from ._matrix import ExpressionSource, check_values, iter_csr_chunks, select_expression, value_codes
+
+logger = logging.getLogger(__name__)
+
+TIE_BREAKS = {"stable": 0, "random": 1, "c2s": 2}
+RANKS_KEY = "c2s_ranks"
+PARAMS_KEY = "c2s"
+DEFAULT_CHUNK_SIZE = 8192
+
+
+@dataclass
+class RankedChunk:
+    """Cells ``start:stop``: their kept genes, best first, as CSR-style arrays."""
+
+    start: int
+    stop: int
+    indptr: np.ndarray
+    genes: np.ndarray
+    n_expressed: np.ndarray
+
+
+class _C2SStream:
+    """The MT19937 stream cell2sentence shuffles with, carried across chunks."""
+
+    def __init__(self, seed: int):
+        self._state = np.random.RandomState(seed)
+        self._pending = np.empty(0, np.uint32)
+
+    def permutations(self, indptr: np.ndarray) -> np.ndarray:
+        need = int(indptr[-1]) * 2 + 1024  # rejection sampling draws < 2 per step on average
+        while True:
+            if self._pending.size < need:
+                fresh = self._state.randint(0, 2**32, size=need - self._pending.size, dtype=np.uint32)
+                self._pending = np.concatenate([self._pending, fresh])
+            perms, used = _ranking.c2s_permutations(indptr, self._pending, 0)
+            if used >= 0:
+                self._pending = self._pending[used:]
+                return perms
+            need *= 2
+
+
+def _check_options(n_genes, tie_break, chunk_size):
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break={tie_break!r} is not one of {sorted(TIE_BREAKS)}.")
+    if n_genes is not None and (not isinstance(n_genes, (int, np.integer)) or n_genes < 1):
+        raise ValueError(f"n_genes={n_genes!r} must be a positive integer, or None for all expressed genes.")
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size!r} must be a positive integer.")
+
+
+def rank_chunks(
+    source: ExpressionSource,
+    *,
+    n_genes: int | None = None,
+    tie_break: str = "random",
+    seed: int = 42,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool = True,
+) -> Iterator[RankedChunk]:
+    """Rank the genes of every cell, one chunk of cells at a time."""
+    _check_options(n_genes, tie_break, chunk_size)
+    mode = TIE_BREAKS[tie_break]
+    stream = _C2SStream(seed) if tie_break == "c2s" else None
+    dummy_perms = np.empty(0, np.int64)
+    limit = -1 if n_genes is None else int(n_genes)
+    with tqdm(total=source.n_obs, unit="cells", desc="cell sentences", disable=not progress) as bar:
+        for chunk in iter_csr_chunks(source.matrix, chunk_size, sorted_indices=(tie_break == "stable")):
+            check_values(chunk, source.obs_names, source.description)
+            codes = value_codes(chunk.data)
+            n_expressed = _ranking.count_expressed(chunk.indptr, codes)
+            kept = n_expressed if limit < 0 else np.minimum(n_expressed, limit)
+            out_ptr = np.zeros(kept.size + 1, np.int64)
+            np.cumsum(kept, out=out_ptr[1:])
+            out_genes = np.empty(out_ptr[-1], np.int32)
+            perms = stream.permutations(chunk.indptr) if stream is not None else dummy_perms
+            _ranking.rank_rows(
+                chunk.indptr, chunk.indices, codes, mode, perms, seed, chunk.start, out_ptr, out_genes
+            )
+            bar.update(chunk.stop - chunk.start)
+            yield RankedChunk(chunk.start, chunk.stop, out_ptr, out_genes, n_expressed)
+
+
+def warn_empty(n_empty: int, n_obs: int) -> None:
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} of {n_obs} cells express no gene and get empty sentences; "
+            "filter them first (sc.pp.filter_cells(adata, min_genes=1)) if that is not intended.",
+            stacklevel=3,
+        )
+
+
+def cell_sentences(
+    adata,
+    *,
+    n_genes: int | None = None,
+    layer: str | None = None,
+    use_raw: bool | None = None,
+    gene_symbols: str | None = None,
+    tie_break: str = "random",
+    seed: int = 42,
+    uppercase: bool = True,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool = True,
+    copy: bool = False,
+):
+    """Rank each cell's genes by descending expression (cell2sentence's cell sentences).
+
+    Zeros, implicit or explicitly stored, are dropped. The ranking is stored
+    compactly: ``adata.obsm['c2s_ranks']`` is a CSR matrix (cells x genes of the
+    source matrix) whose stored entries are the kept genes, with the 1-based rank
+    as value, in rank order; ``adata.uns['c2s']`` records the parameters and the
+    gene names. Strings come on demand from :func:`sctranscoder.get.sentences`.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix, in memory or backed.
+    n_genes
+        Keep the top ``n_genes`` of each cell; ``None`` keeps every expressed gene.
+    layer
+        Use ``adata.layers[layer]`` instead of ``adata.X``.
+    use_raw
+        Use ``adata.raw``. ``None``: use it when present and no layer is given.
+    gene_symbols
+        Column of ``var`` holding the gene names to write; default ``var_names``.
+    tie_break
+        Order of genes with equal expression: ``"random"`` (seeded, per cell),
+        ``"stable"`` (gene order), or ``"c2s"`` (byte-identical to cell2sentence
+        1.2.0's ``CSData.adata_to_arrow``, whose shuffle always uses seed 42).
+    seed
+        Seed of the random tie-break.
+    uppercase
+        Uppercase gene names, as cell2sentence does.
+    chunk_size
+        Cells per chunk; bounds the working memory.
+    progress
+        Show a progress bar.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or a copy of ``adata`` when ``copy=True``; sets ``adata.obsm['c2s_ranks']``
+    and ``adata.uns['c2s']``.
+    """
+    adata = adata.copy() if copy else adata
+    source = select_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, uppercase=uppercase)
+    chunks = list(rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed,
+                              chunk_size=chunk_size, progress=progress))
+    ranks = _ranks_matrix(chunks, source.n_obs, len(source.genes))
+    n_empty = int(sum((c.n_expressed == 0).sum() for c in chunks))
+    warn_empty(n_empty, source.n_obs)
+    adata.obsm[RANKS_KEY] = ranks
+    adata.uns[PARAMS_KEY] = {
+        "genes": np.asarray(source.genes, dtype=str),
+        "source": source.description,
+        "n_genes": -1 if n_genes is None else int(n_genes),
+        "tie_break": tie_break,
+        "seed": int(seed),
+        "uppercase": bool(uppercase),
+        "gene_symbols": "" if gene_symbols is None else gene_symbols,
+        "n_empty_cells": n_empty,
+    }
+    logger.info("ranked %d cells from %s (%d genes kept in all)", source.n_obs, source.description, ranks.nnz)
+    return adata if copy else None
+
+
+def _ranks_matrix(chunks: list[RankedChunk], n_obs: int, n_vars: int) -> sparse.csr_matrix:
+    """Stack chunk rankings into one CSR whose values are 1-based ranks."""
+    counts = np.concatenate([np.diff(c.indptr) for c in chunks]) if chunks else np.zeros(0, np.int64)
+    indptr = np.zeros(n_obs + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    genes = np.concatenate([c.genes for c in chunks]) if chunks else np.zeros(0, np.int32)
+    rank_dtype = np.uint16 if n_vars < np.iinfo(np.uint16).max else np.uint32
+    ranks = np.empty(genes.size, rank_dtype)
+    _ranking.fill_positions(indptr, ranks)
+    if indptr[-1] < np.iinfo(np.int32).max:
+        indptr = indptr.astype(np.int32)
+    return sparse.csr_matrix((ranks, genes, indptr), shape=(n_obs, n_vars))
