@@ -10,15 +10,18 @@ from ..pp._sentences import PARAMS_KEY, RANKS_KEY
 _ROWS_PER_BLOCK = 4096
 
 
-def _stored(adata):
+def _require_sentences(adata) -> None:
     if RANKS_KEY not in adata.obsm or PARAMS_KEY not in adata.uns:
         raise KeyError(
             f"adata has no cell sentences (adata.obsm[{RANKS_KEY!r}] / adata.uns[{PARAMS_KEY!r}]); "
             "run sct.pp.cell_sentences(adata) first."
         )
-    ranks = adata.obsm[RANKS_KEY].tocsr()
-    genes = np.asarray(adata.uns[PARAMS_KEY]["genes"], dtype=object)
-    return ranks, genes
+
+
+def stored_genes(adata) -> np.ndarray:
+    """The gene names the stored rankings index (as written in sentences)."""
+    _require_sentences(adata)
+    return np.asarray(adata.uns[PARAMS_KEY]["genes"], dtype=object)
 
 
 def ranked_genes(adata, n_genes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -27,7 +30,8 @@ def ranked_genes(adata, n_genes: int | None = None) -> tuple[np.ndarray, np.ndar
     ``gene_indices`` index ``adata.uns['c2s']['genes']``. ``n_genes`` truncates
     every cell to its top genes.
     """
-    ranks, _ = _stored(adata)
+    _require_sentences(adata)
+    ranks = adata.obsm[RANKS_KEY].tocsr()
     indptr = ranks.indptr.astype(np.int64)
     ordered = _ranking.order_by_rank(indptr, ranks.indices, ranks.data)
     if n_genes is None:
@@ -57,9 +61,8 @@ def sentences(adata, n_genes: int | None = None, delimiter: str = " ") -> list[s
     -------
     One string per cell.
     """
-    _, genes = _stored(adata)
     indptr, ordered = ranked_genes(adata, n_genes)
-    return join_sentences(indptr, ordered, genes, delimiter)
+    return join_sentences(indptr, ordered, stored_genes(adata), delimiter)
 
 
 def join_sentences(indptr: np.ndarray, ordered: np.ndarray, genes: np.ndarray, delimiter: str = " ") -> list[str]:

@@ -22,6 +22,8 @@ class ExpressionSource:
     genes: np.ndarray
     obs_names: pd.Index
     description: str
+    layer: str | None = None
+    use_raw: bool = False
 
     @property
     def n_obs(self) -> int:
@@ -82,7 +84,7 @@ def select_expression(adata, *, layer=None, use_raw=None, gene_symbols=None, upp
         source_of_names = f"{where}_names"
     genes = np.char.upper(names.astype(str)) if uppercase else names.astype(str)
     _check_gene_names(names, genes, uppercase, source_of_names)
-    return ExpressionSource(matrix, genes.astype(object), adata.obs_names, description)
+    return ExpressionSource(matrix, genes.astype(object), adata.obs_names, description, layer, bool(use_raw))
 
 
 def _check_gene_names(names, genes, uppercase, source_of_names) -> None:

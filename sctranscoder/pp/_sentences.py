@@ -168,6 +168,8 @@ def cell_sentences(
     adata.uns[PARAMS_KEY] = {
         "genes": np.asarray(source.genes, dtype=str),
         "source": source.description,
+        "layer": source.layer or "",
+        "use_raw": source.use_raw,
         "n_genes": -1 if n_genes is None else int(n_genes),
         "tie_break": tie_break,
         "seed": int(seed),
