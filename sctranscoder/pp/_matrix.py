@@ -113,33 +113,34 @@ def _check_gene_names(names, genes, uppercase, source_of_names) -> None:
             )
 
 
-def iter_csr_chunks(matrix, chunk_size: int, *, sorted_indices: bool = False) -> Iterator[CSRChunk]:
-    """Yield row chunks of ``matrix`` as CSR arrays, never holding more than one chunk's copy."""
+def iter_csr_chunks(matrix, chunk_size: int) -> Iterator[CSRChunk]:
+    """Yield row chunks of ``matrix`` as canonical CSR arrays (sorted indices, no duplicates).
+
+    Canonical rows make the "stable" tie-break gene order and match what
+    cell2sentence shuffles (its vocabulary step sorts the matrix in place).
+    In-memory canonical CSR is served as views; anything else is copied one
+    chunk at a time.
+    """
     n_obs = matrix.shape[0]
     if sparse.issparse(matrix) and matrix.format == "csc":
         matrix = matrix.tocsr()  # in memory: one conversion beats a column scan per chunk
-    backed_format = getattr(matrix, "format", None)
-    if not sparse.issparse(matrix) and backed_format == "csc":
+    if not sparse.issparse(matrix) and getattr(matrix, "format", None) == "csc":
         raise ValueError(
             "The backed matrix is stored as CSC, so every row chunk would read the whole file. "
             "Rewrite it as CSR once (adata = anndata.read_h5ad(path); adata.X = adata.X.tocsr(); "
             "adata.write_h5ad(path)) and read it backed again."
         )
+    views = sparse.issparse(matrix) and matrix.format == "csr" and matrix.has_canonical_format
     for start in range(0, n_obs, chunk_size):
         stop = min(start + chunk_size, n_obs)
-        if sparse.issparse(matrix) and matrix.format == "csr":
+        if views:
             lo, hi = matrix.indptr[start], matrix.indptr[stop]
             indptr = matrix.indptr[start : stop + 1].astype(np.int64) - lo
             indices, data = matrix.indices[lo:hi], matrix.data[lo:hi]
-            if sorted_indices and not matrix.has_sorted_indices:
-                block = sparse.csr_matrix((data, indices, indptr), shape=(stop - start, matrix.shape[1]), copy=True)
-                block.sort_indices()
-                indices, data = block.indices, block.data
         else:
             block = matrix[start:stop]
-            block = sparse.csr_matrix(np.asarray(block) if not sparse.issparse(block) else block)
-            if sorted_indices:
-                block.sort_indices()
+            block = sparse.csr_matrix(block if sparse.issparse(block) else np.asarray(block), copy=True)
+            block.sum_duplicates()
             indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
         yield CSRChunk(start, stop, indptr, indices, data)
 

@@ -78,7 +78,7 @@ def rank_chunks(
     dummy_perms = np.empty(0, np.int64)
     limit = -1 if n_genes is None else int(n_genes)
     with tqdm(total=source.n_obs, unit="cells", desc="cell sentences", disable=not progress) as bar:
-        for chunk in iter_csr_chunks(source.matrix, chunk_size, sorted_indices=(tie_break == "stable")):
+        for chunk in iter_csr_chunks(source.matrix, chunk_size):
             check_values(chunk, source.obs_names, source.description)
             codes = value_codes(chunk.data)
             n_expressed = _ranking.count_expressed(chunk.indptr, codes)
@@ -140,7 +140,9 @@ def cell_sentences(
     tie_break
         Order of genes with equal expression: ``"random"`` (seeded, per cell),
         ``"stable"`` (gene order), or ``"c2s"`` (byte-identical to cell2sentence
-        1.2.0's ``CSData.adata_to_arrow``, whose shuffle always uses seed 42).
+        1.2.0's ``CSData.adata_to_arrow``, whose shuffle always uses seed 42;
+        cell2sentence keeps explicitly stored zeros at the end of a sentence,
+        here they are dropped like every other zero).
     seed
         Seed of the random tie-break.
     uppercase

@@ -1,0 +1,181 @@
+import anndata as ad
+import numpy as np
+import pytest
+from scipy import sparse
+
+import sctranscoder as sct
+from conftest import make_adata, make_counts
+from reference import c2s_rankings, rankings_of, stable_rankings
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
+@pytest.mark.parametrize("n_genes", [None, 1, 7])
+def test_stable_matches_reference(fmt, n_genes):
+    dense = make_counts(seed=1)
+    adata = make_adata(dense, fmt)
+    sct.pp.cell_sentences(adata, n_genes=n_genes, tie_break="stable", chunk_size=17, progress=False)
+    assert rankings_of(adata) == stable_rankings(dense, n_genes)
+
+
+@pytest.mark.parametrize("n_genes", [None, 5])
+def test_c2s_matches_reference_across_chunks(n_genes):
+    dense = make_counts(n_cells=200, seed=2)
+    adata = make_adata(dense)
+    sct.pp.cell_sentences(adata, n_genes=n_genes, tie_break="c2s", chunk_size=23, progress=False)
+    assert rankings_of(adata) == c2s_rankings(dense, seed=42, n_genes=n_genes)
+
+
+def test_c2s_seed_is_used():
+    dense = make_counts(seed=3)
+    adata = make_adata(dense)
+    sct.pp.cell_sentences(adata, tie_break="c2s", seed=7, progress=False)
+    assert rankings_of(adata) == c2s_rankings(dense, seed=7)
+    assert rankings_of(adata) != c2s_rankings(dense, seed=42)
+
+
+def _assert_valid_ranking(dense, rankings):
+    for row, genes in zip(np.asarray(dense), rankings):
+        assert sorted(genes) == list(np.flatnonzero(row))
+        values = row[genes]
+        assert np.all(np.diff(values) <= 0)
+
+
+def test_random_is_valid_reproducible_and_chunk_independent():
+    dense = make_counts(n_cells=150, seed=4)
+    a, b, c = (make_adata(dense) for _ in range(3))
+    sct.pp.cell_sentences(a, tie_break="random", seed=1, chunk_size=1000, progress=False)
+    sct.pp.cell_sentences(b, tie_break="random", seed=1, chunk_size=11, progress=False)
+    sct.pp.cell_sentences(c, tie_break="random", seed=2, progress=False)
+    _assert_valid_ranking(dense, rankings_of(a))
+    assert rankings_of(a) == rankings_of(b)
+    assert rankings_of(a) != rankings_of(c)
+
+
+def test_random_ties_are_shuffled_uniformly():
+    # every gene ties in every cell: the first gene should be uniform over genes
+    dense = np.ones((4000, 8), np.float32)
+    adata = make_adata(dense)
+    sct.pp.cell_sentences(adata, tie_break="random", progress=False)
+    first = np.array([r[0] for r in rankings_of(adata)])
+    counts = np.bincount(first, minlength=8)
+    expected = dense.shape[0] / 8
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 30, counts  # 7 degrees of freedom: p < 1e-4 beyond 30
+    assert len({tuple(r) for r in rankings_of(adata)}) > 3000
+
+
+def test_explicit_zeros_are_dropped():
+    dense = make_counts(seed=5)
+    matrix = sparse.csr_matrix(dense)
+    rows, cols = np.nonzero(dense == 0)
+    with_zeros = sparse.csr_matrix(
+        (np.concatenate([matrix.data, np.zeros(rows.size, np.float32)]),
+         (np.concatenate([matrix.nonzero()[0], rows]), np.concatenate([matrix.nonzero()[1], cols]))),
+        shape=dense.shape,
+    )
+    assert with_zeros.nnz == dense.size
+    adata = make_adata(dense)
+    adata.X = with_zeros
+    sct.pp.cell_sentences(adata, tie_break="stable", progress=False)
+    assert rankings_of(adata) == stable_rankings(dense)
+
+
+def test_unsorted_csr_indices_stable_is_gene_order():
+    dense = make_counts(seed=6)
+    matrix = sparse.csr_matrix(dense)
+    rng = np.random.default_rng(0)
+    for i in range(matrix.shape[0]):  # shuffle the stored order inside every row
+        lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
+        p = rng.permutation(hi - lo) + lo
+        matrix.indices[lo:hi], matrix.data[lo:hi] = matrix.indices[p], matrix.data[p]
+    matrix.has_sorted_indices = False
+    adata = make_adata(dense)
+    adata.X = matrix
+    sct.pp.cell_sentences(adata, tie_break="stable", progress=False)
+    assert rankings_of(adata) == stable_rankings(dense)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.int64, np.uint16])
+def test_value_dtypes(dtype):
+    dense = make_counts(seed=8).astype(dtype)
+    adata = make_adata(dense)
+    sct.pp.cell_sentences(adata, tie_break="stable", progress=False)
+    assert rankings_of(adata) == stable_rankings(dense)
+
+
+def test_float64_values_that_float32_would_merge():
+    dense = np.array([[1.0, 1.0 + 1e-12, 0.0, 1.0 + 2e-12], [3.0, 2.0, 1.0, 0.5]])
+    adata = make_adata(dense)
+    sct.pp.cell_sentences(adata, tie_break="stable", progress=False)
+    assert rankings_of(adata) == [[3, 1, 0], [0, 1, 2, 3]]
+
+
+def test_backed_h5ad(tmp_path):
+    dense = make_counts(n_cells=90, seed=9)
+    make_adata(dense).write_h5ad(tmp_path / "x.h5ad")
+    backed = ad.read_h5ad(tmp_path / "x.h5ad", backed="r")
+    sct.pp.cell_sentences(backed, tie_break="c2s", chunk_size=13, progress=False)
+    assert rankings_of(backed) == c2s_rankings(dense)
+
+
+def test_backed_dense_h5ad(tmp_path):
+    dense = make_counts(n_cells=40, seed=10)
+    make_adata(dense, "dense").write_h5ad(tmp_path / "d.h5ad")
+    backed = ad.read_h5ad(tmp_path / "d.h5ad", backed="r")
+    sct.pp.cell_sentences(backed, tie_break="stable", chunk_size=9, progress=False)
+    assert rankings_of(backed) == stable_rankings(dense)
+
+
+def test_storage_is_compact_and_follows_subsetting(counts_adata):
+    sct.pp.cell_sentences(counts_adata, progress=False)
+    ranks = counts_adata.obsm["c2s_ranks"]
+    assert sparse.issparse(ranks) and ranks.dtype.kind == "u"
+    params = counts_adata.uns["c2s"]
+    assert params["tie_break"] == "random" and params["seed"] == 42 and params["n_genes"] == -1
+    assert list(params["genes"][:2]) == ["GENE0", "GENE1"]
+    full = sct.get.sentences(counts_adata)
+    subset = counts_adata[[5, 2, 9]].copy()
+    assert sct.get.sentences(subset) == [full[5], full[2], full[9]]
+
+
+def test_h5ad_round_trip(counts_adata, tmp_path):
+    sct.pp.cell_sentences(counts_adata, progress=False)
+    counts_adata.write_h5ad(tmp_path / "s.h5ad")
+    back = ad.read_h5ad(tmp_path / "s.h5ad")
+    assert sct.get.sentences(back) == sct.get.sentences(counts_adata)
+
+
+def test_get_sentences_strings(counts_adata):
+    sct.pp.cell_sentences(counts_adata, tie_break="stable", progress=False)
+    dense = counts_adata.X.toarray()
+    expected = [",".join(f"GENE{g}" for g in genes[:3]) for genes in stable_rankings(dense)]
+    assert sct.get.sentences(counts_adata, n_genes=3, delimiter=",") == expected
+
+
+def test_options(pbmc):
+    sct.pp.cell_sentences(pbmc, uppercase=False, n_genes=3, tie_break="stable", progress=False)
+    assert sct.get.sentences(pbmc)[0] == "FTL CD74 AIF1"  # raw is used by default
+    pbmc.var["symbol"] = [f"sym_{g}" for g in pbmc.var_names]
+    pbmc.raw.var["symbol"] = [f"sym_{g}" for g in pbmc.raw.var_names]
+    copy = sct.pp.cell_sentences(pbmc, gene_symbols="symbol", n_genes=2, tie_break="stable",
+                                 progress=False, copy=True)
+    assert sct.get.sentences(copy)[0] == "SYM_FTL SYM_CD74"
+    assert sct.get.sentences(pbmc)[0] == "FTL CD74 AIF1"  # copy=True left the original alone
+
+
+def test_layer(counts_adata):
+    counts_adata.layers["counts"] = counts_adata.X.copy()
+    counts_adata.X = counts_adata.X * -1.0
+    sct.pp.cell_sentences(counts_adata, layer="counts", tie_break="stable", progress=False)
+    assert rankings_of(counts_adata) == stable_rankings(counts_adata.layers["counts"].toarray())
+    assert counts_adata.uns["c2s"]["source"] == "adata.layers['counts']"
+
+
+def test_duplicate_entries_are_summed():
+    # non-canonical CSR: gene 1 stored twice in cell 0 (1 + 3 = 4 beats gene 0's 2)
+    matrix = sparse.csr_matrix((np.array([2.0, 1.0, 3.0, 5.0], np.float32), np.array([0, 1, 1, 2]),
+                                np.array([0, 3, 4])), shape=(2, 3))
+    adata = make_adata(np.zeros((2, 3), np.float32))
+    adata.X = matrix
+    sct.pp.cell_sentences(adata, tie_break="stable", progress=False)
+    assert sct.get.sentences(adata) == ["GENE1 GENE0", "GENE2"]
