@@ -172,18 +172,16 @@ def _cells(chunk: CSRChunk, bad: np.ndarray, obs_names: pd.Index) -> str:
 
 
 def value_codes(data: np.ndarray) -> np.ndarray:
-    """uint32 codes whose order is the order of the (non-negative) values; 0 exactly for zeros."""
-    if data.dtype == np.float32:
-        return data.view(np.uint32) & np.uint32(0x7FFFFFFF)  # also maps -0.0 to 0
+    """uint32 codes below 2**31 whose order is the order of the (non-negative) values; 0 exactly for zeros."""
     if data.dtype.kind == "f":
         as32 = data.astype(np.float32)
         if np.array_equal(as32, data):
-            return as32.view(np.uint32) & np.uint32(0x7FFFFFFF)
-    elif data.dtype.kind in "iub" and (data.size == 0 or data.max() <= np.iinfo(np.uint32).max):
+            return as32.view(np.uint32) & np.uint32(0x7FFFFFFF)  # also maps -0.0 to 0
+    elif data.dtype.kind in "iub" and (data.size == 0 or data.max() < 2**31):
         return data.astype(np.uint32)
     # exact fallback for values float32 cannot hold: dense ranks within the chunk
     uniq, inverse = np.unique(data, return_inverse=True)
-    codes = inverse.astype(np.uint32)
+    codes = inverse.astype(np.uint32).ravel()
     if uniq.size == 0 or uniq[0] != 0:
         codes += np.uint32(1)
     return codes

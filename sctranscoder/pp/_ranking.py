@@ -1,10 +1,11 @@
 """Compiled kernels that turn the rows of a CSR chunk into gene rankings.
 
-Every row is sorted on a packed 64-bit key: the high 32 bits are an
-order-preserving code of the (non-negative) expression value, inverted so that
-ascending keys mean descending expression; the low 32 bits are the entry's
-position in a per-row tie-break permutation. Keys are therefore unique, and any
-sort gives the same, fully determined order.
+Each row is first put in its tie-break order (a permutation of its stored
+entries), then sorted by a stable radix sort on an order-preserving uint32 code
+of the (non-negative) expression value, inverted so that ascending keys mean
+descending expression. Equal values therefore keep tie-break order, exactly as
+cell2sentence's ``argsort(-values, kind="stable")`` after its shuffle does.
+For top-n sentences a radix select keeps the n best before sorting.
 
 Tie-break permutations:
 
@@ -24,8 +25,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-_MASK32 = np.uint64(0xFFFFFFFF)
-
+# Codes are < 2**31; masking the sign bit lets float32 bits serve as codes directly
+# (for non-negative floats the bit pattern is order-preserving, and -0.0 becomes 0).
+_CODE_MASK = np.uint32(0x7FFFFFFF)
 
 @njit(cache=True, inline="always")
 def _splitmix64(x):
@@ -97,10 +99,88 @@ def count_expressed(indptr, codes):
     for i in prange(n):
         c = 0
         for p in range(indptr[i], indptr[i + 1]):
-            if codes[p] != 0:
-                c += 1
+            c += np.int64((codes[p] & _CODE_MASK) != 0)
         expressed[i] = c
     return expressed
+
+
+@njit(cache=True)
+def _radix_sort(keys, vals, tmp_keys, tmp_vals, m):
+    """Stable LSD radix sort of ``keys[:m]`` (uint32) carrying ``vals``; returns the sorted pair.
+
+    One pass counts all four byte histograms; a byte that is the same for every
+    key costs no pass.
+    """
+    count = np.zeros((4, 256), np.int64)
+    for i in range(m):
+        key = keys[i]
+        for b in range(4):
+            count[b, (key >> np.uint32(8 * b)) & np.uint32(255)] += 1
+    src_k, src_v, dst_k, dst_v = keys, vals, tmp_keys, tmp_vals
+    for b in range(4):
+        shift = np.uint32(8 * b)
+        if count[b, (keys[0] >> shift) & np.uint32(255)] == m:
+            continue
+        total = 0
+        for d in range(256):
+            c = count[b, d]
+            count[b, d] = total
+            total += c
+        for i in range(m):
+            d = (src_k[i] >> shift) & np.uint32(255)
+            pos = count[b, d]
+            dst_k[pos] = src_k[i]
+            dst_v[pos] = src_v[i]
+            count[b, d] = pos + 1
+        src_k, dst_k = dst_k, src_k
+        src_v, dst_v = dst_v, src_v
+    return src_k, src_v
+
+
+@njit(cache=True)
+def _select_smallest(keys, vals, m, k, out_keys, out_vals, scratch):
+    """The ``k`` smallest of ``keys[:m]``, in their original order (radix select).
+
+    Ties at the threshold are taken in order, so a stable sort afterwards gives
+    exactly the first ``k`` of a stable sort of all ``m``.
+    """
+    count = np.zeros(256, np.int64)
+    prefix = np.uint32(0)
+    n_cand = m
+    cand = keys
+    needed = k
+    for b in range(3, -1, -1):
+        shift = np.uint32(8 * b)
+        count[:] = 0
+        for i in range(n_cand):
+            count[(cand[i] >> shift) & np.uint32(255)] += 1
+        below = 0
+        digit = 0
+        for d in range(256):
+            if below + count[d] >= needed:
+                digit = d
+                break
+            below += count[d]
+        needed -= below
+        prefix |= np.uint32(digit) << shift
+        if count[digit] != n_cand:  # keep only the keys in the boundary bucket
+            c = 0
+            for i in range(n_cand):  # branch-free: rows differ, so branches mispredict
+                scratch[c] = cand[i]
+                c += np.int64((cand[i] >> shift) & np.uint32(255) == digit)
+            cand = scratch
+            n_cand = c
+    taken_equal = 0
+    c = 0
+    for i in range(m):
+        key = keys[i]
+        equal = np.int64(key == prefix)
+        take = np.int64(key < prefix) | (equal & np.int64(taken_equal < needed))
+        out_keys[c] = key
+        out_vals[c] = vals[i]
+        c += take
+        taken_equal += equal & take
+    return c
 
 
 @njit(parallel=True, cache=True)
@@ -108,36 +188,51 @@ def rank_rows(indptr, indices, codes, mode, perms, seed, row_offset, out_ptr, ou
     """Fill ``out_idx[out_ptr[i]:out_ptr[i+1]]`` with row i's top genes, best first.
 
     The chunk is a CSR with ``indptr[0] == 0``; ``codes`` are order-preserving
-    uint32 codes of the values, 0 exactly for zeros (which are skipped).
+    uint32 codes of the values below ``2**31`` (or raw float32 bits), 0 exactly
+    for zeros (which are skipped).
     ``mode``: 0 stable, 1 random, 2 c2s (``perms`` then holds the permutations).
+    Ties keep tie-break-permutation order because the radix sort is stable.
     """
     n = indptr.size - 1
-    for i in prange(n):
-        s = indptr[i]
-        m = indptr[i + 1] - s
-        k = out_ptr[i + 1] - out_ptr[i]
-        if k == 0:
-            continue
-        if mode == 1:
-            perm = _random_permutation(m, seed, row_offset + i)
-        elif mode == 2:
-            perm = perms[s : s + m]
-        else:
-            perm = np.arange(m).astype(np.int64)
-        keys = np.empty(m, np.uint64)
-        c = 0
-        for p in range(m):
-            code = codes[s + perm[p]]
-            if code != 0:
-                keys[c] = ((_MASK32 - np.uint64(code)) << np.uint64(32)) | np.uint64(p)
-                c += 1
-        keys = keys[:c]
-        if k < c:
-            keys = np.partition(keys, k - 1)[:k]
-        keys.sort()
-        o = out_ptr[i]
-        for j in range(k):
-            out_idx[o + j] = indices[s + perm[np.int64(keys[j] & _MASK32)]]
+    n_blocks = min(n, 256)
+    for block in prange(n_blocks):
+        r0 = block * n // n_blocks
+        r1 = (block + 1) * n // n_blocks
+        longest = 1
+        for i in range(r0, r1):
+            longest = max(longest, indptr[i + 1] - indptr[i])
+        keys = np.empty(longest, np.uint32)
+        vals = np.empty(longest, np.int64)
+        tmp_keys = np.empty(longest, np.uint32)
+        tmp_vals = np.empty(longest, np.int64)
+        scratch = np.empty(longest, np.uint32)
+        for i in range(r0, r1):
+            s = indptr[i]
+            m = indptr[i + 1] - s
+            k = out_ptr[i + 1] - out_ptr[i]
+            if k == 0:
+                continue
+            if mode == 1:
+                perm = _random_permutation(m, seed, row_offset + i)
+            elif mode == 2:
+                perm = perms[s : s + m]
+            else:
+                perm = np.arange(m).astype(np.int64)
+            c = 0
+            for p in range(m):
+                code = codes[s + perm[p]]
+                if code != 0:
+                    keys[c] = np.uint32(0xFFFFFFFF) - code  # ascending keys: descending values
+                    vals[c] = perm[p]
+                    c += 1
+            if k < c:
+                c = _select_smallest(keys, vals, c, k, tmp_keys, tmp_vals, scratch)
+                sorted_keys, sorted_vals = _radix_sort(tmp_keys, tmp_vals, keys, vals, c)
+            else:
+                sorted_keys, sorted_vals = _radix_sort(keys, vals, tmp_keys, tmp_vals, c)
+            o = out_ptr[i]
+            for j in range(k):
+                out_idx[o + j] = indices[s + sorted_vals[j]]
 
 
 @njit(parallel=True, cache=True)
@@ -169,3 +264,29 @@ def fill_positions(indptr, out):
     for i in prange(n):
         for p in range(indptr[i], indptr[i + 1]):
             out[p] = p - indptr[i] + 1
+
+
+@njit(parallel=True, cache=True)
+def scan_float32(indptr, bits):
+    """One pass over float32 values (as their uint32 bits): expressed genes per row, bad-value flags.
+
+    Returns ``(expressed, any_non_finite, any_negative)``.
+    """
+    n = indptr.size - 1
+    expressed = np.zeros(n, np.int64)
+    non_finite = np.zeros(n, np.bool_)
+    negative = np.zeros(n, np.bool_)
+    for i in prange(n):
+        c = 0
+        bad_exp = False
+        neg = False
+        for p in range(indptr[i], indptr[i + 1]):
+            b = bits[p]
+            code = b & _CODE_MASK
+            c += np.int64(code != 0)
+            bad_exp |= code >= np.uint32(0x7F800000)  # inf or NaN
+            neg |= (b >> np.uint32(31)) != 0 and code != 0
+        expressed[i] = c
+        non_finite[i] = bad_exp
+        negative[i] = neg
+    return expressed, non_finite.any(), negative.any()
