@@ -179,3 +179,19 @@ def test_duplicate_entries_are_summed():
     adata.X = matrix
     sct.pp.cell_sentences(adata, tie_break="stable", progress=False)
     assert sct.get.sentences(adata) == ["GENE1 GENE0", "GENE2"]
+
+
+@pytest.mark.parametrize("tie_break", ["stable", "c2s"])
+def test_negative_zero_is_a_zero(tie_break):
+    # every entry stored, the zeros as -0.0 (sign bit set): they must be dropped, not ranked
+    dense = make_counts(seed=11)
+    rows, cols = np.indices(dense.shape)
+    full = sparse.csr_matrix((np.where(dense == 0, -0.0, dense).ravel(), (rows.ravel(), cols.ravel())),
+                             shape=dense.shape)
+    assert (np.signbit(full.data) & (full.data == 0)).any()
+    adata = make_adata(dense)
+    adata.X = full
+    for n_genes in (None, 3):
+        sct.pp.cell_sentences(adata, tie_break=tie_break, n_genes=n_genes, progress=False)
+        expected = stable_rankings(dense, n_genes) if tie_break == "stable" else c2s_rankings(full, n_genes=n_genes)
+        assert rankings_of(adata) == expected

@@ -7,8 +7,7 @@ import numpy as np
 from ..pp import _ranking
 from ..pp._sentences import PARAMS_KEY, RANKS_KEY
 
-_ROWS_PER_BLOCK = 4096
-
+_ROWS_PER_BLOCK = 2048
 
 def _require_sentences(adata) -> None:
     if RANKS_KEY not in adata.obsm or PARAMS_KEY not in adata.uns:
@@ -65,15 +64,33 @@ def sentences(adata, n_genes: int | None = None, delimiter: str = " ") -> list[s
     return join_sentences(indptr, ordered, stored_genes(adata), delimiter)
 
 
-def join_sentences(indptr: np.ndarray, ordered: np.ndarray, genes: np.ndarray, delimiter: str = " ") -> list[str]:
-    """Join gene names row by row (blocks bound the temporary list of names)."""
+def encode_names(genes) -> tuple[np.ndarray, np.ndarray]:
+    """Gene names as one UTF-8 byte buffer with offsets."""
+    encoded = [str(g).encode("utf-8") for g in genes]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), np.uint8), offsets
+
+
+def join_sentences_utf8(indptr, ordered, genes, delimiter: str = " ") -> tuple[np.ndarray, np.ndarray]:
+    """Sentences as one UTF-8 buffer and row offsets (what Arrow string columns are made of)."""
+    name_bytes, name_offsets = encode_names(genes)
+    sep = np.frombuffer(delimiter.encode("utf-8"), np.uint8)
+    return _ranking.join_names(np.asarray(indptr, np.int64), ordered, name_bytes, name_offsets, sep)
+
+
+def join_sentences(indptr, ordered, genes, delimiter: str = " ") -> list[str]:
+    """Join gene names row by row: compiled joins of row blocks (a small buffer, reused), one decode per sentence."""
+    name_bytes, name_offsets = encode_names(genes)
+    sep = np.frombuffer(delimiter.encode("utf-8"), np.uint8)
+    indptr = np.asarray(indptr, np.int64)
     out: list[str] = []
-    n = indptr.size - 1
-    join = delimiter.join
-    for start in range(0, n, _ROWS_PER_BLOCK):
-        stop = min(start + _ROWS_PER_BLOCK, n)
+    for start in range(0, indptr.size - 1, _ROWS_PER_BLOCK):
+        stop = min(start + _ROWS_PER_BLOCK, indptr.size - 1)
         lo = indptr[start]
-        names = genes[ordered[lo : indptr[stop]]].tolist()
-        bounds = (indptr[start : stop + 1] - lo).tolist()
-        out.extend(join(names[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
+        buffer, offsets = _ranking.join_names(indptr[start : stop + 1] - lo, ordered[lo : indptr[stop]],
+                                              name_bytes, name_offsets, sep)
+        view = memoryview(buffer)
+        bounds = offsets.tolist()
+        out.extend(str(view[a:b], "utf-8") for a, b in zip(bounds[:-1], bounds[1:]))
     return out

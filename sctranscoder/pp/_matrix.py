@@ -3,7 +3,6 @@ read them as CSR row chunks (dense, CSR, CSC and backed h5ad alike)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -88,25 +87,26 @@ def select_expression(adata, *, layer=None, use_raw=None, gene_symbols=None, upp
 
 
 def _check_gene_names(names, genes, uppercase, source_of_names) -> None:
-    missing = [i for i, g in enumerate(genes) if g in ("", "nan", "NAN")]
-    if missing:
+    names = pd.Series(names)
+    missing = np.flatnonzero(names.isin(["", "nan", "NaN", "None"]).to_numpy())
+    if missing.size:
         raise ValueError(
-            f"{len(missing)} genes have empty or missing names in {source_of_names} "
-            f"(positions {missing[:_EXAMPLES]}); fill them in or choose another gene_symbols column."
+            f"{missing.size} genes have empty or missing names in {source_of_names} "
+            f"(positions {missing[:_EXAMPLES].tolist()}); fill them in or choose another gene_symbols column."
         )
-    duplicated = [g for g, c in Counter(names).items() if c > 1]
-    if duplicated:
+    duplicated = names[names.duplicated()].unique()
+    if duplicated.size:
         raise ValueError(
             f"Duplicate gene names in {source_of_names}: {_examples(duplicated)}. A sentence would name "
             "two different columns the same way; run adata.var_names_make_unique() or pick a unique "
             "gene_symbols column."
         )
     if uppercase:
-        groups: dict[str, list[str]] = {}
-        for name, upper in zip(names, genes):
-            groups.setdefault(upper, []).append(name)
-        colliding = [" / ".join(v) for v in groups.values() if len(v) > 1]
-        if colliding:
+        upper = pd.Series(genes)
+        clash = upper.duplicated(keep=False).to_numpy()
+        if clash.any():
+            groups = names[clash].groupby(upper[clash].to_numpy(), sort=False)
+            colliding = [" / ".join(group) for _, group in groups]
             raise ValueError(
                 f"Gene names collide after uppercasing in {source_of_names}: {_examples(colliding)} "
                 "(cell2sentence would silently misalign these). Rename them, or pass uppercase=False."

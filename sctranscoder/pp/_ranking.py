@@ -43,10 +43,16 @@ def _random_permutation(m, seed, row):
     perm = np.arange(m).astype(np.int64)
     state = (np.uint64(seed) * np.uint64(0xD1342543DE82EF95)) ^ np.uint64(row)
     state, _ = _splitmix64(state)
+    draw = np.uint64(0)
     for i in range(m - 1, 0, -1):
-        state, r = _splitmix64(state)
-        # multiply-shift maps a 32-bit draw to [0, i]; bias < 2**-32 * i
-        j = np.int64(((r >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+        # each 64-bit output serves two steps, 32 bits each; multiply-shift maps
+        # a 32-bit draw to [0, i] (bias < i / 2**32)
+        if (m - 1 - i) % 2 == 0:
+            state, draw = _splitmix64(state)
+            half = draw >> np.uint64(32)
+        else:
+            half = draw & np.uint64(0xFFFFFFFF)
+        j = np.int64((half * np.uint64(i + 1)) >> np.uint64(32))
         tmp = perm[i]
         perm[i] = perm[j]
         perm[j] = tmp
@@ -138,22 +144,24 @@ def _radix_sort(keys, vals, tmp_keys, tmp_vals, m):
 
 
 @njit(cache=True)
-def _select_smallest(keys, vals, m, k, out_keys, out_vals, scratch):
+def _select_smallest(keys, vals, m, k, out_keys, out_vals, scratch, top_count):
     """The ``k`` smallest of ``keys[:m]``, in their original order (radix select).
 
-    Ties at the threshold are taken in order, so a stable sort afterwards gives
-    exactly the first ``k`` of a stable sort of all ``m``.
+    ``top_count`` is the histogram of the keys' top bytes (counted while the keys
+    were filled in). Ties at the threshold are taken in order, so a stable sort
+    afterwards gives exactly the first ``k`` of a stable sort of all ``m``.
     """
-    count = np.zeros(256, np.int64)
+    count = top_count
     prefix = np.uint32(0)
     n_cand = m
     cand = keys
     needed = k
     for b in range(3, -1, -1):
         shift = np.uint32(8 * b)
-        count[:] = 0
-        for i in range(n_cand):
-            count[(cand[i] >> shift) & np.uint32(255)] += 1
+        if b < 3:
+            count[:] = 0
+            for i in range(n_cand):
+                count[(cand[i] >> shift) & np.uint32(255)] += 1
         below = 0
         digit = 0
         for d in range(256):
@@ -184,8 +192,9 @@ def _select_smallest(keys, vals, m, k, out_keys, out_vals, scratch):
 
 
 @njit(parallel=True, cache=True)
-def rank_rows(indptr, indices, codes, mode, perms, seed, row_offset, out_ptr, out_idx):
-    """Fill ``out_idx[out_ptr[i]:out_ptr[i+1]]`` with row i's top genes, best first.
+def rank_rows(indptr, indices, codes, mode, perms, seed, row_offset, out_ptr, out_idx, out_rank):
+    """Fill ``out_idx[out_ptr[i]:out_ptr[i+1]]`` with row i's top genes, best first,
+    and ``out_rank`` with their 1-based ranks.
 
     The chunk is a CSR with ``indptr[0] == 0``; ``codes`` are order-preserving
     uint32 codes of the values below ``2**31`` (or raw float32 bits), 0 exactly
@@ -206,6 +215,7 @@ def rank_rows(indptr, indices, codes, mode, perms, seed, row_offset, out_ptr, ou
         tmp_keys = np.empty(longest, np.uint32)
         tmp_vals = np.empty(longest, np.int64)
         scratch = np.empty(longest, np.uint32)
+        top_count = np.zeros(256, np.int64)
         for i in range(r0, r1):
             s = indptr[i]
             m = indptr[i + 1] - s
@@ -219,20 +229,27 @@ def rank_rows(indptr, indices, codes, mode, perms, seed, row_offset, out_ptr, ou
             else:
                 perm = np.arange(m).astype(np.int64)
             c = 0
+            select = k < m  # a top-n cut is possible: count top bytes while filling
+            if select:
+                top_count[:] = 0
             for p in range(m):
-                code = codes[s + perm[p]]
+                code = codes[s + perm[p]] & _CODE_MASK
                 if code != 0:
-                    keys[c] = np.uint32(0xFFFFFFFF) - code  # ascending keys: descending values
+                    key = np.uint32(0xFFFFFFFF) - code  # ascending keys: descending values
+                    keys[c] = key
                     vals[c] = perm[p]
                     c += 1
+                    if select:
+                        top_count[key >> np.uint32(24)] += 1
             if k < c:
-                c = _select_smallest(keys, vals, c, k, tmp_keys, tmp_vals, scratch)
+                c = _select_smallest(keys, vals, c, k, tmp_keys, tmp_vals, scratch, top_count)
                 sorted_keys, sorted_vals = _radix_sort(tmp_keys, tmp_vals, keys, vals, c)
             else:
                 sorted_keys, sorted_vals = _radix_sort(keys, vals, tmp_keys, tmp_vals, c)
             o = out_ptr[i]
             for j in range(k):
                 out_idx[o + j] = indices[s + sorted_vals[j]]
+                out_rank[o + j] = j + 1
 
 
 @njit(parallel=True, cache=True)
@@ -255,15 +272,6 @@ def order_by_rank(indptr, indices, ranks):
             for j in range(e - s):
                 out[s + j] = indices[s + o[j]]
     return out
-
-
-@njit(parallel=True, cache=True)
-def fill_positions(indptr, out):
-    """``out[indptr[i] + j] = j + 1``: 1-based positions within each row."""
-    n = indptr.size - 1
-    for i in prange(n):
-        for p in range(indptr[i], indptr[i + 1]):
-            out[p] = p - indptr[i] + 1
 
 
 @njit(parallel=True, cache=True)
@@ -290,3 +298,38 @@ def scan_float32(indptr, bits):
         non_finite[i] = bad_exp
         negative[i] = neg
     return expressed, non_finite.any(), negative.any()
+
+
+@njit(parallel=True, cache=True)
+def join_names(indptr, genes, name_bytes, name_offsets, delimiter):
+    """UTF-8 sentences of all rows in one buffer: ``(buffer, offsets)``, row i at offsets[i]:offsets[i+1].
+
+    ``name_bytes[name_offsets[g]:name_offsets[g+1]]`` is gene g's encoded name.
+    """
+    n = indptr.size - 1
+    lengths = np.zeros(n, np.int64)
+    d = delimiter.size
+    for i in prange(n):
+        total = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            g = genes[p]
+            total += name_offsets[g + 1] - name_offsets[g]
+        if indptr[i + 1] > indptr[i]:
+            total += d * (indptr[i + 1] - indptr[i] - 1)
+        lengths[i] = total
+    offsets = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        offsets[i + 1] = offsets[i] + lengths[i]
+    buffer = np.empty(offsets[n], np.uint8)
+    for i in prange(n):
+        o = offsets[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            if p > indptr[i]:
+                for j in range(d):
+                    buffer[o + j] = delimiter[j]
+                o += d
+            g = genes[p]
+            for j in range(name_offsets[g], name_offsets[g + 1]):
+                buffer[o] = name_bytes[j]
+                o += 1
+    return buffer, offsets

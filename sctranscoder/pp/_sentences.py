@@ -30,6 +30,7 @@ class RankedChunk:
     stop: int
     indptr: np.ndarray
     genes: np.ndarray
+    ranks: np.ndarray
     n_expressed: np.ndarray
 
 
@@ -70,26 +71,43 @@ def rank_chunks(
     seed: int = 42,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Iterator[RankedChunk]:
-    """Rank the genes of every cell, one chunk of cells at a time."""
+    """Rank the genes of every cell, one chunk of cells at a time.
+
+    ``out``: preallocated ``(genes, ranks)`` arrays large enough for every kept
+    gene; chunks are then written into them back to back (no copies to join
+    later). Otherwise each chunk gets arrays of its own.
+    """
     _check_options(n_genes, tie_break, chunk_size)
     mode = TIE_BREAKS[tie_break]
     stream = _C2SStream(seed) if tie_break == "c2s" else None
-    dummy_perms = np.empty(0, np.int64)
+    no_perms = np.empty(0, np.int64)
     limit = -1 if n_genes is None else int(n_genes)
+    rank_dtype = rank_dtype_for(len(source.genes))
+    offset = 0
     with tqdm(total=source.n_obs, unit="cells", desc="cell sentences", disable=not progress) as bar:
         for chunk in iter_csr_chunks(source.matrix, chunk_size):
             codes, n_expressed = _codes_and_counts(chunk, source)
             kept = n_expressed if limit < 0 else np.minimum(n_expressed, limit)
             out_ptr = np.zeros(kept.size + 1, np.int64)
             np.cumsum(kept, out=out_ptr[1:])
-            out_genes = np.empty(out_ptr[-1], np.int32)
-            perms = stream.permutations(chunk.indptr) if stream is not None else dummy_perms
+            total = int(out_ptr[-1])
+            if out is None:
+                genes, ranks = np.empty(total, np.int32), np.empty(total, rank_dtype)
+            else:
+                genes, ranks = out[0][offset : offset + total], out[1][offset : offset + total]
+                offset += total
+            perms = stream.permutations(chunk.indptr) if stream is not None else no_perms
             _ranking.rank_rows(
-                chunk.indptr, chunk.indices, codes, mode, perms, seed, chunk.start, out_ptr, out_genes
+                chunk.indptr, chunk.indices, codes, mode, perms, seed, chunk.start, out_ptr, genes, ranks
             )
             bar.update(chunk.stop - chunk.start)
-            yield RankedChunk(chunk.start, chunk.stop, out_ptr, out_genes, n_expressed)
+            yield RankedChunk(chunk.start, chunk.stop, out_ptr, genes, ranks, n_expressed)
+
+
+def rank_dtype_for(n_vars: int):
+    return np.uint16 if n_vars < np.iinfo(np.uint16).max else np.uint32
 
 
 def _codes_and_counts(chunk, source: ExpressionSource):
@@ -172,10 +190,27 @@ def cell_sentences(
     """
     adata = adata.copy() if copy else adata
     source = select_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, uppercase=uppercase)
-    chunks = list(rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed,
-                              chunk_size=chunk_size, progress=progress))
-    ranks = _ranks_matrix(chunks, source.n_obs, len(source.genes))
-    n_empty = int(sum((c.n_expressed == 0).sum() for c in chunks))
+    out = _preallocate(source.matrix, n_genes, len(source.genes))
+    counts, n_empty, used = [], 0, 0
+    pieces = []
+    for chunk in rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed,
+                             chunk_size=chunk_size, progress=progress, out=out):
+        counts.append(np.diff(chunk.indptr))
+        n_empty += int((chunk.n_expressed == 0).sum())
+        used += chunk.genes.size
+        if out is None:
+            pieces.append((chunk.genes, chunk.ranks))
+    if out is None:
+        genes = np.concatenate([g for g, _ in pieces]) if pieces else np.zeros(0, np.int32)
+        ranks = np.concatenate([r for _, r in pieces]) if pieces else np.zeros(0, rank_dtype_for(len(source.genes)))
+    else:  # explicit zeros make the bound loose: trim
+        genes, ranks = (out[0], out[1]) if used == out[0].size else (out[0][:used].copy(), out[1][:used].copy())
+    indptr = np.zeros(source.n_obs + 1, np.int64)
+    if counts:
+        np.cumsum(np.concatenate(counts), out=indptr[1:])
+    if indptr[-1] < np.iinfo(np.int32).max:
+        indptr = indptr.astype(np.int32)
+    ranks = sparse.csr_matrix((ranks, genes, indptr), shape=(source.n_obs, len(source.genes)))
     warn_empty(n_empty, source.n_obs)
     adata.obsm[RANKS_KEY] = ranks
     adata.uns[PARAMS_KEY] = {
@@ -194,15 +229,20 @@ def cell_sentences(
     return adata if copy else None
 
 
-def _ranks_matrix(chunks: list[RankedChunk], n_obs: int, n_vars: int) -> sparse.csr_matrix:
-    """Stack chunk rankings into one CSR whose values are 1-based ranks."""
-    counts = np.concatenate([np.diff(c.indptr) for c in chunks]) if chunks else np.zeros(0, np.int64)
-    indptr = np.zeros(n_obs + 1, np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    genes = np.concatenate([c.genes for c in chunks]) if chunks else np.zeros(0, np.int32)
-    rank_dtype = np.uint16 if n_vars < np.iinfo(np.uint16).max else np.uint32
-    ranks = np.empty(genes.size, rank_dtype)
-    _ranking.fill_positions(indptr, ranks)
-    if indptr[-1] < np.iinfo(np.int32).max:
-        indptr = indptr.astype(np.int32)
-    return sparse.csr_matrix((ranks, genes, indptr), shape=(n_obs, n_vars))
+def _stored_per_row(matrix) -> np.ndarray | None:
+    """Stored entries per row, read from the index alone (None when not CSR-like)."""
+    if sparse.issparse(matrix):
+        return np.diff(matrix.indptr) if matrix.format == "csr" else matrix.getnnz(axis=1)
+    group = getattr(matrix, "group", None)
+    if getattr(matrix, "format", None) == "csr" and group is not None and "indptr" in group:
+        return np.diff(group["indptr"][:])
+    return None
+
+
+def _preallocate(matrix, n_genes, n_vars):
+    """Output arrays sized by an upper bound on the kept genes, or None when unknown."""
+    stored = _stored_per_row(matrix)
+    if stored is None:
+        return None
+    bound = int(np.minimum(stored, n_genes).sum() if n_genes is not None else stored.sum())
+    return np.empty(bound, np.int32), np.empty(bound, rank_dtype_for(n_vars))
