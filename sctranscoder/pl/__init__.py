@@ -1,3 +1,5 @@
 """Plots (scanpy's ``sc.pl`` shape)."""
 
-__all__: list[str] = []
+from ._rank_expression import rank_expression
+
+__all__ = ["rank_expression"]
