@@ -1,0 +1,7 @@
+"""C2S language models: loading, gene-to-token spans, training, the bundled default model."""
+
+from ._load import C2SModel, hub_reachable, load
+from ._spans import GeneSpans, gene_spans
+from ._tokenizer import train_tokenizer
+
+__all__ = ["C2SModel", "GeneSpans", "gene_spans", "hub_reachable", "load", "train_tokenizer"]
