@@ -11,7 +11,6 @@ stays flat as the cell count grows tenfold.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,9 @@ def stream(path: str, out: str) -> None:
 
     t0 = time.perf_counter()
     sct.pp.write_sentences(path, out, obs_columns=["label"], n_genes=200, progress=False)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork + exec
+    status = Path("/proc/self/status").read_text()
+    peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
     print(f"{time.perf_counter() - t0:.1f} {peak:.0f}")
 
 

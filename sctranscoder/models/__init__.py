@@ -3,5 +3,15 @@
 from ._load import C2SModel, hub_reachable, load
 from ._spans import GeneSpans, gene_spans
 from ._tokenizer import train_tokenizer
+from ._train import default_config, train_c2s
 
-__all__ = ["C2SModel", "GeneSpans", "gene_spans", "hub_reachable", "load", "train_tokenizer"]
+__all__ = [
+    "C2SModel",
+    "GeneSpans",
+    "default_config",
+    "gene_spans",
+    "hub_reachable",
+    "load",
+    "train_c2s",
+    "train_tokenizer",
+]

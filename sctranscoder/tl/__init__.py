@@ -1,3 +1,5 @@
-"""AnnData-facing tools (scanpy's ``sc.tl`` shape); filled in by the model, harvest and transcoder steps."""
+"""AnnData-facing tools (scanpy's ``sc.tl`` shape)."""
 
-__all__: list[str] = []
+from ._predict import predict_cell_types
+
+__all__ = ["predict_cell_types"]

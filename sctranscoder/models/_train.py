@@ -1,0 +1,275 @@
+"""Train (or fine-tune) a causal LM on C2S cell-type prediction prompts, loss on the answer only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._load import METADATA_FILE, C2SModel, load
+from ._tokenizer import train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+CHECKPOINTS = "checkpoints"
+
+
+def default_config(tokenizer, *, hidden_size: int = 128, layers: int = 4, heads: int = 4, max_positions: int = 1024,
+                   dropout: float = 0.1):
+    """A small GPT-NeoX with parallel residual, shaped like Pythia (the C2S-Pythia models)."""
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden_size,
+        max_position_embeddings=max_positions,
+        use_parallel_residual=True,
+        rotary_pct=0.25,
+        hidden_dropout=dropout,
+        attention_dropout=dropout,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _config_for(config, tokenizer):
+    """A model config sized to ``tokenizer``: from :func:`default_config` (``config`` None or a dict of its
+    keyword arguments), or a given transformers config with its vocabulary and special tokens set."""
+    if config is None or isinstance(config, dict):
+        return default_config(tokenizer, **(config or {}))
+    config.vocab_size = len(tokenizer)
+    config.bos_token_id, config.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    return config
+
+
+def held_out_split(labels, test_size: float, seed: int) -> np.ndarray:
+    """Boolean mask of held-out cells, stratified by label (every label keeps a training cell)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = np.zeros(labels.size, bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n = int(round(test_size * members.size))
+        n = min(n, members.size - 1)
+        held[rng.choice(members, size=n, replace=False)] = True
+    return held
+
+
+def encode_examples(tokenizer, prompts, responses):
+    """Token ids of prompt + answer + EOS, with labels masked on the prompt."""
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    examples = []
+    for p, a in zip(prompt_ids, answer_ids):
+        answer = a + [tokenizer.eos_token_id]
+        examples.append({"input_ids": p + answer, "labels": [IGNORE_INDEX] * len(p) + answer})
+    return examples
+
+
+def pad_batch(examples, pad_id: int):
+    """Right-pad a list of examples into tensors (labels padded with -100)."""
+    import torch
+
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[i, :n] = torch.tensor(e["input_ids"])
+        labels[i, :n] = torch.tensor(e["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def train_c2s(
+    adata,
+    label_key: str,
+    out_dir,
+    *,
+    n_genes: int = 100,
+    base_model=None,
+    config=None,
+    vocab_size: int = 600,
+    epochs: int = 10,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.01,
+    warmup_ratio: float = 0.05,
+    test_size: float = 0.2,
+    seed: int = 0,
+    organism: str = "Homo sapiens",
+    tie_break: str = "random",
+    layer: str | None = None,
+    use_raw: bool | None = None,
+    resume: bool = True,
+    callbacks=None,
+    progress: bool = True,
+) -> C2SModel:
+    """Train a causal LM to answer C2S cell-type prediction prompts.
+
+    The loss is on the answer (``"{cell_type}."`` and EOS) only. Cells are split
+    into training and held-out sets, stratified by label; the held-out cells are
+    recorded in ``sctranscoder.json`` beside the model so evaluation never sees
+    training cells.
+
+    Parameters
+    ----------
+    adata
+        Cells to train on; cell sentences are computed from it (a copy).
+    label_key
+        ``adata.obs`` column with the cell types.
+    out_dir
+        Folder for the model (Hugging Face layout), its tokenizer, metadata and
+        ``checkpoints/`` (one per epoch, resumable).
+    n_genes
+        Genes per sentence in the prompts.
+    base_model
+        ``None`` trains from scratch (a new byte-level BPE tokenizer on the
+        sentences and ``config``, default :func:`default_config`); a folder, Hub id
+        or :class:`C2SModel` is fine-tuned with its own tokenizer.
+    config
+        For a model trained from scratch: a transformers config (its vocabulary is
+        set to the new tokenizer's), or a dict of :func:`default_config` arguments.
+    vocab_size
+        Vocabulary of the new tokenizer (from scratch only).
+    epochs, batch_size, learning_rate, weight_decay, warmup_ratio
+        Optimisation (AdamW, linear warmup then linear decay).
+    test_size
+        Fraction of each label held out.
+    seed
+        Seed of the split, the initialisation and the data order.
+    organism, tie_break, layer, use_raw
+        As in :func:`sctranscoder.pp.prompts` and :func:`sctranscoder.pp.cell_sentences`.
+    resume
+        Continue from the last checkpoint in ``out_dir`` when there is one.
+    callbacks
+        ``transformers.TrainerCallback`` objects (logging, early stopping, ...).
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    The trained :class:`C2SModel`, also saved in ``out_dir``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, set_seed
+
+    from .. import pp
+
+    if label_key not in adata.obs:
+        raise KeyError(f"label_key={label_key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)}).")
+    out_dir = Path(out_dir)
+    set_seed(seed)
+    cells = adata.copy()
+    pp.cell_sentences(cells, n_genes=n_genes, tie_break=tie_break, seed=seed, layer=layer, use_raw=use_raw,
+                      progress=progress)
+    table = pp.prompts(cells, label_key=label_key, n_genes=n_genes, organism=organism, template=0)
+    labels = cells.obs[label_key].astype(str).to_numpy()
+    held = held_out_split(labels, test_size, seed)
+    train_rows = np.flatnonzero(~held)
+
+    checkpoint_dir = out_dir / CHECKPOINTS
+    last = _last_checkpoint(checkpoint_dir) if resume else None
+    if last is not None:
+        # Load weights and tokenizer the way from_pretrained does: Trainer's own resume
+        # loader misses GPT-NeoX's renamed output layer (embed_out / lm_head) in transformers 5.
+        logger.info("resuming from %s", last)
+        checkpoint = load(last)
+        tokenizer, model = checkpoint.tokenizer, checkpoint.model
+        model.train()
+    elif base_model is None:
+        tokenizer = train_tokenizer(
+            list(table.prompt.iloc[train_rows]) + list(table.response.iloc[train_rows]), vocab_size=vocab_size
+        )
+        model = AutoModelForCausalLM.from_config(_config_for(config, tokenizer))
+    else:
+        base = base_model if isinstance(base_model, C2SModel) else load(base_model)
+        tokenizer, model = base.tokenizer, base.model
+        model.train()
+
+    examples = encode_examples(tokenizer, table.prompt.iloc[train_rows], table.response.iloc[train_rows])
+    longest = max(len(e["input_ids"]) for e in examples)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and longest > limit:
+        raise ValueError(f"Prompts reach {longest} tokens but the model takes {limit}; lower n_genes.")
+
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_ratio,
+        lr_scheduler_type="linear",
+        save_strategy="epoch",
+        save_total_limit=1,
+        logging_strategy="epoch",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=not progress,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=examples,
+        data_collator=lambda batch: pad_batch(batch, tokenizer.pad_token_id),
+        callbacks=callbacks,
+        processing_class=tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+
+    model.eval()
+    _save_atomically(out_dir, model, tokenizer, {
+        "task": "cell_type_prediction",
+        "label_key": label_key,
+        "labels": sorted(set(labels)),
+        "n_genes": int(n_genes),
+        "organism": organism,
+        "template": 0,
+        "tie_break": tie_break,
+        "seed": int(seed),
+        "test_size": float(test_size),
+        "held_out_cells": [str(c) for c in cells.obs_names[held]],
+        "n_train_cells": int(train_rows.size),
+        "epochs": int(epochs),
+        "base_model": None if base_model is None else str(getattr(base_model, "name_or_path", base_model)),
+    })
+    return load(out_dir)
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not folder.is_dir():
+        return None
+    last = get_last_checkpoint(str(folder))
+    return Path(last) if last else None
+
+
+def _save_atomically(out_dir: Path, model, tokenizer, metadata: dict) -> None:
+    """Write the final model into a temporary folder, then swap its files in."""
+    import tempfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".final-", dir=out_dir))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+    for item in staging.iterdir():
+        os.replace(item, out_dir / item.name)
+    staging.rmdir()

@@ -1,0 +1,65 @@
+import time
+
+import pytest
+import torch
+
+import sctranscoder as sct
+from tiny_models import ARCHITECTURES, save_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tokenizer(pbmc_template):
+    pbmc = pbmc_template.copy()
+    sct.pp.cell_sentences(pbmc, n_genes=30, progress=False)
+    texts = sct.get.sentences(pbmc) + list(sct.pp.prompts(pbmc, label_key="bulk_labels").prompt)
+    return sct.models.train_tokenizer(texts, kind="byte_bpe", vocab_size=400)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_load_local_folder(arch, tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = save_tiny_model(arch, tokenizer, tmp_path / arch)
+    loaded = sct.models.load(folder)
+    expected = "gpt_neox" if arch.startswith("gpt_neox") else arch
+    assert loaded.architecture == expected and not loaded.model.training
+    if arch.startswith("gpt_neox"):
+        assert loaded.model.config.use_parallel_residual == (arch == "gpt_neox")
+    ids = loaded.tokenizer("FTL CD74 AIF1", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = loaded.model(ids).logits
+    assert logits.shape == (1, ids.shape[1], len(tokenizer))
+    assert loaded.metadata == {} and loaded.labels == []
+    half = sct.models.load(str(folder), dtype="bfloat16", device="cpu")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    assert "M parameters" in repr(half)
+
+
+def test_unreachable_hub_fails_fast_with_the_fix(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused at once
+    monkeypatch.setenv("HF_HOME", "/nonexistent-sctranscoder-cache")
+    start = time.monotonic()
+    with pytest.raises(OSError, match=r"cannot be reached.*--local-dir.*sct.models.load\('./C2S-Pythia-410m"):
+        sct.models.load("vandijklab/C2S-Pythia-410m-cell-type-prediction")
+    assert time.monotonic() - start < 10
+
+
+def test_offline_flag_is_respected(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not sct.models.hub_reachable()
+    with pytest.raises(OSError, match="cannot be reached"):
+        sct.models.load("someone/some-model")
+
+
+def test_bad_paths_and_dtype(tmp_path, tokenizer):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        sct.models.load(tmp_path / "empty")
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        sct.models.load(tmp_path / "weights.bin")
+    with pytest.raises(FileNotFoundError, match="neither an existing folder"):
+        sct.models.load(str(tmp_path / "missing" / "deeper" / "model"))
+    folder = save_tiny_model("gpt2", tokenizer, tmp_path / "gpt2")
+    with pytest.raises(ValueError, match="not a torch dtype"):
+        sct.models.load(folder, dtype="float33")

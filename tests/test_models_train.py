@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+from transformers import TrainerCallback
+
+import sctranscoder as sct
+
+TINY = {"hidden_size": 32, "layers": 2, "heads": 4, "max_positions": 256}
+
+
+@pytest.fixture(scope="module")
+def small_pbmc(pbmc_template):
+    # four common labels, 15 cells each: enough to exercise every path quickly
+    pbmc = pbmc_template.copy()
+    keep = []
+    for label in ["CD14+ Monocyte", "CD19+ B", "CD56+ NK", "Dendritic"]:
+        keep += list(np.flatnonzero(pbmc.obs.bulk_labels == label)[:15])
+    return pbmc[sorted(keep)].copy()
+
+
+def train(adata, out_dir, **kwargs):
+    options = dict(n_genes=12, config=TINY, epochs=2, batch_size=8, vocab_size=300, progress=False, seed=3)
+    options.update(kwargs)
+    return sct.models.train_c2s(adata, "bulk_labels", out_dir, **options)
+
+
+@pytest.fixture(scope="module")
+def trained(small_pbmc, tmp_path_factory):
+    return train(small_pbmc, tmp_path_factory.mktemp("c2s"))
+
+
+def test_trained_model_and_metadata(trained, small_pbmc):
+    meta = trained.metadata
+    assert trained.architecture == "gpt_neox" and trained.model.config.use_parallel_residual
+    assert meta["labels"] == sorted(small_pbmc.obs.bulk_labels.unique().astype(str))
+    assert meta["n_genes"] == 12 and meta["label_key"] == "bulk_labels"
+    held = meta["held_out_cells"]
+    assert len(held) == 12 and set(held) <= set(small_pbmc.obs_names)  # 20% of 15 per label, rounded
+    held_labels = small_pbmc.obs.loc[held, "bulk_labels"].value_counts()
+    assert (held_labels == 3).all()
+    assert meta["n_train_cells"] == 60 - 12
+    # gene names take several tokens, as in the real C2S models
+    spans = sct.models.gene_spans(trained.tokenizer, "Cell sentence: HLA-DRA CD74 MALAT1.", "HLA-DRA CD74 MALAT1")
+    assert (spans.spans[:, 1] - spans.spans[:, 0]).max() > 1
+
+
+def test_loss_is_on_the_answer_only(trained):
+    from sctranscoder.models._train import IGNORE_INDEX, encode_examples
+
+    examples = encode_examples(trained.tokenizer, ["Cell sentence: CD74 FTL.\nThe cell type is:"], ["CD19+ B."])
+    e = examples[0]
+    answer = trained.tokenizer("CD19+ B.", add_special_tokens=False)["input_ids"] + [trained.tokenizer.eos_token_id]
+    n_prompt = len(e["input_ids"]) - len(answer)
+    assert e["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
+    assert e["labels"][n_prompt:] == answer == e["input_ids"][n_prompt:]
+
+
+class CrashAfterFirstSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt("simulated crash")
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(small_pbmc, trained, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train(small_pbmc, tmp_path, callbacks=[CrashAfterFirstSave()])
+    assert (tmp_path / "checkpoints").is_dir() and not (tmp_path / "sctranscoder.json").exists()
+    resumed = train(small_pbmc, tmp_path)
+    for (name, a), (_, b) in zip(trained.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_fine_tune_a_given_model(small_pbmc, trained, tmp_path):
+    tuned = train(small_pbmc, tmp_path, base_model=trained, epochs=1)
+    assert tuned.tokenizer.get_vocab() == trained.tokenizer.get_vocab()
+    assert tuned.metadata["base_model"] == trained.name_or_path
+
+
+def test_bad_arguments(small_pbmc, tmp_path):
+    with pytest.raises(KeyError, match="label_key='cell_type'"):
+        sct.models.train_c2s(small_pbmc, "cell_type", tmp_path)
+    with pytest.raises(ValueError, match="lower n_genes"):
+        train(small_pbmc, tmp_path, n_genes=200, config=dict(TINY, max_positions=64))

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+import sctranscoder as sct
+from test_models_train import train  # noqa: F401  (shared tiny training recipe)
+
+
+@pytest.fixture(scope="module")
+def model_and_cells(pbmc_template, tmp_path_factory):
+    pbmc = pbmc_template.copy()
+    keep = []
+    for label in ["CD14+ Monocyte", "CD19+ B", "CD56+ NK"]:
+        keep += list(np.flatnonzero(pbmc.obs.bulk_labels == label)[:10])
+    cells = pbmc[sorted(keep)].copy()
+    model = train(cells, tmp_path_factory.mktemp("predict"), epochs=1)
+    return model, cells
+
+
+def naive_scores(model, prompt, candidates):
+    """Full forward of prompt + answer for every candidate: slow, obviously right."""
+    tok = model.tokenizer
+    out = []
+    for c in candidates:
+        p = tok(prompt, add_special_tokens=False)["input_ids"]
+        a = tok(f"{c}.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = torch.tensor([p + a])
+        with torch.no_grad():
+            logp = torch.log_softmax(model.model(ids).logits[0].float(), dim=-1)
+        out.append(sum(logp[len(p) - 1 + t, a[t]].item() for t in range(len(a))))
+    return np.array(out)
+
+
+def test_cached_scoring_equals_full_forward(model_and_cells):
+    from sctranscoder.tl._predict import score_candidates
+
+    model, cells = model_and_cells
+    sct.pp.cell_sentences(cells, n_genes=12, progress=False)
+    prompts = list(sct.pp.prompts(cells, n_genes=12, template=0).prompt)[:7]
+    candidates = model.labels + ["CD4+/CD45RA+/CD25- Naive T"]  # answers of different lengths
+    batched = score_candidates(model, prompts, candidates, batch_size=3, progress=False)
+    for i, prompt in enumerate(prompts):
+        np.testing.assert_allclose(batched[i], naive_scores(model, prompt, candidates), rtol=1e-4, atol=1e-4)
+
+
+def test_predict_score_mode(model_and_cells):
+    model, cells = model_and_cells
+    cells = cells.copy()
+    sct.tl.predict_cell_types(cells, model, progress=False, batch_size=8)
+    probabilities = cells.obsm["c2s_prediction_probabilities"]
+    assert list(probabilities.columns) == model.labels
+    np.testing.assert_allclose(probabilities.to_numpy().sum(axis=1), 1, rtol=1e-6)
+    assert (cells.obs.c2s_prediction.astype(str) == probabilities.idxmax(axis=1)).all()
+    sct.tl.predict_cell_types(cells, model, candidates=["CD19+ B", "CD56+ NK"], key_added="two", progress=False)
+    assert set(cells.obs.two.unique()) <= {"CD19+ B", "CD56+ NK"}
+
+
+def test_predict_generate_mode(model_and_cells):
+    model, cells = model_and_cells
+    cells = cells.copy()
+    sct.tl.predict_cell_types(cells, model, mode="generate", progress=False, batch_size=8)
+    assert cells.obs.c2s_prediction.notna().all()
+    assert all("\n" not in str(p) for p in cells.obs.c2s_prediction)
+
+
+def test_parse_answer():
+    from sctranscoder.tl._predict import parse_answer
+
+    assert parse_answer(" CD19+ B.") == "CD19+ B"
+    assert parse_answer("CD56+ NK.\nextra text") == "CD56+ NK"
+    assert parse_answer("Dendritic. More words.") == "Dendritic"
+    assert parse_answer("CD4+/CD45RO+ Memory") == "CD4+/CD45RO+ Memory"
+
+
+def test_predict_errors(model_and_cells):
+    model, cells = model_and_cells
+    with pytest.raises(ValueError, match="mode='vote'"):
+        sct.tl.predict_cell_types(cells.copy(), model, mode="vote")
+    bare = sct.models.C2SModel(model.model, model.tokenizer, "bare", {})
+    with pytest.raises(ValueError, match="pass candidates"):
+        sct.tl.predict_cell_types(cells.copy(), bare, n_genes=12, progress=False)
