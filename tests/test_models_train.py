@@ -80,3 +80,20 @@ def test_bad_arguments(small_pbmc, tmp_path):
         sct.models.train_c2s(small_pbmc, "cell_type", tmp_path)
     with pytest.raises(ValueError, match="lower n_genes"):
         train(small_pbmc, tmp_path, n_genes=200, config=dict(TINY, max_positions=64))
+
+
+def test_dropout_augmentation_copies(small_pbmc):
+    from sctranscoder.models._train import _dropout_copy
+
+    before = small_pbmc.raw.X.count_nonzero()
+    noisy = _dropout_copy(small_pbmc, 0.3, seed=1)
+    kept = noisy.raw.X.count_nonzero() / before
+    assert 0.65 < kept < 0.75
+    assert small_pbmc.raw.X.count_nonzero() == before  # the original is untouched
+    dropped = (small_pbmc.raw.X != 0).multiply(noisy.raw.X == 0)
+    assert dropped.sum() == before - noisy.raw.X.count_nonzero()  # only stored values were zeroed
+
+
+def test_augmented_training_records_it(small_pbmc, tmp_path):
+    model = train(small_pbmc, tmp_path, epochs=1, augment=2, augment_dropout=0.2)
+    assert model.metadata["augment"] == 2 and model.metadata["augment_dropout"] == 0.2

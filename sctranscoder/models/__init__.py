@@ -1,5 +1,6 @@
 """C2S language models: loading, gene-to-token spans, training, the bundled default model."""
 
+from ._default import default
 from ._load import C2SModel, hub_reachable, load
 from ._spans import GeneSpans, gene_spans
 from ._tokenizer import train_tokenizer
@@ -8,6 +9,7 @@ from ._train import default_config, train_c2s
 __all__ = [
     "C2SModel",
     "GeneSpans",
+    "default",
     "default_config",
     "gene_spans",
     "hub_reachable",

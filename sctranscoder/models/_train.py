@@ -52,6 +52,28 @@ def _config_for(config, tokenizer):
     return config
 
 
+def _dropout_copy(adata, fraction: float, seed: int, *, layer=None, use_raw=None):
+    """A copy of ``adata`` whose expression matrix has a random ``fraction`` of stored values zeroed."""
+    from scipy import sparse
+
+    from ..pp._matrix import select_expression
+
+    source = select_expression(adata, layer=layer, use_raw=use_raw, uppercase=False)
+    matrix = sparse.csr_matrix(source.matrix, copy=True)
+    rng = np.random.default_rng(seed)
+    matrix.data[rng.random(matrix.data.size) < fraction] = 0
+    noisy = adata.copy()
+    if source.use_raw:
+        import anndata as ad
+
+        noisy.raw = ad.AnnData(matrix, obs=noisy.obs[[]], var=adata.raw.var)
+    elif layer is not None:
+        noisy.layers[layer] = matrix
+    else:
+        noisy.X = matrix
+    return noisy
+
+
 def held_out_split(labels, test_size: float, seed: int) -> np.ndarray:
     """Boolean mask of held-out cells, stratified by label (every label keeps a training cell)."""
     labels = np.asarray(labels)
@@ -112,6 +134,8 @@ def train_c2s(
     tie_break: str = "random",
     layer: str | None = None,
     use_raw: bool | None = None,
+    augment: int = 0,
+    augment_dropout: float = 0.1,
     resume: bool = True,
     callbacks=None,
     progress: bool = True,
@@ -151,6 +175,13 @@ def train_c2s(
         Seed of the split, the initialisation and the data order.
     organism, tie_break, layer, use_raw
         As in :func:`sctranscoder.pp.prompts` and :func:`sctranscoder.pp.cell_sentences`.
+    augment
+        Extra copies of each training cell in which a random ``augment_dropout``
+        fraction of its expressed genes is zeroed (simulated dropout, as in
+        scRNA-seq capture) before its sentence is built; held-out cells are never
+        augmented.
+    augment_dropout
+        Fraction of expressed genes zeroed in each augmented copy.
     resume
         Continue from the last checkpoint in ``out_dir`` when there is one.
     callbacks
@@ -163,7 +194,7 @@ def train_c2s(
     The trained :class:`C2SModel`, also saved in ``out_dir``.
     """
     import torch
-    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, TrainingArguments, set_seed
 
     from .. import pp
 
@@ -171,41 +202,30 @@ def train_c2s(
         raise KeyError(f"label_key={label_key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)}).")
     out_dir = Path(out_dir)
     set_seed(seed)
-    cells = adata.copy()
-    pp.cell_sentences(cells, n_genes=n_genes, tie_break=tie_break, seed=seed, layer=layer, use_raw=use_raw,
-                      progress=progress)
-    table = pp.prompts(cells, label_key=label_key, n_genes=n_genes, organism=organism, template=0)
-    labels = cells.obs[label_key].astype(str).to_numpy()
+    labels = adata.obs[label_key].astype(str).to_numpy()
     held = held_out_split(labels, test_size, seed)
-    train_rows = np.flatnonzero(~held)
-
-    checkpoint_dir = out_dir / CHECKPOINTS
-    last = _last_checkpoint(checkpoint_dir) if resume else None
-    if last is not None:
-        # Load weights and tokenizer the way from_pretrained does: Trainer's own resume
-        # loader misses GPT-NeoX's renamed output layer (embed_out / lm_head) in transformers 5.
-        logger.info("resuming from %s", last)
-        checkpoint = load(last)
-        tokenizer, model = checkpoint.tokenizer, checkpoint.model
-        model.train()
-    elif base_model is None:
-        tokenizer = train_tokenizer(
-            list(table.prompt.iloc[train_rows]) + list(table.response.iloc[train_rows]), vocab_size=vocab_size
-        )
-        model = AutoModelForCausalLM.from_config(_config_for(config, tokenizer))
-    else:
-        base = base_model if isinstance(base_model, C2SModel) else load(base_model)
-        tokenizer, model = base.tokenizer, base.model
-        model.train()
-
-    examples = encode_examples(tokenizer, table.prompt.iloc[train_rows], table.response.iloc[train_rows])
+    sentence_options = dict(n_genes=n_genes, tie_break=tie_break, seed=seed, layer=layer, use_raw=use_raw)
+    train_cells = adata[~held].copy()
+    prompt_options = dict(label_key=label_key, n_genes=n_genes, organism=organism, template=0)
+    pp.cell_sentences(train_cells, progress=progress, **sentence_options)
+    table = pp.prompts(train_cells, **prompt_options)
+    train_prompts, train_answers = list(table.prompt), list(table.response)
+    last = _last_checkpoint(out_dir / CHECKPOINTS) if resume else None
+    tokenizer, model = _starting_point(last, base_model, config, train_prompts + train_answers, vocab_size)
+    for copy in range(augment):
+        noisy = _dropout_copy(train_cells, augment_dropout, seed + 1 + copy, layer=layer, use_raw=use_raw)
+        pp.cell_sentences(noisy, progress=False, **sentence_options)
+        extra = pp.prompts(noisy, **prompt_options)
+        train_prompts += list(extra.prompt)
+        train_answers += list(extra.response)
+    examples = encode_examples(tokenizer, train_prompts, train_answers)
     longest = max(len(e["input_ids"]) for e in examples)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and longest > limit:
         raise ValueError(f"Prompts reach {longest} tokens but the model takes {limit}; lower n_genes.")
 
     args = TrainingArguments(
-        output_dir=str(checkpoint_dir),
+        output_dir=str(out_dir / CHECKPOINTS),
         num_train_epochs=epochs,
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
@@ -244,12 +264,32 @@ def train_c2s(
         "tie_break": tie_break,
         "seed": int(seed),
         "test_size": float(test_size),
-        "held_out_cells": [str(c) for c in cells.obs_names[held]],
-        "n_train_cells": int(train_rows.size),
+        "held_out_cells": [str(c) for c in adata.obs_names[held]],
+        "n_train_cells": int(train_cells.n_obs),
         "epochs": int(epochs),
+        "augment": int(augment),
+        "augment_dropout": float(augment_dropout),
         "base_model": None if base_model is None else str(getattr(base_model, "name_or_path", base_model)),
     })
     return load(out_dir)
+
+
+def _starting_point(last, base_model, config, texts, vocab_size):
+    """Tokenizer and model to train: the last checkpoint, a base model, or new ones."""
+    from transformers import AutoModelForCausalLM
+
+    if last is not None:
+        # Load the way from_pretrained does: Trainer's own resume loader misses
+        # GPT-NeoX's renamed output layer (embed_out / lm_head) in transformers 5.
+        logger.info("resuming from %s", last)
+        start = load(last)
+    elif base_model is not None:
+        start = base_model if isinstance(base_model, C2SModel) else load(base_model)
+    else:
+        tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+        return tokenizer, AutoModelForCausalLM.from_config(_config_for(config, tokenizer))
+    start.model.train()
+    return start.tokenizer, start.model
 
 
 def _last_checkpoint(folder: Path) -> Path | None:

@@ -1,0 +1,34 @@
+"""The small C2S model sctranscoder ships (trained by data/make_default_model.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._load import C2SModel, load
+
+DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "data" / "c2s_pbmc_default"
+
+
+def default_model_path() -> Path:
+    """Where the default model lives: ``$SCTRANSCODER_DEFAULT_MODEL``, else ``data/c2s_pbmc_default``."""
+    return Path(os.environ.get("SCTRANSCODER_DEFAULT_MODEL", DEFAULT_FOLDER))
+
+
+def default(*, dtype=None, device=None) -> C2SModel:
+    """Load the bundled default C2S model.
+
+    A GPT-NeoX with parallel residual (like the C2S-Pythia models), with a
+    byte-level BPE tokenizer learned on cell sentences, trained on C2S cell-type
+    prediction prompts of pbmc68k_reduced (``bulk_labels``). Its held-out cells,
+    labels and prompt settings are in ``model.metadata``; its evaluation is in
+    ``evaluation.json`` beside it.
+    """
+    path = default_model_path()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"The default model is not at {path}. It ships in the source tree's data/ folder "
+            "(install with pip install -e .), or rebuild it with python data/make_default_model.py; "
+            "SCTRANSCODER_DEFAULT_MODEL may point to another copy."
+        )
+    return load(path, dtype=dtype, device=device)
