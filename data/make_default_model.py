@@ -24,12 +24,15 @@ import sctranscoder as sct
 
 OUT = Path(__file__).parent / "c2s_pbmc_default"
 SETTINGS = dict(
-    n_genes=64,
-    config={"hidden_size": 128, "layers": 3, "heads": 4, "max_positions": 512},
-    vocab_size=600,
-    epochs=24,
+    n_genes=100,
+    config={"hidden_size": 128, "layers": 3, "heads": 4, "max_positions": 512, "dropout": 0.2},
+    vocab_size=1200,
+    epochs=6,
     batch_size=16,
-    learning_rate=1.5e-3,
+    learning_rate=1e-3,
+    weight_decay=0.1,
+    augment=2,
+    augment_dropout=0.15,
     test_size=0.2,
     seed=0,
 )

@@ -1,0 +1,44 @@
+"""The shipped default model: what it is, and that it is as good as the issue asks."""
+
+import json
+
+import numpy as np
+import pytest
+
+import sctranscoder as sct
+from sctranscoder.models._default import default_model_path
+
+
+@pytest.fixture(scope="module")
+def model():
+    return sct.models.default()
+
+
+def test_default_model_shape(model):
+    assert model.architecture == "gpt_neox" and model.model.config.use_parallel_residual
+    size = sum(f.stat().st_size for f in default_model_path().iterdir() if f.is_file())
+    assert size <= 20 * 2**20
+    assert model.metadata["label_key"] == "bulk_labels" and len(model.labels) == 10
+    assert not (default_model_path() / "checkpoints").exists()
+
+
+def test_gene_names_take_several_tokens(model, pbmc_template):
+    genes = list(pbmc_template.raw.var_names.str.upper())
+    lengths = np.array([len(model.tokenizer(" " + g, add_special_tokens=False)["input_ids"]) for g in genes])
+    assert lengths.mean() > 2 and (lengths > 1).mean() > 0.8
+
+
+def test_held_out_accuracy_is_close_to_logistic_regression(model, pbmc_template):
+    from sklearn.linear_model import LogisticRegression
+
+    pbmc = pbmc_template.copy()
+    held = pbmc.obs_names.isin(model.metadata["held_out_cells"]).astype(bool)
+    assert held.sum() == 142 and model.metadata["n_train_cells"] == 700 - 142
+    test = pbmc[held].copy()
+    sct.tl.predict_cell_types(test, model, progress=False)
+    accuracy = (test.obs.c2s_prediction.astype(str) == test.obs.bulk_labels.astype(str)).mean()
+    x, y = pbmc.raw.X.toarray(), pbmc.obs.bulk_labels.astype(str).to_numpy()
+    baseline = LogisticRegression(max_iter=2000).fit(x[~held], y[~held]).score(x[held], y[held])
+    assert accuracy >= baseline - 0.05, (accuracy, baseline)
+    recorded = json.loads((default_model_path() / "evaluation.json").read_text())
+    assert recorded["c2s_accuracy"] == pytest.approx(accuracy)
