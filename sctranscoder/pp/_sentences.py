@@ -191,26 +191,9 @@ def cell_sentences(
     adata = adata.copy() if copy else adata
     source = select_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, uppercase=uppercase)
     out = _preallocate(source.matrix, n_genes, len(source.genes))
-    counts, n_empty, used = [], 0, 0
-    pieces = []
-    for chunk in rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed,
-                             chunk_size=chunk_size, progress=progress, out=out):
-        counts.append(np.diff(chunk.indptr))
-        n_empty += int((chunk.n_expressed == 0).sum())
-        used += chunk.genes.size
-        if out is None:
-            pieces.append((chunk.genes, chunk.ranks))
-    if out is None:
-        genes = np.concatenate([g for g, _ in pieces]) if pieces else np.zeros(0, np.int32)
-        ranks = np.concatenate([r for _, r in pieces]) if pieces else np.zeros(0, rank_dtype_for(len(source.genes)))
-    else:  # explicit zeros make the bound loose: trim
-        genes, ranks = (out[0], out[1]) if used == out[0].size else (out[0][:used].copy(), out[1][:used].copy())
-    indptr = np.zeros(source.n_obs + 1, np.int64)
-    if counts:
-        np.cumsum(np.concatenate(counts), out=indptr[1:])
-    if indptr[-1] < np.iinfo(np.int32).max:
-        indptr = indptr.astype(np.int32)
-    ranks = sparse.csr_matrix((ranks, genes, indptr), shape=(source.n_obs, len(source.genes)))
+    chunks = rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed, chunk_size=chunk_size,
+                         progress=progress, out=out)
+    ranks, n_empty = _collect(chunks, source.n_obs, len(source.genes), out)
     warn_empty(n_empty, source.n_obs)
     adata.obsm[RANKS_KEY] = ranks
     adata.uns[PARAMS_KEY] = {
@@ -227,6 +210,31 @@ def cell_sentences(
     }
     logger.info("ranked %d cells from %s (%d genes kept in all)", source.n_obs, source.description, ranks.nnz)
     return adata if copy else None
+
+
+def _collect(chunks, n_obs: int, n_vars: int, out) -> tuple[sparse.csr_matrix, int]:
+    """One CSR of 1-based ranks from the ranked chunks (written into ``out`` when given), and the
+    number of empty cells."""
+    counts, pieces, n_empty = [], [], 0
+    for chunk in chunks:
+        counts.append(np.diff(chunk.indptr))
+        n_empty += int((chunk.n_expressed == 0).sum())
+        if out is None:
+            pieces.append((chunk.genes, chunk.ranks))
+    indptr = np.zeros(n_obs + 1, np.int64)
+    if counts:
+        np.cumsum(np.concatenate(counts), out=indptr[1:])
+    used = int(indptr[-1])
+    if out is None:
+        genes = np.concatenate([g for g, _ in pieces]) if pieces else np.zeros(0, np.int32)
+        ranks = np.concatenate([r for _, r in pieces]) if pieces else np.zeros(0, rank_dtype_for(n_vars))
+    elif used == out[0].size:
+        genes, ranks = out
+    else:  # explicitly stored zeros left the bound loose
+        genes, ranks = out[0][:used].copy(), out[1][:used].copy()
+    if used < np.iinfo(np.int32).max:
+        indptr = indptr.astype(np.int32)
+    return sparse.csr_matrix((ranks, genes, indptr), shape=(n_obs, n_vars)), n_empty
 
 
 def _stored_per_row(matrix) -> np.ndarray | None:
