@@ -17,7 +17,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 import sctranscoder as sct
@@ -27,12 +26,12 @@ SETTINGS = dict(
     n_genes=100,
     config={"hidden_size": 128, "layers": 3, "heads": 4, "max_positions": 512, "dropout": 0.2},
     vocab_size=1200,
-    epochs=6,
+    epochs=8,
     batch_size=16,
     learning_rate=1e-3,
     weight_decay=0.1,
-    augment=2,
-    augment_dropout=0.15,
+    augment=4,
+    augment_dropout=0.2,
     test_size=0.2,
     seed=0,
 )

@@ -1,7 +1,6 @@
 import anndata as ad
 import numpy as np
 import pytest
-from scipy import sparse
 
 import sctranscoder as sct
 from conftest import make_adata, make_counts

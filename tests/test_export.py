@@ -1,6 +1,4 @@
-from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest

@@ -20,7 +20,7 @@ CELL_SENTENCES = [
     ),
     new_code_cell(
         "import matplotlib\nmatplotlib.use('Agg')\n"
-        "import scanpy as sc\nimport sctranscoder as sct\n\n"
+        "import sctranscoder as sct\n\n"
         "adata = sct.datasets.pbmc68k_reduced()\nadata"
     ),
     new_markdown_cell(
