@@ -195,3 +195,17 @@ def test_negative_zero_is_a_zero(tie_break):
         sct.pp.cell_sentences(adata, tie_break=tie_break, n_genes=n_genes, progress=False)
         expected = stable_rankings(dense, n_genes) if tie_break == "stable" else c2s_rankings(full, n_genes=n_genes)
         assert rankings_of(adata) == expected
+
+
+def test_sentences_do_not_rely_on_stored_order(counts_adata):
+    sct.pp.cell_sentences(counts_adata, progress=False)
+    expected = sct.get.sentences(counts_adata, n_genes=4)
+    ranks = counts_adata.obsm["c2s_ranks"]
+    rng = np.random.default_rng(0)
+    for i in range(ranks.shape[0]):  # shuffle each row's stored entries, keeping (gene, rank) pairs
+        lo, hi = ranks.indptr[i], ranks.indptr[i + 1]
+        p = rng.permutation(hi - lo) + lo
+        ranks.indices[lo:hi], ranks.data[lo:hi] = ranks.indices[p], ranks.data[p]
+    assert sct.get.sentences(counts_adata, n_genes=4) == expected
+    with pytest.raises(ValueError, match="n_genes=0"):
+        sct.get.sentences(counts_adata, n_genes=0)

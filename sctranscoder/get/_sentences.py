@@ -30,18 +30,14 @@ def ranked_genes(adata, n_genes: int | None = None) -> tuple[np.ndarray, np.ndar
     every cell to its top genes.
     """
     _require_sentences(adata)
+    if n_genes is not None and (not isinstance(n_genes, (int, np.integer)) or n_genes < 1):
+        raise ValueError(f"n_genes={n_genes!r} must be a positive integer, or None for every stored gene.")
     ranks = adata.obsm[RANKS_KEY].tocsr()
     indptr = ranks.indptr.astype(np.int64)
-    ordered = _ranking.order_by_rank(indptr, ranks.indices, ranks.data)
-    if n_genes is None:
-        return indptr, ordered
-    if n_genes < 1:
-        raise ValueError(f"n_genes={n_genes!r} must be a positive integer, or None for every stored gene.")
-    counts = np.minimum(np.diff(indptr), n_genes)
-    keep = np.arange(ordered.size) - np.repeat(indptr[:-1], np.diff(indptr)) < np.repeat(counts, np.diff(indptr))
-    new_indptr = np.zeros_like(indptr)
-    np.cumsum(counts, out=new_indptr[1:])
-    return new_indptr, ordered[keep]
+    counts = np.diff(indptr) if n_genes is None else np.minimum(np.diff(indptr), n_genes)
+    out_ptr = np.zeros_like(indptr)
+    np.cumsum(counts, out=out_ptr[1:])
+    return out_ptr, _ranking.order_by_rank(indptr, ranks.indices, ranks.data, out_ptr)
 
 
 def sentences(adata, n_genes: int | None = None, delimiter: str = " ") -> list[str]:

@@ -253,24 +253,26 @@ def rank_rows(indptr, indices, codes, mode, perms, seed, row_offset, out_ptr, ou
 
 
 @njit(parallel=True, cache=True)
-def order_by_rank(indptr, indices, ranks):
-    """Gene indices of each row sorted by their stored rank (1 = highest)."""
+def order_by_rank(indptr, indices, ranks, out_ptr):
+    """Each row's gene indices sorted by stored rank (1 = highest), cut to ``out_ptr``'s row lengths."""
     n = indptr.size - 1
-    out = np.empty(indices.size, indices.dtype)
+    out = np.empty(out_ptr[n], indices.dtype)
     for i in prange(n):
         s = indptr[i]
         e = indptr[i + 1]
+        o = out_ptr[i]
+        k = out_ptr[i + 1] - o
         ordered = True
         for p in range(s + 1, e):
             if ranks[p] < ranks[p - 1]:
                 ordered = False
                 break
         if ordered:
-            out[s:e] = indices[s:e]
+            out[o : o + k] = indices[s : s + k]
         else:
-            o = np.argsort(ranks[s:e])
-            for j in range(e - s):
-                out[s + j] = indices[s + o[j]]
+            order = np.argsort(ranks[s:e])
+            for j in range(k):
+                out[o + j] = indices[s + order[j]]
     return out
 
 
