@@ -94,6 +94,20 @@ def test_dropout_augmentation_copies(small_pbmc):
     assert dropped.sum() == before - noisy.raw.X.count_nonzero()  # only stored values were zeroed
 
 
-def test_augmented_training_records_it(small_pbmc, tmp_path):
-    model = train(small_pbmc, tmp_path, epochs=1, augment=2, augment_dropout=0.2)
-    assert model.metadata["augment"] == 2 and model.metadata["augment_dropout"] == 0.2
+def test_augmented_multitask_training_records_it(small_pbmc, tmp_path):
+    model = train(small_pbmc, tmp_path, epochs=1, augment=2, augment_dropout=0.2, generation_task=True)
+    meta = model.metadata
+    assert meta["augment"] == 2 and meta["augment_dropout"] == 0.2 and meta["generation_task"]
+
+
+def test_per_example_loss_weighs_examples_equally():
+    from sctranscoder.models._train import IGNORE_INDEX, per_example_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[IGNORE_INDEX, 1, 2, 3, 4], [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 6]])
+    logp = torch.log_softmax(logits, dim=-1)
+    first = -(logp[0, 0, 1] + logp[0, 1, 2] + logp[0, 2, 3] + logp[0, 3, 4]) / 4
+    second = -logp[1, 3, 6]
+    expected = (first + second) / 2
+    torch.testing.assert_close(per_example_loss({"logits": logits}, labels), expected)

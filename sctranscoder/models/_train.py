@@ -98,6 +98,17 @@ def encode_examples(tokenizer, prompts, responses):
     return examples
 
 
+def per_example_loss(outputs, labels, num_items_in_batch=None):
+    """Cross-entropy averaged over each example's answer tokens, then over examples."""
+    import torch.nn.functional as F
+
+    logits = outputs["logits"][:, :-1].float()
+    target = labels[:, 1:]
+    token_loss = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none")
+    counts = (target != IGNORE_INDEX).sum(dim=1).clamp(min=1)
+    return (token_loss.sum(dim=1) / counts).mean()
+
+
 def pad_batch(examples, pad_id: int):
     """Right-pad a list of examples into tensors (labels padded with -100)."""
     import torch
@@ -136,6 +147,7 @@ def train_c2s(
     use_raw: bool | None = None,
     augment: int = 0,
     augment_dropout: float = 0.1,
+    generation_task: bool = False,
     resume: bool = True,
     callbacks=None,
     progress: bool = True,
@@ -182,6 +194,11 @@ def train_c2s(
         augmented.
     augment_dropout
         Fraction of expressed genes zeroed in each augmented copy.
+    generation_task
+        Also train on C2S cell-type-conditioned generation (cell type in, the
+        training cell's sentence out), as the C2S models are trained multi-task.
+        Each example's loss is then its mean over its answer tokens, so long
+        sentences do not outweigh one-word cell types.
     resume
         Continue from the last checkpoint in ``out_dir`` when there is one.
     callbacks
@@ -218,6 +235,10 @@ def train_c2s(
         extra = pp.prompts(noisy, **prompt_options)
         train_prompts += list(extra.prompt)
         train_answers += list(extra.response)
+    if generation_task:
+        generation = pp.prompts(train_cells, **dict(prompt_options, task="cell_type_generation"))
+        train_prompts += list(generation.prompt)
+        train_answers += list(generation.response)
     examples = encode_examples(tokenizer, train_prompts, train_answers)
     longest = max(len(e["input_ids"]) for e in examples)
     limit = getattr(model.config, "max_position_embeddings", None)
@@ -250,6 +271,7 @@ def train_c2s(
         data_collator=lambda batch: pad_batch(batch, tokenizer.pad_token_id),
         callbacks=callbacks,
         processing_class=tokenizer,
+        compute_loss_func=per_example_loss if generation_task else None,
     )
     trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
 
@@ -269,6 +291,7 @@ def train_c2s(
         "epochs": int(epochs),
         "augment": int(augment),
         "augment_dropout": float(augment_dropout),
+        "generation_task": bool(generation_task),
         "base_model": None if base_model is None else str(getattr(base_model, "name_or_path", base_model)),
     })
     return load(out_dir)
