@@ -42,9 +42,12 @@ def main():
     answer_tokens = max(len(model.tokenizer(f"{c}.")["input_ids"]) for c in model.labels) + 1
 
     with tempfile.TemporaryDirectory() as tmp:
-        c2s_input = ad.AnnData(cells.raw.X.copy(), obs=cells.obs[["bulk_labels"]].copy(), var=cells.raw.var[[]].copy())
+        # cell2sentence's prompt formatter reads these two columns for every cell
+        obs = cells.obs[["bulk_labels"]].rename(columns={"bulk_labels": "cell_type"})
+        obs["organism"] = model.metadata["organism"]
+        c2s_input = ad.AnnData(cells.raw.X.copy(), obs=obs, var=cells.raw.var[[]].copy())
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            arrow, vocab = CSData.adata_to_arrow(c2s_input, label_col_names=["bulk_labels"])
+            arrow, vocab = CSData.adata_to_arrow(c2s_input, label_col_names=["cell_type", "organism"])
             csdata = CSData.csdata_from_arrow(arrow, vocab, save_dir=tmp, save_name="cells")
             csmodel = CSModel(str(sct.models._default.default_model_path()), save_dir=tmp, save_name="model")
             start = time.perf_counter()

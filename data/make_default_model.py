@@ -23,15 +23,16 @@ import sctranscoder as sct
 
 OUT = Path(__file__).parent / "c2s_pbmc_default"
 SETTINGS = dict(
-    n_genes=100,
-    config={"hidden_size": 128, "layers": 3, "heads": 4, "max_positions": 512, "dropout": 0.2},
+    n_genes=200,
+    config={"hidden_size": 128, "layers": 3, "heads": 4, "max_positions": 1024, "dropout": 0.2},
     vocab_size=1200,
-    epochs=8,
+    epochs=6,
     batch_size=16,
     learning_rate=1e-3,
     weight_decay=0.1,
-    augment=4,
-    augment_dropout=0.2,
+    augment=1,
+    augment_dropout=0.15,
+    generation_task=False,
     test_size=0.2,
     seed=0,
 )

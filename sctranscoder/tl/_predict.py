@@ -38,8 +38,9 @@ def score_candidates(model, prompts: list[str], candidates: list[str], *, batch_
                      progress: bool = True) -> np.ndarray:
     """Log-likelihood of each candidate answer (``"{label}."`` + EOS) after each prompt.
 
-    Each batch of prompts runs once; its key/value cache is then repeated for the
-    candidates, so an answer costs only its own few tokens.
+    Each batch of prompts runs once; every candidate then runs only its own few
+    tokens on the prompts' key/value cache, which is cropped back to the prompt
+    afterwards (no copies of the cache).
 
     Returns
     -------
@@ -50,38 +51,32 @@ def score_candidates(model, prompts: list[str], candidates: list[str], *, batch_
     tok, lm = model.tokenizer, model.model
     device = model.device
     answers = _answer_tokens(tok, candidates)
-    n_cand = len(candidates)
-    width = max(len(a) for a in answers)
-    answer_ids = torch.full((n_cand, width), tok.pad_token_id, dtype=torch.long)
-    answer_mask = torch.zeros((n_cand, width), dtype=torch.long)
-    for j, a in enumerate(answers):
-        answer_ids[j, : len(a)] = torch.tensor(a)
-        answer_mask[j, : len(a)] = 1
-    scores = np.zeros((len(prompts), n_cand))
+    cache_argument = _cache_argument(lm)
+    scores = np.zeros((len(prompts), len(candidates)))
     padding_side = tok.padding_side
     tok.padding_side = "left"
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="scoring", disable=not progress):
             batch = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True,
                         add_special_tokens=False).to(device)
-            b = batch["input_ids"].shape[0]
-            prompt_positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+            b, width = batch["input_ids"].shape
+            positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
             with torch.no_grad():
-                out = lm(**batch, position_ids=prompt_positions, use_cache=True)
-                first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (b, vocab)
+                out = lm(**batch, position_ids=positions, use_cache=True, logits_to_keep=1)
+                first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # scores each answer's first token
                 cache = _cache_of(out)
-                cache.batch_repeat_interleave(n_cand)
-                ids = answer_ids.to(device).repeat(b, 1)  # (b * n_cand, width)
-                mask = torch.cat([batch["attention_mask"].repeat_interleave(n_cand, dim=0),
-                                  answer_mask.to(device).repeat(b, 1)], dim=1)
-                positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, -width:]
-                cont = lm(input_ids=ids, attention_mask=mask, position_ids=positions, **{_cache_argument(lm): cache})
-                logp = torch.log_softmax(cont.logits.float(), dim=-1)
-            # token 0 of each answer is scored by the prompt's last position, token t>0 by answer position t-1
-            first_scores = first.repeat_interleave(n_cand, dim=0).gather(1, ids[:, :1]).squeeze(1)
-            rest = logp[:, :-1].gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1) * answer_mask.to(device).repeat(b, 1)[:, 1:]
-            total = (first_scores + rest.sum(dim=1)).view(b, n_cand)
-            scores[start : start + b] = total.cpu().numpy()
+                for j, answer in enumerate(answers):
+                    ids = torch.tensor([answer], device=device).expand(b, -1)
+                    total = first[:, answer[0]].clone()
+                    if len(answer) > 1:
+                        mask = torch.cat([batch["attention_mask"], torch.ones_like(ids)], dim=1)
+                        step_positions = positions[:, -1:] + 1 + torch.arange(len(answer) - 1, device=device)
+                        cont = lm(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=step_positions,
+                                  use_cache=True, **{cache_argument: cache})
+                        logp = torch.log_softmax(cont.logits.float(), dim=-1)
+                        total += logp.gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1).sum(dim=1)
+                        cache.crop(-(len(answer) - 1))  # back to the prompt alone
+                    scores[start : start + b, j] = total.cpu().numpy()
     finally:
         tok.padding_side = padding_side
     return scores
