@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -251,7 +252,7 @@ def train_c2s(
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
         weight_decay=weight_decay,
-        warmup_steps=warmup_ratio,
+        warmup_steps=int(warmup_ratio * math.ceil(len(examples) / batch_size) * epochs),
         lr_scheduler_type="linear",
         save_strategy="epoch",
         save_total_limit=1,
