@@ -101,7 +101,7 @@ def write_sentences(
     """
     import anndata
 
-    from ..get._sentences import join_sentences
+    from ..get._sentences import join_sentences_arrow
 
     if isinstance(adata, (str, os.PathLike)):
         adata = anndata.read_h5ad(adata, backed="r")
@@ -125,7 +125,7 @@ def write_sentences(
                 rows = slice(chunk.start, chunk.stop)
                 batch = {
                     "cell_name": np.asarray(adata.obs_names[rows], dtype=str).tolist(),
-                    "cell_sentence": join_sentences(chunk.indptr, chunk.genes, source.genes, delimiter),
+                    "cell_sentence": join_sentences_arrow(chunk.indptr, chunk.genes, source.genes, delimiter),
                 }
                 for c in columns:
                     batch[c] = obs[c].iloc[rows].astype(str).tolist()
