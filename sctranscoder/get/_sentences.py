@@ -68,11 +68,14 @@ def encode_names(genes) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(encoded), np.uint8), offsets
 
 
-def join_sentences_arrow(indptr, ordered, genes, delimiter: str = " "):
-    """Sentences as an Arrow string array, built from one UTF-8 buffer (no Python strings)."""
+def join_sentences_arrow(indptr, ordered, encoded_names, delimiter: str = " "):
+    """Sentences as an Arrow string array, built from one UTF-8 buffer (no Python strings).
+
+    ``encoded_names`` is :func:`encode_names` of the gene list, computed once by the caller.
+    """
     import pyarrow as pa
 
-    name_bytes, name_offsets = encode_names(genes)
+    name_bytes, name_offsets = encoded_names
     sep = np.frombuffer(delimiter.encode("utf-8"), np.uint8)
     buffer, offsets = _ranking.join_names(np.asarray(indptr, np.int64), ordered, name_bytes, name_offsets, sep)
     return pa.LargeStringArray.from_buffers(offsets.size - 1, pa.py_buffer(offsets), pa.py_buffer(buffer))

@@ -101,7 +101,7 @@ def write_sentences(
     """
     import anndata
 
-    from ..get._sentences import join_sentences_arrow
+    from ..get._sentences import encode_names, join_sentences_arrow
 
     if isinstance(adata, (str, os.PathLike)):
         adata = anndata.read_h5ad(adata, backed="r")
@@ -116,6 +116,7 @@ def write_sentences(
     obs = adata.obs
     schema = pa.schema([("cell_name", pa.string()), ("cell_sentence", pa.large_string())]
                        + [(c, pa.string()) for c in columns])
+    encoded_names = encode_names(source.genes)  # once, not per chunk
     n_empty = 0
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
@@ -125,7 +126,7 @@ def write_sentences(
                 rows = slice(chunk.start, chunk.stop)
                 batch = {
                     "cell_name": np.asarray(adata.obs_names[rows], dtype=str).tolist(),
-                    "cell_sentence": join_sentences_arrow(chunk.indptr, chunk.genes, source.genes, delimiter),
+                    "cell_sentence": join_sentences_arrow(chunk.indptr, chunk.genes, encoded_names, delimiter),
                 }
                 for c in columns:
                     batch[c] = obs[c].iloc[rows].astype(str).tolist()

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 logger = logging.getLogger(__name__)
 
 
-def _prompt_settings(adata, model, n_genes, organism):
+def _prompt_settings(model, n_genes, organism):
     meta = model.metadata
     n_genes = n_genes if n_genes is not None else meta.get("n_genes", 200)
     organism = organism if organism is not None else meta.get("organism", "Homo sapiens")
@@ -155,7 +155,7 @@ def predict_cell_types(
 
     if mode not in ("score", "generate"):
         raise ValueError(f"mode={mode!r} must be 'score' or 'generate'.")
-    n_genes, organism = _prompt_settings(adata, model, n_genes, organism)
+    n_genes, organism = _prompt_settings(model, n_genes, organism)
     if RANKS_KEY not in adata.obsm:
         pp.cell_sentences(adata, n_genes=n_genes, progress=progress)
     prompts = list(pp.prompts(adata, n_genes=n_genes, organism=organism, template=0).prompt)
