@@ -11,6 +11,15 @@ def pbmc_template():
     return sct.datasets.pbmc68k_reduced()
 
 
+@pytest.fixture(scope="session")
+def tokenizer(pbmc_template):
+    """A small byte-level BPE tokenizer learned on pbmc68k sentences and prompts."""
+    pbmc = pbmc_template.copy()
+    sct.pp.cell_sentences(pbmc, n_genes=30, progress=False)
+    texts = sct.get.sentences(pbmc) + list(sct.pp.prompts(pbmc, label_key="bulk_labels").prompt)
+    return sct.models.train_tokenizer(texts, kind="byte_bpe", vocab_size=400)
+
+
 @pytest.fixture
 def pbmc(pbmc_template):
     return pbmc_template.copy()

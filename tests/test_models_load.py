@@ -7,14 +7,6 @@ import sctranscoder as sct
 from tiny_models import ARCHITECTURES, save_tiny_model
 
 
-@pytest.fixture(scope="module")
-def tokenizer(pbmc_template):
-    pbmc = pbmc_template.copy()
-    sct.pp.cell_sentences(pbmc, n_genes=30, progress=False)
-    texts = sct.get.sentences(pbmc) + list(sct.pp.prompts(pbmc, label_key="bulk_labels").prompt)
-    return sct.models.train_tokenizer(texts, kind="byte_bpe", vocab_size=400)
-
-
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_load_local_folder(arch, tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

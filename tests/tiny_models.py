@@ -1,8 +1,8 @@
 """Tiny configs of the real architectures, for tests that need a model."""
 
-from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, GPTNeoXConfig, LlamaConfig
+from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, GPTNeoXConfig, LlamaConfig, Qwen2Config
 
-ARCHITECTURES = ("gpt_neox", "gpt_neox_sequential", "gpt2", "llama", "gemma2")
+ARCHITECTURES = ("gpt_neox", "gpt_neox_sequential", "gpt2", "llama", "qwen2", "gemma2")
 
 
 def tiny_config(arch: str, tokenizer, hidden: int = 32, layers: int = 2, positions: int = 512):
@@ -14,8 +14,8 @@ def tiny_config(arch: str, tokenizer, hidden: int = 32, layers: int = 2, positio
                              use_parallel_residual=(arch == "gpt_neox"), **ids)
     if arch == "gpt2":
         return GPT2Config(n_embd=hidden, n_layer=layers, n_head=4, n_positions=positions, **ids)
-    if arch == "llama":
-        return LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+    if arch in ("llama", "qwen2"):
+        return (LlamaConfig if arch == "llama" else Qwen2Config)(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                            intermediate_size=2 * hidden, max_position_embeddings=positions, **ids)
     if arch == "gemma2":
         return Gemma2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
@@ -23,12 +23,17 @@ def tiny_config(arch: str, tokenizer, hidden: int = 32, layers: int = 2, positio
     raise ValueError(arch)
 
 
-def save_tiny_model(arch: str, tokenizer, folder, seed: int = 0):
-    """A randomly initialised tiny model and its tokenizer, saved in the Hugging Face layout."""
+def tiny_model(arch: str, tokenizer, seed: int = 0, **kwargs):
+    """A randomly initialised tiny model in eval mode."""
     import torch
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(arch, tokenizer))
+    return AutoModelForCausalLM.from_config(tiny_config(arch, tokenizer, **kwargs)).eval()
+
+
+def save_tiny_model(arch: str, tokenizer, folder, seed: int = 0):
+    """A randomly initialised tiny model and its tokenizer, saved in the Hugging Face layout."""
+    model = tiny_model(arch, tokenizer, seed)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

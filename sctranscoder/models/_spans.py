@@ -58,23 +58,22 @@ def spans_from_offsets(offsets: np.ndarray, char_spans: np.ndarray) -> np.ndarra
     may include the delimiter before its gene (a merged leading space) but must
     not reach into two genes.
     """
-    token_gene = np.full(len(offsets), -1, np.int64)
-    if len(char_spans) == 0:
-        return token_gene
+    offsets = np.asarray(offsets, np.int64).reshape(-1, 2)
+    if len(char_spans) == 0 or len(offsets) == 0:
+        return np.full(len(offsets), -1, np.int64)
     starts, stops = char_spans[:, 0], char_spans[:, 1]
-    for t, (s, e) in enumerate(offsets):
-        if e <= s:
-            continue  # special tokens and padding have empty ranges
-        g = np.searchsorted(starts, e, side="left") - 1  # last gene starting before the token ends
-        if g < 0 or stops[g] <= s:
-            continue
-        if g > 0 and stops[g - 1] > s:
-            raise ValueError(
-                f"Token {t} (characters {s}:{e}) covers parts of two genes; this tokenizer merges across "
-                "the delimiter, so tokens cannot be assigned to single genes."
-            )
-        token_gene[t] = g
-    return token_gene
+    s, e = offsets[:, 0], offsets[:, 1]
+    g = np.searchsorted(starts, e, side="left") - 1  # last gene starting before the token ends
+    inside = (e > s) & (g >= 0)  # special tokens and padding have empty ranges
+    inside &= stops[np.maximum(g, 0)] > s
+    straddles = inside & (g > 0) & (stops[np.maximum(g - 1, 0)] > s)
+    if straddles.any():
+        t = int(np.flatnonzero(straddles)[0])
+        raise ValueError(
+            f"Token {t} (characters {s[t]}:{e[t]}) covers parts of two genes; this tokenizer merges across "
+            "the delimiter, so tokens cannot be assigned to single genes."
+        )
+    return np.where(inside, g, -1)
 
 
 def gene_spans(tokenizer, prompt: str, sentence: str, *, delimiter: str = " ", add_special_tokens: bool = True,

@@ -62,7 +62,9 @@ def prompts(
     Returns
     -------
     DataFrame indexed like ``adata.obs`` with ``prompt``, ``response`` (``None``
-    where no label is known) and ``template`` (the index drawn, -1 for a custom one).
+    where no label is known), ``template`` (the index drawn, -1 for a custom one)
+    and ``sentence_start`` (character position of the cell sentence in the
+    prompt, for :func:`sctranscoder.models.gene_spans`; -1 if it is not there).
     """
     from ..get._sentences import join_sentences, ranked_genes, stored_genes
 
@@ -85,7 +87,7 @@ def prompts(
     cell_sentences = join_sentences(indptr, ordered, stored_genes(adata))
     counts = np.diff(indptr).tolist()
     labels = adata.obs[label_key].astype(str).tolist() if label_key is not None else [None] * adata.n_obs
-    prompt_text, responses = [], []
+    prompt_text, responses, sentence_start = [], [], []
     for sentence, count, label, t in zip(cell_sentences, counts, labels, choice):
         fields = {
             "num_genes": count,
@@ -94,12 +96,15 @@ def prompts(
             "cell_type": label,
         }
         prompt_text.append(templates[t].format(**fields))
+        head, found, _ = templates[t].partition("{cell_sentence}")
+        sentence_start.append(len(head.format(**fields)) if found else -1)
         if task == "cell_type_prediction":
             responses.append(None if label is None else PREDICTION_RESPONSE.format(**fields))
         else:
             responses.append(GENERATION_RESPONSE.format(**fields))
     template_index = np.full(adata.n_obs, -1) if isinstance(template, str) else choice
     return pd.DataFrame(
-        {"prompt": prompt_text, "response": responses, "template": template_index},
+        {"prompt": prompt_text, "response": responses, "template": template_index,
+         "sentence_start": np.asarray(sentence_start, np.int64)},
         index=adata.obs_names.copy(),
     )

@@ -1,0 +1,23 @@
+"""Harvest MLP inputs and outputs of causal LMs into activation stores (model-agnostic core)."""
+
+from ._architectures import LAYOUTS, Layout, MLPSite, layout_of, mlp_sites, n_layers
+from ._harvest import Documents, harvest, last_of_span
+from ._hooks import MLPCapture, replace_mlp
+from ._store import METADATA, ActivationStore, MemoryStore
+
+__all__ = [
+    "LAYOUTS",
+    "METADATA",
+    "ActivationStore",
+    "Documents",
+    "Layout",
+    "MLPCapture",
+    "MLPSite",
+    "MemoryStore",
+    "harvest",
+    "last_of_span",
+    "layout_of",
+    "mlp_sites",
+    "n_layers",
+    "replace_mlp",
+]

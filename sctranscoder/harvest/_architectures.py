@@ -1,0 +1,94 @@
+"""Where each supported architecture keeps its blocks, pre-MLP norm and MLP.
+
+A transcoder replaces the map from the MLP's input (the pre-MLP norm's output)
+to what the block adds to the residual stream. For most models that is the MLP
+module itself; Gemma-2 normalizes the MLP output again before adding it, so its
+"MLP" is ``post_feedforward_layernorm(mlp(x))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Module names of one architecture, relative to the causal LM and to each block."""
+
+    blocks: str
+    """Dotted path from the model to the list of blocks."""
+    mlp: tuple[str, ...]
+    """Modules of a block that make up the MLP, applied in order."""
+    norm: str
+    """The block's pre-MLP norm (its output is the MLP input)."""
+    parallel_residual: str | None = None
+    """Config attribute that says the MLP reads the block input, not the post-attention stream."""
+
+
+_DECODER = Layout(blocks="model.layers", mlp=("mlp",), norm="post_attention_layernorm")
+
+LAYOUTS: dict[str, Layout] = {
+    "gpt_neox": Layout(blocks="gpt_neox.layers", mlp=("mlp",), norm="post_attention_layernorm",
+                       parallel_residual="use_parallel_residual"),
+    "gpt2": Layout(blocks="transformer.h", mlp=("mlp",), norm="ln_2"),
+    "llama": _DECODER,
+    "qwen2": _DECODER,
+    "mistral": _DECODER,
+    "gemma2": Layout(blocks="model.layers", mlp=("mlp", "post_feedforward_layernorm"), norm="pre_feedforward_layernorm"),
+}
+
+
+def _get(root, path: str):
+    for name in path.split("."):
+        root = root[int(name)] if name.isdigit() else getattr(root, name)
+    return root
+
+
+def layout_of(model) -> Layout:
+    """The :class:`Layout` of a Hugging Face model, or a ``ValueError`` naming the supported ones."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in LAYOUTS:
+        raise ValueError(
+            f"Architecture {model_type!r} is not supported for MLP hooks; supported: {', '.join(sorted(LAYOUTS))}. "
+            "Add its module names to sctranscoder.harvest.LAYOUTS."
+        )
+    return LAYOUTS[model_type]
+
+
+@dataclass(frozen=True)
+class MLPSite:
+    """The MLP of one block: its modules, and the function a transcoder stands in for."""
+
+    layer: int
+    block: object
+    modules: tuple
+    norm: object
+    parallel_residual: bool
+
+    def __call__(self, x):
+        """The MLP output for MLP input ``x`` (any leading shape)."""
+        for module in self.modules:
+            x = module(x)
+        return x
+
+
+def n_layers(model) -> int:
+    return len(_get(model, layout_of(model).blocks))
+
+
+def mlp_sites(model, layers=None) -> dict[int, MLPSite]:
+    """The MLP of each requested layer (all layers when ``layers`` is None); negative indices count from the end."""
+    layout = layout_of(model)
+    blocks = _get(model, layout.blocks)
+    count = len(blocks)
+    wanted = range(count) if layers is None else layers
+    sites = {}
+    for layer in wanted:
+        index = int(layer) + count if int(layer) < 0 else int(layer)
+        if not 0 <= index < count:
+            raise IndexError(f"Layer {layer} does not exist; the model has layers 0..{count - 1}.")
+        block = blocks[index]
+        parallel = bool(getattr(model.config, layout.parallel_residual, False)) if layout.parallel_residual else False
+        sites[index] = MLPSite(index, block, tuple(_get(block, m) for m in layout.mlp), _get(block, layout.norm),
+                               parallel)
+    return dict(sorted(sites.items()))
