@@ -30,6 +30,11 @@ class MLPCapture:
     def layers(self) -> list[int]:
         return list(self.sites)
 
+    def clear(self) -> None:
+        """Drop the tensors of the last pass."""
+        self.inputs.clear()
+        self.outputs.clear()
+
     def __enter__(self) -> "MLPCapture":
         for layer, site in self.sites.items():
             self._handles.append(site.modules[0].register_forward_pre_hook(self._keep_input(layer)))
