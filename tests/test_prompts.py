@@ -54,3 +54,13 @@ def test_custom_template_and_errors(ranked):
         sct.pp.prompts(ranked, label_key="celltype")
     with pytest.raises(ValueError, match="template=7"):
         sct.pp.prompts(ranked, template=7)
+
+
+def test_sentence_start_points_at_the_cell_sentence(ranked):
+    sentences = sct.get.sentences(ranked, n_genes=20)
+    table = sct.pp.prompts(ranked, label_key="bulk_labels", n_genes=20)  # all templates, drawn per cell
+    for prompt, start, sentence in zip(table.prompt, table.sentence_start, sentences):
+        assert prompt[start : start + len(sentence)] == sentence
+        assert prompt[start - 15 : start] == "Cell sentence: "
+    custom = sct.pp.prompts(ranked, template="{num_genes} genes of a {organism} cell", n_genes=2)
+    assert (custom.sentence_start == -1).all()
