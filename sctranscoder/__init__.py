@@ -9,4 +9,13 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["datasets", "get", "harvest", "models", "pl", "pp", "tl"]
+__all__ = ["datasets", "get", "harvest", "models", "pl", "pp", "tc", "tl"]
+
+
+def __getattr__(name):
+    # the transcoder core needs torch at import; load it on first use, not with the package
+    if name == "tc":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.tc")
+    raise AttributeError(f"module 'sctranscoder' has no attribute {name!r}")

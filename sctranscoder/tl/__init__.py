@@ -2,5 +2,6 @@
 
 from ._harvest import harvest
 from ._predict import predict_cell_types
+from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 
-__all__ = ["harvest", "predict_cell_types"]
+__all__ = ["evaluate_transcoders", "harvest", "held_out_mask", "predict_cell_types", "train_transcoders"]

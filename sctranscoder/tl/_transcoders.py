@@ -1,0 +1,195 @@
+"""Transcoders for a C2S model's MLPs, trained and evaluated on the cells of an AnnData."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+def held_out_mask(adata, model, eval_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Cells to keep out of transcoder training: those the C2S model itself held out when it records
+    them, else a random ``eval_fraction`` of the cells."""
+    recorded = model.metadata.get("held_out_cells") if hasattr(model, "metadata") else None
+    if recorded:
+        mask = adata.obs_names.isin(recorded)
+        if mask.any():
+            return np.asarray(mask)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(adata.n_obs, bool)
+    mask[rng.choice(adata.n_obs, size=max(1, round(eval_fraction * adata.n_obs)), replace=False)] = True
+    return mask
+
+
+def _config_for(model, cfg, overrides):
+    from ..tc import TranscoderConfig
+
+    width = int(model.model.config.hidden_size)
+    if cfg is None:
+        cfg = TranscoderConfig(d_in=width, d_out=width, **(overrides or {}))
+    elif overrides:
+        cfg = replace(cfg, **overrides)
+    if cfg.d_in != width or cfg.d_out != width:
+        raise ValueError(f"The transcoder config has d_in={cfg.d_in}, d_out={cfg.d_out}; this model's MLPs map "
+                         f"{width} to {width}.")
+    return cfg
+
+
+def train_transcoders(
+    adata,
+    model,
+    layers=None,
+    out_dir=None,
+    *,
+    cfg=None,
+    store=None,
+    held_out=None,
+    eval_fraction: float = 0.2,
+    label_key: str | None = None,
+    progress: bool = True,
+    **settings,
+) -> dict:
+    """Train one transcoder per layer on the MLP activations of a C2S model over the training cells.
+
+    Parameters
+    ----------
+    adata
+        Cells whose prompts the model reads.
+    model
+        A :class:`sctranscoder.models.C2SModel`.
+    layers
+        Layers to cover (all when None).
+    out_dir
+        Folder for the activation store (``activations/``) and the transcoders
+        (``layer{L}/``); both resume when the call is repeated. ``None``: in memory.
+    cfg
+        A :class:`sctranscoder.tc.TranscoderConfig` (its widths must match the
+        model); ``settings`` override its fields (``activation="topk", k=32, ...``).
+    store
+        An activation store to train from instead of harvesting.
+    held_out
+        Boolean mask of cells kept out of training; default :func:`held_out_mask`.
+    label_key
+        ``adata.obs`` column: harvest prompts with their answers, as in training.
+
+    Returns
+    -------
+    ``{layer: Transcoder}``; ``adata.uns["transcoders"]`` records where they are and which cells were held out.
+    """
+    from ..harvest import mlp_sites
+    from ..tc import train
+    from ._harvest import harvest
+
+    cfg = _config_for(model, cfg, settings)
+    layers = list(mlp_sites(model.model, layers))
+    held = held_out_mask(adata, model, eval_fraction) if held_out is None else np.asarray(held_out, bool)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if store is None:
+        store = harvest(adata[~held].copy(), model, layers, out_dir / "activations" if out_dir else None,
+                        label_key=label_key, progress=progress)
+    transcoders = {}
+    for layer in layers:
+        transcoders[layer] = train(store, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
+                                   model_name=str(model.name_or_path), progress=progress)
+    adata.uns["transcoders"] = {"path": str(out_dir) if out_dir else None, "layers": layers,
+                                "held_out_cells": list(map(str, adata.obs_names[held]))}
+    return transcoders
+
+
+def evaluate_transcoders(
+    adata,
+    model,
+    transcoders: dict,
+    *,
+    cells=None,
+    label_key: str | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Faithfulness of transcoders on held-out cells, per layer and with every layer replaced at once.
+
+    Parameters
+    ----------
+    adata, model, transcoders
+        As for :func:`train_transcoders` (``{layer: Transcoder}``).
+    cells
+        Boolean mask or names of the cells to evaluate on; default: the cells held
+        out when the transcoders were trained (``adata.uns["transcoders"]``), else
+        the model's held-out cells.
+    label_key
+        ``adata.obs`` column of true cell types: adds the cell-type accuracy with the
+        MLPs replaced, scored as in :func:`sctranscoder.tl.predict_cell_types`.
+
+    Returns
+    -------
+    One row per layer plus ``"all"``: ``fvu``, ``l0``, ``dead_fraction``,
+    ``dense_fraction`` on the held-out tokens; next-token ``ce``, ``ce_clean``,
+    ``recovered_zero`` / ``recovered_mean`` (fraction of the loss gap to zero- and
+    mean-ablation recovered; over the answer tokens when ``label_key`` is given, as
+    C2S models are trained on those only, else over every token); with ``label_key``: ``accuracy``,
+    ``accuracy_clean`` and ``accuracy_kept``.
+    """
+    from ..harvest import replace_mlp
+    from ..tc import as_replacements, evaluate, spliced_cross_entropy, token_batches
+    from ._harvest import cell_encoder, harvest
+    from ._predict import _prompt_settings, predict_cell_types
+
+    subset = adata[_cell_mask(adata, model, cells)].copy()
+    layers = sorted(transcoders)
+    store = harvest(subset, model, layers, None, label_key=label_key, dtype="float32", progress=False)
+    rows = {}
+    for layer in layers:
+        rows[layer] = evaluate(transcoders[layer], store.batches(layer, 4096, shuffle=False))
+    n_genes, organism = _prompt_settings(model, None, None)
+    encode = cell_encoder(subset, model.tokenizer, n_genes=n_genes, organism=organism, label_key=label_key)
+    docs = encode(0, subset.n_obs)
+    loss_masks = None
+    if label_key is not None:  # C2S models learn the answer only: score the answer tokens (and EOS)
+        answers = model.tokenizer([f"{label}." for label in subset.obs[label_key].astype(str)],
+                                  add_special_tokens=False)["input_ids"]
+        loss_masks = [np.arange(len(ids)) >= len(ids) - len(a) - 1 for ids, a in zip(docs.input_ids, answers)]
+    batches = token_batches(docs.input_ids, loss_masks, batch_size=batch_size, device=model.device)
+    ce = spliced_cross_entropy(model.model, transcoders, batches)
+    for key, summary in [*ce["layers"].items(), ("all", ce["all"])]:
+        row = rows.setdefault(key, {})
+        row.update({"ce": summary["ce"], "ce_clean": ce["clean"], "ce_zero": summary["ce_zero"],
+                    "ce_mean": summary["ce_mean"], "recovered_zero": summary["recovered_zero"],
+                    "recovered_mean": summary["recovered_mean"]})
+    rows["all"].update({k: float(np.mean([rows[layer][k] for layer in layers]))
+                        for k in ("fvu", "l0", "dead_fraction", "dense_fraction")})
+    if label_key is not None:
+        truth = subset.obs[label_key].astype(str).to_numpy()
+
+        def accuracy(replacements) -> float:
+            run = subset.copy()
+            with replace_mlp(model.model, replacements):
+                predict_cell_types(run, model, batch_size=batch_size, progress=progress)
+            return float((run.obs["c2s_prediction"].astype(str).to_numpy() == truth).mean())
+
+        clean = accuracy({})
+        for key in [*layers, "all"]:
+            chosen = transcoders if key == "all" else {key: transcoders[key]}
+            kept = accuracy(as_replacements(chosen))
+            rows[key].update({"accuracy": kept, "accuracy_clean": clean, "accuracy_kept": kept / clean})
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = table.index.map(str)
+    table.index.name = "layer"
+    return table
+
+
+def _cell_mask(adata, model, cells) -> np.ndarray:
+    if cells is None:
+        recorded = adata.uns.get("transcoders", {}).get("held_out_cells") or model.metadata.get("held_out_cells")
+        if not recorded:
+            raise ValueError("No held-out cells are recorded; pass cells=<mask or names>.")
+        cells = recorded
+    cells = np.asarray(cells)
+    mask = cells if cells.dtype == bool else np.asarray(adata.obs_names.isin(cells))
+    if mask.shape != (adata.n_obs,) or not mask.any():
+        raise ValueError("cells must be a boolean mask over adata's cells or names of some of them; none selected.")
+    return mask
