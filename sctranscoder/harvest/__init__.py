@@ -4,6 +4,7 @@ from ._architectures import LAYOUTS, Layout, MLPSite, layout_of, mlp_sites, n_la
 from ._harvest import Documents, harvest, last_of_span
 from ._hooks import MLPCapture, replace_mlp
 from ._store import METADATA, ActivationStore, MemoryStore
+from ._stream import stream
 
 __all__ = [
     "LAYOUTS",
@@ -20,4 +21,5 @@ __all__ = [
     "mlp_sites",
     "n_layers",
     "replace_mlp",
+    "stream",
 ]

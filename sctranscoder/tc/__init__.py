@@ -1,7 +1,13 @@
 """Transcoders: sparse, wide replacements of MLPs; training, faithfulness metrics, save and load (model-agnostic)."""
 
 from ._config import ACTIVATIONS, TranscoderConfig
-from ._evaluate import as_replacements, evaluate, mlp_output_means, spliced_cross_entropy, token_batches
+from ._evaluate import (
+    as_replacements,
+    evaluate,
+    mlp_output_means,
+    spliced_cross_entropy,
+    token_batches,
+)
 from ._io import load, save
 from ._model import Transcoder, TranscoderOutput, fraction_of_variance_unexplained
 from ._train import learning_rate_factor, train

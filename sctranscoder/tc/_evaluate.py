@@ -7,8 +7,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._model import fraction_of_variance_unexplained
-
 
 @torch.no_grad()
 def evaluate(transcoder, batches, *, dense_threshold: float | None = None) -> dict:

@@ -136,7 +136,8 @@ def harvest(
     """
     from .. import pp
     from ..get._sentences import stored_genes
-    from ..harvest import MemoryStore, harvest as harvest_core, mlp_sites
+    from ..harvest import MemoryStore, mlp_sites
+    from ..harvest import harvest as harvest_core
     from ..pp._sentences import RANKS_KEY
     from ._predict import _prompt_settings
 

@@ -51,6 +51,7 @@ def train_transcoders(
     held_out=None,
     eval_fraction: float = 0.2,
     label_key: str | None = None,
+    live: bool = False,
     progress: bool = True,
     **settings,
 ) -> dict:
@@ -76,6 +77,10 @@ def train_transcoders(
         Boolean mask of cells kept out of training; default :func:`held_out_mask`.
     label_key
         ``adata.obs`` column: harvest prompts with their answers, as in training.
+    live
+        Harvest on the fly into a shuffle buffer (:func:`sctranscoder.harvest.stream`)
+        instead of into a store, for data sets whose store would not fit on disk.
+        Checkpoints still resume, but the data order after a restart is a new one.
 
     Returns
     -------
@@ -89,16 +94,33 @@ def train_transcoders(
     layers = list(mlp_sites(model.model, layers))
     held = held_out_mask(adata, model, eval_fraction) if held_out is None else np.asarray(held_out, bool)
     out_dir = Path(out_dir) if out_dir is not None else None
-    if store is None:
-        store = harvest(adata[~held].copy(), model, layers, out_dir / "activations" if out_dir else None,
+    cells = adata[~held].copy()
+    if store is None and not live:
+        store = harvest(cells, model, layers, out_dir / "activations" if out_dir else None,
                         label_key=label_key, progress=progress)
     transcoders = {}
     for layer in layers:
-        transcoders[layer] = train(store, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
+        source = store if store is not None else _live_source(cells, model, layer, cfg, label_key)
+        transcoders[layer] = train(source, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
                                    model_name=str(model.name_or_path), progress=progress)
     adata.uns["transcoders"] = {"path": str(out_dir) if out_dir else None, "layers": layers,
                                 "held_out_cells": list(map(str, adata.obs_names[held]))}
     return transcoders
+
+
+def _live_source(cells, model, layer, cfg, label_key):
+    from .. import pp
+    from ..harvest import stream
+    from ..pp._sentences import RANKS_KEY
+    from ._harvest import cell_encoder
+    from ._predict import _prompt_settings
+
+    n_genes, organism = _prompt_settings(model, None, None)
+    if RANKS_KEY not in cells.obsm:
+        pp.cell_sentences(cells, n_genes=n_genes, progress=False)
+    encode = cell_encoder(cells, model.tokenizer, n_genes=n_genes, organism=organism, label_key=label_key)
+    return stream(model.model, encode, cells.n_obs, layer, batch_size=cfg.batch_size,
+                  buffer_rows=max(16 * cfg.batch_size, 65_536), seed=cfg.seed)
 
 
 def evaluate_transcoders(
