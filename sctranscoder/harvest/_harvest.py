@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._distributed import barrier, rank_and_world
 from ._architectures import mlp_sites
 from ._hooks import MLPCapture
 from ._store import METADATA, ActivationStore, MemoryStore, _torch_dtype, shard_tensors
@@ -58,21 +59,6 @@ class _StopForward(Exception):
     """Raised by a hook once the last harvested layer has run, to skip the rest of the model."""
 
 
-def _distributed() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def _open_store(store, layers, widths, dtype, info, rank):
     if isinstance(store, MemoryStore):
         return store
@@ -81,7 +67,7 @@ def _open_store(store, layers, widths, dtype, info, rank):
         removed = opened.remove_partial_files()
         if removed:
             logger.info("Removed %d partial shard files left by an interrupted harvest.", removed)
-    _barrier()
+    barrier()
     return opened if rank == 0 else ActivationStore(store)
 
 
@@ -100,6 +86,19 @@ def _pad(ids_list, device):
         ids[i, : len(row)] = torch.as_tensor(np.asarray(row, dtype=np.int64))
         mask[i, : len(row)] = 1
     return ids.to(device), mask.to(device)
+
+
+def token_filter(only_spans: bool, drop_special: bool):
+    """``keep(gene, special)``: which tokens of a document to keep."""
+    def keep(gene, special):
+        mask = np.ones(gene.size, bool)
+        if drop_special:
+            mask &= ~special
+        if only_spans:
+            mask &= gene >= 0
+        return mask
+
+    return keep
 
 
 def _row_metadata(docs: Documents, first_document: int, keep_mask, rng, subsample: float) -> tuple[list, dict]:
@@ -189,7 +188,7 @@ def harvest(
         raise ValueError("chunk_size and batch_size must be at least 1.")
     sites = mlp_sites(model, layers)
     layer_list = list(sites)
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     settings = {"chunk_size": chunk_size, "batch_size": batch_size, "only_spans": only_spans,
                 "drop_special": drop_special, "subsample": subsample, "seed": seed, "n_documents": int(n_documents)}
     store = _open_store(store, layer_list, _widths(model, layer_list), dtype, {**(info or {}), "harvest": settings}, rank)
@@ -199,14 +198,7 @@ def harvest(
     if skipped:
         logger.info("Resuming: %d of this process's chunks are already in the store.", skipped)
 
-    def keep_mask(gene, special):
-        mask = np.ones(gene.size, bool)
-        if drop_special:
-            mask &= ~special
-        if only_spans:
-            mask &= gene >= 0
-        return mask
-
+    keep_mask = token_filter(only_spans, drop_special)
     device = next(model.parameters()).device
     stored = _torch_dtype(dtype)
     last_layer = layer_list[-1]
@@ -256,10 +248,10 @@ def harvest(
             stop_handle.remove()
         writer.shutdown(wait=True)
         bar.close()
-    _barrier()
+    barrier()
     if rank == 0:
         store.finish(n_chunks)
-    _barrier()
+    barrier()
     return store if rank == 0 or isinstance(store, MemoryStore) else ActivationStore(store.path)
 
 

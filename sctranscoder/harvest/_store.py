@@ -16,11 +16,11 @@ may write shards of different chunks into one store.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .._atomic import atomic_path
 
 FORMAT = "sctranscoder.activations"
 VERSION = 1
@@ -49,13 +49,8 @@ def _torch_dtype(name: str):
 
 
 def write_json_atomically(path: Path, content: dict) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(content, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=1))
 
 
 class _Store:
@@ -270,16 +265,8 @@ class ActivationStore(_Store):
         from safetensors.torch import save_file
 
         rows = len(tensors["document"])
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
+        with atomic_path(self.path / _SHARD.format(chunk)) as tmp:
             save_file(tensors, tmp, metadata={"rows": str(rows), "chunk": str(chunk)})
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path / _SHARD.format(chunk))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         self._index[int(chunk)] = rows
 
     def remove_partial_files(self) -> int:

@@ -8,7 +8,7 @@ from itertools import count
 import numpy as np
 
 from ._architectures import mlp_sites
-from ._harvest import Documents, _pad, _row_metadata
+from ._harvest import Documents, _pad, _row_metadata, token_filter
 from ._hooks import MLPCapture
 
 
@@ -31,13 +31,7 @@ def stream(model, encode: Callable[[int, int], Documents], n_documents: int, lay
     x_buffer, y_buffer = [], []
     held = 0
 
-    def keep_mask(gene, special):
-        mask = np.ones(gene.size, bool)
-        if drop_special:
-            mask &= ~special
-        if only_spans:
-            mask &= gene >= 0
-        return mask
+    keep_mask = token_filter(only_spans, drop_special)
 
     def drain(minimum):
         nonlocal x_buffer, y_buffer, held

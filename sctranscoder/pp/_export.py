@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._sentences import DEFAULT_CHUNK_SIZE, rank_chunks, warn_empty
 from ._matrix import select_expression
+from ._sentences import DEFAULT_CHUNK_SIZE, rank_chunks, warn_empty
 
 logger = logging.getLogger(__name__)
 RESERVED_COLUMNS = ("cell_name", "cell_sentence")

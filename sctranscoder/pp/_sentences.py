@@ -12,7 +12,13 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from . import _ranking
-from ._matrix import ExpressionSource, check_values, iter_csr_chunks, select_expression, value_codes
+from ._matrix import (
+    ExpressionSource,
+    check_values,
+    iter_csr_chunks,
+    select_expression,
+    value_codes,
+)
 
 logger = logging.getLogger(__name__)
 

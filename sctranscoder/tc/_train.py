@@ -7,13 +7,14 @@ import json
 import logging
 import math
 import os
-import tempfile
 from itertools import count
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from .._atomic import atomic_path
+from .._distributed import rank_and_world
 from ._config import TranscoderConfig
 from ._io import CONFIG, WEIGHTS, load, save
 from ._model import Transcoder
@@ -32,14 +33,6 @@ def learning_rate_factor(step: int, cfg: TranscoderConfig) -> float:
     progress = min(1.0, progress)
     shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.decay == "cosine" else 1 - progress
     return 0.1 + 0.9 * shape
-
-
-def _distributed() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _is_store(source) -> bool:
@@ -90,16 +83,8 @@ def _save_checkpoint(path: Path, transcoder, optimizer, step: int) -> None:
     for index, state in optimizer.state_dict()["state"].items():
         for name, value in state.items():
             tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"step": str(step), "config": json.dumps(transcoder.cfg.to_dict())})
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load_checkpoint(path: Path, transcoder, optimizer) -> int:
@@ -200,7 +185,7 @@ def train(
     """
     import torch.distributed as dist
 
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must divide evenly over {world} processes.")
     out_dir = Path(out_dir) if out_dir is not None else None

@@ -1,0 +1,28 @@
+"""Files that exist whole or not at all: write a temporary file beside the target, flush it, rename it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path, *, prefix: str = ".tmp-"):
+    """Yield a temporary path in ``path``'s folder; on success it is fsynced and renamed to ``path``.
+
+    On error (or a kill) the target is untouched; a killed writer may leave the
+    temporary file, which starts with ``prefix`` so cleaners can find it.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
