@@ -149,16 +149,14 @@ def as_replacements(transcoders: dict) -> dict:
 
 def token_batches(input_ids: list, loss_masks: list | None = None, batch_size: int = 16, device="cpu") -> list:
     """Right-padded ``(input_ids, attention_mask, loss_mask)`` batches from token id lists."""
+    from ..harvest._harvest import _pad
+
     batches = []
     for start in range(0, len(input_ids), batch_size):
-        rows = input_ids[start : start + batch_size]
-        width = max(len(r) for r in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
-        loss = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.as_tensor(np.asarray(r, dtype=np.int64))
-            mask[i, : len(r)] = 1
-            loss[i, : len(r)] = 1 if loss_masks is None else torch.as_tensor(np.asarray(loss_masks[start + i]))
-        batches.append((ids.to(device), mask.to(device), loss.to(device)))
+        ids, mask = _pad(input_ids[start : start + batch_size], device)
+        loss = mask.clone()
+        if loss_masks is not None:
+            for i, row in enumerate(loss_masks[start : start + batch_size]):
+                loss[i, : len(row)] = torch.as_tensor(np.asarray(row, dtype=np.int64))
+        batches.append((ids, mask, loss))
     return batches
