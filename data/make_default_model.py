@@ -52,10 +52,19 @@ def logistic_regression(adata, held):
 
 
 def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=OUT, help="model folder to write (default: the shipped one)")
+    parser.add_argument("--settings", type=json.loads, default={},
+                        help="JSON object overriding SETTINGS, for trying recipes (keep the shipped one's in SETTINGS)")
+    args = parser.parse_args()
+    out, settings = args.out, {**SETTINGS, **args.settings}
+
     adata = sct.datasets.pbmc68k_reduced()
     start = time.perf_counter()
-    work = OUT.with_name(OUT.name + ".training")
-    model = sct.models.train_c2s(adata, "bulk_labels", work, **SETTINGS)
+    work = out.with_name(out.name + ".training")
+    model = sct.models.train_c2s(adata, "bulk_labels", work, **settings)
     minutes = (time.perf_counter() - start) / 60
 
     held = adata.obs_names.isin(model.metadata["held_out_cells"])
@@ -68,20 +77,20 @@ def main():
     confusion = pd.crosstab(truth, predicted, rownames=["true"], colnames=["predicted"])
 
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    work.rename(OUT)
+    if out.exists():
+        shutil.rmtree(out)
+    work.rename(out)
     evaluation = {
         "held_out_cells": int(held.sum()),
         "c2s_accuracy": accuracy,
         "logistic_regression_same_split": lr_split,
         "logistic_regression_5_fold": lr_cv,
         "training_minutes": round(minutes, 1),
-        "settings": SETTINGS,
+        "settings": settings,
         "confusion": {t: {p: int(v) for p, v in row.items() if v} for t, row in confusion.iterrows()},
     }
-    (OUT / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
-    size = sum(f.stat().st_size for f in OUT.iterdir()) / 2**20
+    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"held-out accuracy {accuracy:.3f} | logistic regression {lr_split:.3f} (same split), "
           f"{lr_cv:.3f} (5-fold) | {minutes:.1f} min | {size:.1f} MiB")
     print(confusion.to_string())

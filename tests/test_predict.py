@@ -79,3 +79,31 @@ def test_predict_errors(model_and_cells):
     bare = sct.models.C2SModel(model.model, model.tokenizer, "bare", {})
     with pytest.raises(ValueError, match="pass candidates"):
         sct.tl.predict_cell_types(cells.copy(), bare, n_genes=12, progress=False)
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "gpt_neox_sequential", "gpt2", "llama", "qwen2", "gemma2"])
+def test_batched_paths_equal_one_prompt_at_a_time(model_and_cells, arch):
+    """Right-padded batches, one pass for all candidates and the own greedy loop equal plain forwards and
+    transformers' generate, one prompt at a time, on every architecture (random tiny weights)."""
+    from tiny_models import tiny_model
+
+    from sctranscoder.tl._predict import generate_answers, score_candidates
+
+    trained, cells = model_and_cells
+    tok = trained.tokenizer
+    model = sct.models.C2SModel(tiny_model(arch, tok, positions=1024), tok, arch, {})
+    sct.pp.cell_sentences(cells, n_genes=12, progress=False)
+    table = sct.pp.prompts(cells, n_genes=12, template=0)
+    prompts = [p[: len(p) - 7 * i] for i, p in enumerate(table.prompt[:5])]  # different lengths
+    candidates = trained.labels + ["CD4+/CD45RA+/CD25- Naive T"]
+    batched = score_candidates(model, prompts, candidates, batch_size=3, progress=False)
+    for i, prompt in enumerate(prompts):
+        np.testing.assert_allclose(batched[i], naive_scores(model, prompt, candidates), rtol=1e-4, atol=1e-4)
+    answers = generate_answers(model, prompts, batch_size=3, max_new_tokens=6, progress=False)
+    for prompt, answer in zip(prompts, answers):
+        ids = tok(prompt, add_special_tokens=False, return_tensors="pt")
+        with torch.no_grad():
+            out = model.model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id,
+                                       eos_token_id=tok.eos_token_id)
+        text = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        assert answer == sct.tl._predict.parse_answer(text)

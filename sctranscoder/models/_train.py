@@ -140,6 +140,8 @@ def train_c2s(
     learning_rate: float = 1e-3,
     weight_decay: float = 0.01,
     warmup_ratio: float = 0.05,
+    lr_scheduler: str = "linear",
+    label_smoothing: float = 0.0,
     test_size: float = 0.2,
     seed: int = 0,
     organism: str = "Homo sapiens",
@@ -181,7 +183,11 @@ def train_c2s(
     vocab_size
         Vocabulary of the new tokenizer (from scratch only).
     epochs, batch_size, learning_rate, weight_decay, warmup_ratio
-        Optimisation (AdamW, linear warmup then linear decay).
+        Optimisation (AdamW, linear warmup then ``lr_scheduler`` decay).
+    lr_scheduler
+        A transformers scheduler name (``"linear"``, ``"cosine"``, ...).
+    label_smoothing
+        Label smoothing of the answer tokens' cross-entropy (0: none).
     test_size
         Fraction of each label held out.
     seed
@@ -253,7 +259,8 @@ def train_c2s(
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         warmup_steps=int(warmup_ratio * math.ceil(len(examples) / batch_size) * epochs),
-        lr_scheduler_type="linear",
+        lr_scheduler_type=lr_scheduler,
+        label_smoothing_factor=label_smoothing,
         save_strategy="epoch",
         save_total_limit=1,
         logging_strategy="epoch",
@@ -290,6 +297,7 @@ def train_c2s(
         "held_out_cells": [str(c) for c in adata.obs_names[held]],
         "n_train_cells": int(train_cells.n_obs),
         "epochs": int(epochs),
+        "label_smoothing": float(label_smoothing),
         "augment": int(augment),
         "augment_dropout": float(augment_dropout),
         "generation_task": bool(generation_task),
