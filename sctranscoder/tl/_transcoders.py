@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-logger = logging.getLogger(__name__)
 
 
 def held_out_mask(adata, model, eval_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
