@@ -1,6 +1,6 @@
 """Harvest MLP inputs and outputs of causal LMs into activation stores (model-agnostic core)."""
 
-from ._architectures import LAYOUTS, Layout, MLPSite, layout_of, mlp_sites, n_layers
+from ._architectures import LAYOUTS, Layout, MLPSite, attention_outputs, first_block, layout_of, mlp_sites, n_layers
 from ._harvest import Documents, harvest, last_of_span
 from ._hooks import MLPCapture, replace_mlp
 from ._store import METADATA, ActivationStore, MemoryStore
@@ -15,6 +15,8 @@ __all__ = [
     "MLPCapture",
     "MLPSite",
     "MemoryStore",
+    "attention_outputs",
+    "first_block",
     "harvest",
     "last_of_span",
     "layout_of",

@@ -23,18 +23,21 @@ class Layout:
     """The block's pre-MLP norm (its output is the MLP input)."""
     parallel_residual: str | None = None
     """Config attribute that says the MLP reads the block input, not the post-attention stream."""
+    attention_out: str | None = None
+    """The attention's output projection; its input is the heads' outputs side by side (circuits split it by head)."""
 
 
-_DECODER = Layout(blocks="model.layers", mlp=("mlp",), norm="post_attention_layernorm")
+_DECODER = Layout(blocks="model.layers", mlp=("mlp",), norm="post_attention_layernorm", attention_out="self_attn.o_proj")
 
 LAYOUTS: dict[str, Layout] = {
     "gpt_neox": Layout(blocks="gpt_neox.layers", mlp=("mlp",), norm="post_attention_layernorm",
-                       parallel_residual="use_parallel_residual"),
-    "gpt2": Layout(blocks="transformer.h", mlp=("mlp",), norm="ln_2"),
+                       parallel_residual="use_parallel_residual", attention_out="attention.dense"),
+    "gpt2": Layout(blocks="transformer.h", mlp=("mlp",), norm="ln_2", attention_out="attn.c_proj"),
     "llama": _DECODER,
     "qwen2": _DECODER,
     "mistral": _DECODER,
-    "gemma2": Layout(blocks="model.layers", mlp=("mlp", "post_feedforward_layernorm"), norm="pre_feedforward_layernorm"),
+    "gemma2": Layout(blocks="model.layers", mlp=("mlp", "post_feedforward_layernorm"), norm="pre_feedforward_layernorm",
+                     attention_out="self_attn.o_proj"),
 }
 
 
@@ -92,3 +95,16 @@ def mlp_sites(model, layers=None) -> dict[int, MLPSite]:
         sites[index] = MLPSite(index, block, tuple(_get(block, m) for m in layout.mlp), _get(block, layout.norm),
                                parallel)
     return dict(sorted(sites.items()))
+
+
+def attention_outputs(model) -> dict[int, object]:
+    """Each block's attention output projection (its input is the heads' outputs, concatenated)."""
+    layout = layout_of(model)
+    if layout.attention_out is None:
+        raise ValueError(f"No attention output projection is known for {model.config.model_type!r}; "
+                         "set Layout.attention_out in sctranscoder.harvest.LAYOUTS.")
+    return {index: _get(block, layout.attention_out) for index, block in enumerate(_get(model, layout.blocks))}
+
+
+def first_block(model):
+    return _get(model, layout_of(model).blocks)[0]
