@@ -9,12 +9,12 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["datasets", "get", "harvest", "models", "pl", "pp", "tc", "tl"]
+__all__ = ["circuits", "datasets", "get", "harvest", "models", "pl", "pp", "tc", "tl"]
 
 
 def __getattr__(name):
-    # the transcoder core needs torch at import; load it on first use, not with the package
-    if name == "tc":
+    # the transcoder and circuit cores need torch at import; load them on first use, not with the package
+    if name in ("tc", "circuits"):
         import importlib
 
         return importlib.import_module(f"{__name__}.tc")

@@ -118,3 +118,14 @@ def frozen_nonlinearities(model):
         stack.enter_context(_patched_norms(model))
         stack.enter_context(_DetachSoftmax())
         yield
+
+
+def norm_gain(module) -> torch.Tensor:
+    """The per-dimension gain a norm applies after scaling (Gemma's RMSNorm stores it minus one)."""
+    weight = module.weight.detach().float()
+    return 1.0 + weight if "Gemma" in type(module).__name__ else weight
+
+
+def is_centring(module) -> bool:
+    """Whether the norm subtracts the mean (LayerNorm) before scaling."""
+    return isinstance(module, nn.LayerNorm)

@@ -45,6 +45,8 @@ class Target:
         """The residual direction (and constant) whose dot product with the final hidden state is the target."""
         if self.token is None:
             raise ValueError("Feature targets have no unembedding direction.")
+        unembedding = unembedding.detach()
+        bias = bias.detach() if bias is not None else None
         vector = unembedding[self.token].float()
         constant = bias[self.token].float() if bias is not None else vector.new_zeros(())
         if self.against:
@@ -67,4 +69,4 @@ class Target:
     def read(self, final_hidden: torch.Tensor, unembedding, bias=None) -> torch.Tensor:
         """The target's value from final hidden states ``(batch, tokens, d)`` of a real forward pass."""
         vector, constant = self.direction(unembedding, bias)
-        return final_hidden[:, self.position].float() @ vector + constant
+        return (final_hidden[:, self.position].float() @ vector + constant).detach()
