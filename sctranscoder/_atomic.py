@@ -18,6 +18,9 @@ def atomic_path(path, *, prefix: str = ".tmp-"):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=path.suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result should be an ordinary file
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as handle:

@@ -9,15 +9,45 @@ from conftest import make_adata, make_counts
 from sctranscoder.cli import main
 
 
-def test_quickstart(tmp_path, capsys):
-    assert main(["quickstart", "--out", str(tmp_path / "q")]) == 0
-    sentences = pd.read_parquet(tmp_path / "q" / "sentences.parquet")
+QUICK = ["--d-hidden", "256", "--k", "8", "--steps", "30", "--batch-size", "256", "--n-largest", "2", "--n-cells", "1",
+         "--max-nodes", "8"]
+
+
+def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
+    import yaml
+
+    out = tmp_path / "q"
+    assert main(["quickstart", "--out", str(out), *QUICK]) == 0
+    sentences = pd.read_parquet(out / "sentences.parquet")
     assert sentences.shape == (700, 4) and sentences.cell_sentence.str.len().min() > 0
-    fit = json.loads((tmp_path / "q" / "rank_expression_fit.json").read_text())
+    fit = json.loads((out / "rank_expression_fit.json").read_text())
     assert fit["r_squared"] > 0.85
-    prompts = pd.read_parquet(tmp_path / "q" / "prompts.parquet")
-    assert prompts.response.notna().all()
-    assert "r^2" in capsys.readouterr().out
+    assert pd.read_parquet(out / "prompts.parquet").response.notna().all()
+    quality = pd.read_csv(out / "transcoder_quality.csv", index_col=0)
+    assert list(quality.index) == ["0", "1", "2", "all"] and (quality.l0.iloc[:3] <= 8).all()
+    assert {p.name for p in (out / "transcoders").glob("layer*")} == {"layer0", "layer1", "layer2"}
+    # circuits for the two largest cell types, each as a graph and a gene table
+    assert len(list((out / "circuits").glob("*.graphml"))) == 2
+    genes = pd.read_csv(out / "circuits" / "Dendritic_genes.csv")
+    assert genes.gene.str.len().min() > 0 and genes.n_cells.max() == 1
+    printed = capsys.readouterr().out
+    assert "FVU" in printed and "top input genes" in printed and str(out) in printed
+    # the run configuration names every setting, and reading it back gives the same run
+    run = yaml.safe_load((out / "run.yaml").read_text())
+    assert run["train"]["d_hidden"] == 256 and run["circuits"]["n_cells"] == 1
+    from sctranscoder.cli import _parse
+    again = _parse(["quickstart", "--out", str(tmp_path / "r"), "--config", str(out / "run.yaml")])
+    assert (again.d_hidden, again.k, again.steps, again.n_largest) == (256, 8, 30, 2)
+
+
+def test_config_file_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "run.yaml"
+    bad.write_text("train:\n  d_hiden: 5\n")
+    assert main(["train", "acts", "tc", "--config", str(bad)]) == 2
+    assert "unknown settings for train: d_hiden" in capsys.readouterr().err
+    bad.write_text("train: [1, 2\n")
+    assert main(["train", "acts", "tc", "--config", str(bad)]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
 
 
 def test_sentences_command(tmp_path):
@@ -89,3 +119,44 @@ def test_bad_layer_list_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["train", "acts", "tc", "--layers", "one"])
     assert "not a comma-separated list of layer numbers" in capsys.readouterr().err
+
+
+def _random_transcoders(folder, model, d_hidden=64):
+    import torch
+
+    from sctranscoder.tc import Transcoder, TranscoderConfig, save
+
+    d = model.model.config.hidden_size
+    for layer in range(3):
+        tc = Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=d_hidden, activation="topk", k=8, seed=layer))
+        with torch.no_grad():
+            tc.output_scale.fill_(0.1)
+        save(tc.eval(), folder / f"layer{layer}", layer=layer)
+
+
+def test_evaluate_and_circuits_commands(tmp_path, capsys, pbmc_template):
+    import networkx as nx
+
+    import sctranscoder as sct
+    from sctranscoder.models._default import default_model_path
+
+    model = sct.models.default()
+    held_out = pbmc_template[pbmc_template.obs_names.isin(model.metadata["held_out_cells"])]
+    held_out[:10].copy().write_h5ad(tmp_path / "cells.h5ad")
+    _random_transcoders(tmp_path / "tc", model)
+    cells, model_dir, tc = str(tmp_path / "cells.h5ad"), str(default_model_path()), str(tmp_path / "tc")
+    assert main(["evaluate", cells, model_dir, tc, str(tmp_path / "m.csv"), "--label-key", "bulk_labels"]) == 0
+    table = pd.read_csv(tmp_path / "m.csv", index_col=0)
+    assert list(table.index) == ["0", "1", "2", "all"] and {"fvu", "l0", "accuracy_kept"} <= set(table.columns)
+    label = held_out[:10].obs.bulk_labels.astype(str).value_counts().index[0]
+    assert main(["circuits", cells, model_dir, tc, str(tmp_path / "circ"), "--cell-types", label, "--n-cells", "1",
+                 "--max-nodes", "4"]) == 0
+    safe = "".join(c if c.isalnum() or c in "+-" else "_" for c in label)
+    graph = nx.read_graphml(tmp_path / "circ" / f"{safe}.graphml")
+    assert "output" in graph and graph.number_of_nodes() > 1
+    assert pd.read_csv(tmp_path / "circ" / f"{safe}_genes.csv").shape[0] > 0
+    capsys.readouterr()
+    assert main(["circuits", cells, model_dir, tc, str(tmp_path / "c2"), "--cell-types", "Neuron"]) == 2
+    assert "not labels the model knows" in capsys.readouterr().err
+    assert main(["evaluate", cells, model_dir, str(tmp_path), str(tmp_path / "m2.csv")]) == 2
+    assert "No layer*/ transcoder folders" in capsys.readouterr().err

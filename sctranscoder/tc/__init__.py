@@ -8,7 +8,7 @@ from ._evaluate import (
     spliced_cross_entropy,
     token_batches,
 )
-from ._io import load, save
+from ._io import load, load_layers, save
 from ._model import Transcoder, TranscoderOutput, fraction_of_variance_unexplained
 from ._train import learning_rate_factor, train
 
@@ -22,6 +22,7 @@ __all__ = [
     "fraction_of_variance_unexplained",
     "learning_rate_factor",
     "load",
+    "load_layers",
     "mlp_output_means",
     "save",
     "spliced_cross_entropy",

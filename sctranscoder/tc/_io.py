@@ -72,3 +72,14 @@ def load(folder, *, device=None):
     transcoder.load_state_dict(state)
     transcoder.metadata = {k: v for k, v in meta.items() if k != "config"}
     return transcoder.eval()
+
+
+def load_layers(folder, *, device=None) -> dict:
+    """Every transcoder saved under ``folder/layer{L}/`` (as :func:`sctranscoder.tl.train_transcoders` and
+    ``sctranscoder train`` write them), as ``{layer: Transcoder}``."""
+    folder = Path(folder)
+    found = sorted((int(p.name[5:]), p) for p in folder.glob("layer*")
+                   if p.name[5:].isdigit() and (p / CONFIG).is_file())
+    if not found:
+        raise FileNotFoundError(f"No layer*/ transcoder folders with {CONFIG} under {folder}.")
+    return {layer: load(path, device=device) for layer, path in found}

@@ -1,0 +1,193 @@
+"""What each ``sctranscoder`` subcommand does (on the user's files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._atomic import atomic_path
+
+
+class UsageError(Exception):
+    """A bad path or argument, reported in one line."""
+
+
+def _check_output(path: Path, suffix: str, overwrite: bool) -> None:
+    if path.suffix != suffix:
+        raise UsageError(f"output {path} must end in {suffix}")
+    if path.exists() and not overwrite:
+        raise UsageError(f"output {path} exists; pass --overwrite to replace it")
+
+
+def cmd_sentences(args) -> None:
+    import sctranscoder as sct
+
+    if not args.input.is_file():
+        raise UsageError(f"input {args.input} is not a file")
+    if args.input.suffix != ".h5ad":
+        raise UsageError(f"input {args.input} must be an .h5ad file")
+    _check_output(args.output, ".parquet", args.overwrite)
+    columns = [c for c in args.obs_columns.split(",") if c]
+    sct.pp.write_sentences(
+        args.input, args.output, obs_columns=columns, n_genes=args.n_genes, layer=args.layer,
+        use_raw=args.use_raw, gene_symbols=args.gene_symbols, tie_break=args.tie_break,
+        seed=args.seed, chunk_size=args.chunk_size,
+    )
+    print(f"wrote {args.output}")
+
+
+def cmd_harvest(args) -> None:
+    import anndata as ad
+
+    import sctranscoder as sct
+
+    if not args.input.is_file() or args.input.suffix != ".h5ad":
+        raise UsageError(f"input {args.input} is not an .h5ad file")
+    if not (args.model / "config.json").is_file():
+        raise UsageError(f"model {args.model} is not a Hugging Face model folder (no config.json)")
+    if args.store.exists() and not args.store.is_dir():
+        raise UsageError(f"store {args.store} exists and is not a folder")
+    adata = ad.read_h5ad(args.input)
+    model = sct.models.load(args.model)
+    store = sct.tl.harvest(adata, model, args.layers, args.store, n_genes=args.n_genes, label_key=args.label_key,
+                           batch_size=args.batch_size, chunk_size=args.chunk_size, dtype=args.dtype,
+                           only_genes=args.only_genes)
+    print(store)
+
+
+def cmd_train(args) -> None:
+    import sctranscoder as sct
+    from sctranscoder.harvest import ActivationStore
+
+    if not (args.store / "store.json").is_file():
+        raise UsageError(f"store {args.store} is not an activation store (no store.json); make one with "
+                         "sctranscoder harvest")
+    if not 0 <= args.eval_fraction < 1:
+        raise UsageError(f"--eval-fraction {args.eval_fraction} must be in [0, 1)")
+    store = ActivationStore(args.store)
+    if not store.complete:
+        raise UsageError(f"store {args.store} is incomplete; finish it with sctranscoder harvest (it resumes)")
+    layers = args.layers if args.layers is not None else store.layers
+    missing = sorted(set(layers) - set(store.layers))
+    if missing:
+        raise UsageError(f"layers {missing} are not in the store (it holds {store.layers})")
+    n_eval = round(args.eval_fraction * store.n_shards)
+    if n_eval >= store.n_shards:
+        raise UsageError("the store has too few shards to hold some out; lower --eval-fraction")
+    train_chunks, eval_chunks = store.chunks[: store.n_shards - n_eval], store.chunks[store.n_shards - n_eval :]
+    for layer in layers:
+        cfg = sct.tc.TranscoderConfig(d_in=store.d_in[layer], d_out=store.d_out[layer], d_hidden=args.d_hidden,
+                                      activation=args.activation, k=args.k, skip=args.skip,
+                                      batch_size=args.batch_size, n_tokens=args.batch_size * args.steps,
+                                      learning_rate=args.lr, seed=args.transcoder_seed)
+        folder = args.out / f"layer{layer}"
+        transcoder = sct.tc.train(store, layer, cfg, out_dir=folder, chunks=train_chunks,
+                                  model_name=store.info.get("model"))
+        if eval_chunks:
+            metrics = sct.tc.evaluate(transcoder, store.batches(layer, 4096, shuffle=False, chunks=eval_chunks))
+            sct.tc.save(transcoder, folder, model_name=store.info.get("model"), layer=layer,
+                        metrics={**transcoder.metadata.get("metrics", {}), "held_out": metrics})
+            print(f"layer {layer}: FVU {metrics['fvu']:.4f}, L0 {metrics['l0']:.1f}, "
+                  f"dead {metrics['dead_fraction']:.1%} on {metrics['n_tokens']:,} held-out tokens -> {folder}")
+        else:
+            print(f"layer {layer}: trained -> {folder}")
+
+
+
+
+def _require_h5ad(path: Path) -> None:
+    if not path.is_file() or path.suffix != ".h5ad":
+        raise UsageError(f"input {path} is not an .h5ad file")
+
+
+def _require_model(path: Path) -> None:
+    if not (path / "config.json").is_file():
+        raise UsageError(f"model {path} is not a Hugging Face model folder (no config.json)")
+
+
+def _load_transcoders(path: Path) -> dict:
+    import sctranscoder as sct
+
+    try:
+        return sct.tc.load_layers(path)
+    except FileNotFoundError as error:
+        raise UsageError(f"{error} Train them with sctranscoder train.") from None
+
+
+def cmd_evaluate(args) -> None:
+    import anndata as ad
+
+    import sctranscoder as sct
+
+    _require_h5ad(args.input)
+    _require_model(args.model)
+    if args.output.suffix != ".csv":
+        raise UsageError(f"output {args.output} must end in .csv")
+    transcoders = _load_transcoders(args.transcoders)
+    adata = ad.read_h5ad(args.input)
+    model = sct.models.load(args.model)
+    cells = adata.obs_names if args.cells == "all" else None  # None: the held-out cells
+    table = sct.tl.evaluate_transcoders(adata, model, transcoders, cells=cells, label_key=args.label_key)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.output) as tmp:
+        table.to_csv(tmp)
+    print(table.round(4).to_string())
+    print(f"wrote {args.output}")
+
+
+def largest_types(adata, label_key: str, n: int, known) -> list[str]:
+    counts = adata.obs[label_key].astype(str).value_counts()
+    return [t for t in counts.index if t in set(known)][:n]
+
+
+def write_circuits(results: dict, out: Path) -> None:
+    """Each cell type's merged graph (GraphML and JSON) and gene table (CSV), named by a filesystem-safe label."""
+    import sctranscoder as sct
+
+    out.mkdir(parents=True, exist_ok=True)
+    for cell_type, result in results.items():
+        safe = "".join(c if c.isalnum() or c in "+-" else "_" for c in cell_type)
+        sct.circuits.write_graphml(result.graph, out / f"{safe}.graphml")
+        sct.circuits.write_json(result.graph, out / f"{safe}.json")
+        with atomic_path(out / f"{safe}_genes.csv") as tmp:
+            result.genes.to_csv(tmp, index=False)
+
+
+def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool = True) -> dict:
+    import sctranscoder as sct
+
+    known = model.labels or sorted(adata.obs[label_key].astype(str).unique())
+    if args.cell_types:
+        cell_types = [t.strip() for t in args.cell_types.split(",") if t.strip()]
+        unknown = [t for t in cell_types if t not in known]
+        if unknown:
+            raise UsageError(f"--cell-types {unknown} are not labels the model knows ({', '.join(known)})")
+    else:
+        cell_types = largest_types(adata, label_key, args.n_largest, known)
+    results = {}
+    for cell_type in cell_types:
+        results[cell_type] = sct.tl.cell_type_circuit(
+            adata, model, transcoders, cell_type, label_key=label_key, n_cells=args.n_cells,
+            max_nodes=args.max_nodes, node_threshold=args.node_threshold, progress=progress)
+    return results
+
+
+def cmd_circuits(args) -> None:
+    import anndata as ad
+
+    import sctranscoder as sct
+
+    _require_h5ad(args.input)
+    _require_model(args.model)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"out {args.out} exists and is not a folder")
+    transcoders = _load_transcoders(args.transcoders)
+    adata = ad.read_h5ad(args.input)
+    model = sct.models.load(args.model)
+    label_key = args.label_key or model.metadata.get("label_key")
+    if label_key is None or label_key not in adata.obs:
+        raise UsageError(f"--label-key {label_key!r} is not a column of the h5ad's obs")
+    results = run_circuits(adata, model, transcoders, args, label_key)
+    write_circuits(results, args.out)
+    for cell_type, result in results.items():
+        print(f"{cell_type}: top genes {', '.join(result.genes.gene.head(8))}")
+    print(f"wrote {args.out}")

@@ -1,0 +1,119 @@
+"""The ``sctranscoder`` command line: subcommands, their options and examples."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLES = {
+    "sentences": "sctranscoder sentences pbmc.h5ad pbmc_sentences.parquet --n-genes 200 --obs-columns cell_type,donor",
+    "harvest": "sctranscoder harvest pbmc.h5ad data/c2s_pbmc_default activations/ --label-key cell_type --layers 0,1,2",
+    "train": "sctranscoder train activations/ transcoders/ --activation topk --k 32 --d-hidden 4096 --steps 2000",
+    "evaluate": "sctranscoder evaluate pbmc.h5ad data/c2s_pbmc_default transcoders/ metrics.csv --label-key cell_type",
+    "circuits": "sctranscoder circuits pbmc.h5ad data/c2s_pbmc_default transcoders/ circuits/ --n-largest 5",
+    "quickstart": "sctranscoder quickstart --out quickstart_out\n  sctranscoder quickstart --out again --config quickstart_out/run.yaml",
+}
+
+
+def layers(text: str) -> list[int]:
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of layer numbers") from None
+
+
+def _sentence_options(parser) -> None:
+    parser.add_argument("--n-genes", type=int, default=None, help="top genes per cell (default: all expressed)")
+    parser.add_argument("--tie-break", choices=["random", "stable", "c2s"], default="random")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--chunk-size", type=int, default=8192, help="cells per chunk (bounds memory)")
+
+
+def _transcoder_options(parser, *, d_hidden: int, steps: int, batch_size: int) -> None:
+    parser.add_argument("--layers", type=layers, default=None, help="comma-separated layers (default: all)")
+    parser.add_argument("--activation", choices=["topk", "batchtopk", "relu", "jumprelu"], default="topk")
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--d-hidden", type=int, default=d_hidden)
+    parser.add_argument("--skip", action="store_true", help="add a linear skip connection")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--transcoder-seed", type=int, default=0)
+
+
+def _circuit_options(parser) -> None:
+    parser.add_argument("--cell-types", default=None, help="comma-separated labels to explain")
+    parser.add_argument("--n-largest", type=int, default=5, help="else: the N most frequent labels")
+    parser.add_argument("--n-cells", type=int, default=8, help="cells traced per type")
+    parser.add_argument("--max-nodes", type=int, default=60, help="features and heads expanded per cell")
+    parser.add_argument("--node-threshold", type=float, default=0.02, help="minimum influence kept")
+
+
+def _sub(sub, name: str, help_text: str):
+    parser = sub.add_parser(name, help=help_text, epilog=f"example:\n  {EXAMPLES[name]}\n",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=None,
+                        help=f"a run configuration (YAML); its '{name}' section sets defaults")
+    return parser
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(prog="sctranscoder",
+                                     description="Cell sentences, transcoders and circuits for C2S models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    subs = {}
+
+    p = subs["sentences"] = _sub(sub, "sentences", "h5ad in, parquet of cell sentences out")
+    p.add_argument("input", type=Path, help="an .h5ad file (read backed, in chunks)")
+    p.add_argument("output", type=Path, help="the .parquet file to write")
+    p.add_argument("--obs-columns", default="", help="comma-separated obs columns to copy")
+    p.add_argument("--layer", default=None)
+    p.add_argument("--use-raw", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--gene-symbols", default=None, help="var column with gene names")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _sentence_options(p)
+
+    p = subs["harvest"] = _sub(sub, "harvest", "h5ad + model folder in, activation store out (resumable)")
+    p.add_argument("input", type=Path, help="an .h5ad file")
+    p.add_argument("model", type=Path, help="a Hugging Face model folder (C2S or any causal LM)")
+    p.add_argument("store", type=Path, help="activation store folder (resumed if it holds one)")
+    p.add_argument("--layers", type=layers, default=None, help="comma-separated layers (default: all)")
+    p.add_argument("--label-key", default=None, help="obs column: append each cell's answer, as in training")
+    p.add_argument("--n-genes", type=int, default=None, help="genes per sentence (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--chunk-size", type=int, default=256, help="cells per shard")
+    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
+    p.add_argument("--only-genes", action="store_true", help="keep gene tokens only")
+
+    p = subs["train"] = _sub(sub, "train", "activation store in, one transcoder per layer out (resumable)")
+    p.add_argument("store", type=Path, help="an activation store folder")
+    p.add_argument("out", type=Path, help="folder for layer{L}/ transcoders")
+    _transcoder_options(p, d_hidden=4096, steps=2000, batch_size=4096)
+    p.add_argument("--eval-fraction", type=float, default=0.1, help="shards held out for evaluation")
+
+    p = subs["evaluate"] = _sub(sub, "evaluate", "FVU, L0, CE recovered and accuracy kept on held-out cells")
+    p.add_argument("input", type=Path, help="an .h5ad file")
+    p.add_argument("model", type=Path, help="the model folder the transcoders were trained on")
+    p.add_argument("transcoders", type=Path, help="folder of layer{L}/ transcoders")
+    p.add_argument("output", type=Path, help="the .csv table to write")
+    p.add_argument("--label-key", default=None, help="obs column of cell types (adds accuracy kept)")
+    p.add_argument("--cells", choices=["held-out", "all"], default="held-out",
+                   help="held-out: the model's held-out cells (or those recorded in the h5ad)")
+
+    p = subs["circuits"] = _sub(sub, "circuits", "circuits behind cell-type calls, as GraphML/JSON and gene tables")
+    p.add_argument("input", type=Path, help="an .h5ad file")
+    p.add_argument("model", type=Path, help="a C2S model folder")
+    p.add_argument("transcoders", type=Path, help="folder of layer{L}/ transcoders")
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--label-key", default=None, help="obs column of cell types (default: the model's)")
+    _circuit_options(p)
+
+    p = subs["quickstart"] = _sub(sub, "quickstart", "the whole pipeline on the bundled PBMC data and default model")
+    p.add_argument("--out", type=Path, default=Path("quickstart_out"), help="output folder")
+    _sentence_options(p)
+    _transcoder_options(p, d_hidden=1024, steps=300, batch_size=1024)
+    p.add_argument("--subsample", type=float, default=0.25, help="share of the training tokens harvested")
+    _circuit_options(p)
+    p.set_defaults(n_cells=4, max_nodes=40)
+    return parser, subs

@@ -1,0 +1,105 @@
+"""``sctranscoder quickstart``: the whole pipeline on the bundled PBMC data and the bundled default model."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .._atomic import atomic_path
+from .._runconfig import RUN_FILE, write_run_config
+from ._commands import UsageError, run_circuits, write_circuits
+
+_SECTIONS = {
+    "sentences": ("n_genes", "tie_break", "seed", "chunk_size"),
+    "train": ("layers", "activation", "k", "d_hidden", "skip", "steps", "batch_size", "lr", "transcoder_seed",
+              "subsample"),
+    "circuits": ("cell_types", "n_largest", "n_cells", "max_nodes", "node_threshold"),
+}
+
+
+def _run_sections(args) -> dict:
+    sections = {name: {key: getattr(args, key) for key in keys} for name, keys in _SECTIONS.items()}
+    # the quickstart section repeats everything, so `quickstart --config run.yaml` reruns it exactly
+    sections["quickstart"] = {k: v for section in sections.values() for k, v in section.items()}
+    return sections
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def cmd_quickstart(args) -> None:
+    import sctranscoder as sct
+
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_config(out / RUN_FILE, _run_sections(args))
+    clock = time.perf_counter()
+    timings = {}
+
+    # 1. cell sentences, prompts and the inverse transform
+    adata = sct.datasets.pbmc68k_reduced()
+    sct.pp.cell_sentences(adata, n_genes=args.n_genes, tie_break=args.tie_break, seed=args.seed,
+                          chunk_size=args.chunk_size)
+    sentences_path = sct.pp.write_sentences(
+        adata, out / "sentences.parquet", obs_columns=["bulk_labels", "louvain"], n_genes=args.n_genes,
+        tie_break=args.tie_break, seed=args.seed, chunk_size=args.chunk_size, progress=False,
+    )
+    fit = sct.pp.fit_rank_expression(adata, inplace=False)
+    prompts = sct.pp.prompts(adata, label_key="bulk_labels", n_genes=100, seed=args.seed)
+    with atomic_path(out / "prompts.parquet") as tmp:
+        prompts.to_parquet(tmp)
+    _write_text(out / "rank_expression_fit.json", json.dumps(fit, indent=2))
+    timings["sentences"] = time.perf_counter() - clock
+
+    # 2. transcoders on every layer of the default model, from one harvest of a sample of the training cells' tokens
+    model = sct.models.default()
+    label_key = model.metadata["label_key"]
+    start = time.perf_counter()
+    held_out = sct.tl.held_out_mask(adata, model)
+    store = sct.tl.harvest(adata[~held].copy(), model, args.layers, None, label_key=label_key,
+                           subsample=args.subsample, seed=args.transcoder_seed)
+    transcoders = sct.tl.train_transcoders(
+        adata, model, args.layers, out / "transcoders", store=store, held_out=held_out, label_key=label_key,
+        activation=args.activation, k=args.k, d_hidden=args.d_hidden, skip=args.skip, batch_size=args.batch_size,
+        n_tokens=args.batch_size * args.steps, learning_rate=args.lr, seed=args.transcoder_seed,
+        warmup_steps=min(50, args.steps // 10))
+    timings["transcoders"] = time.perf_counter() - start
+
+    # 3. faithfulness on the model's held-out cells
+    start = time.perf_counter()
+    quality = sct.tl.evaluate_transcoders(adata, model, transcoders, label_key=label_key)
+    with atomic_path(out / "transcoder_quality.csv") as tmp:
+        quality.to_csv(tmp)
+    timings["evaluate"] = time.perf_counter() - start
+
+    # 4. circuits behind the largest cell types, traced on held-out cells
+    start = time.perf_counter()
+    circuits = run_circuits(adata[held_out].copy(), model, transcoders, args, label_key)
+    write_circuits(circuits, out / "circuits")
+    timings["circuits"] = time.perf_counter() - start
+
+    total = time.perf_counter() - clock
+    _write_text(out / "timings.json", json.dumps({**timings, "total": total}, indent=2))
+    _summary(out, adata, sentences_path, fit, quality, circuits, total)
+
+
+def _summary(out, adata, sentences_path, fit, quality, circuits, total) -> None:
+    layers = quality.drop(index="all")
+    every = quality.loc["all"]
+    print(f"\nsctranscoder quickstart: {adata.n_obs} PBMCs, done in {total / 60:.1f} min; everything is in {out}/")
+    print(f"  cell sentences: {sentences_path}; inverse transform r^2 {fit['r_squared']:.3f} "
+          f"(Pearson {fit['pearson_r']:.3f}, Spearman {fit['spearman_r']:.3f})")
+    print("  transcoders (held-out cells): " + "; ".join(
+        f"layer {layer} FVU {row.fvu:.3f}, L0 {row.l0:.0f}" for layer, row in layers.iterrows()))
+    if "accuracy_kept" in quality:
+        print(f"  all MLPs replaced: cell-type accuracy {every.accuracy:.3f} vs {every.accuracy_clean:.3f} "
+              f"({every.accuracy_kept:.0%} kept), CE recovered {every.recovered_mean:.3f} (vs mean ablation)")
+    print("  circuits (top input genes per cell type):")
+    for cell_type, result in circuits.items():
+        share = result.graph.graph["share_input"]
+        print(f"    {cell_type:<30} {', '.join(result.genes.gene.head(6))}  (traced to genes: {share:.0%})")
