@@ -11,7 +11,7 @@ from ._graphs import merge, position_free, read_json, to_json, write_graphml, wr
 from ._invariant import de_embedding, read_directions, top_groups, virtual_weights, write_directions
 from ._linear import Attribution, LinearizedModel
 from ._targets import Target
-from ._trace import trace
+from ._trace import prune, trace
 
 __all__ = [
     "Attribution",
@@ -23,6 +23,7 @@ __all__ = [
     "keep_only",
     "merge",
     "position_free",
+    "prune",
     "read_directions",
     "read_json",
     "to_json",

@@ -186,7 +186,9 @@ def _strongest_paths(graph, n_paths: int) -> list[tuple]:
     return [path for _, path in best.get(OUTPUT, [])]
 
 
-def _prune(graph, node_threshold: float, n_paths: int | None):
+def prune(graph, node_threshold: float = 0.02, n_paths: int | None = None):
+    """The part of a traced graph that matters: nodes with at least ``node_threshold`` influence
+    (optionally only those on the ``n_paths`` strongest paths), and only nodes that reach the output."""
     kept = [n for n, d in graph.nodes(data=True) if n == OUTPUT or d["influence"] >= node_threshold]
     pruned = graph.subgraph(kept).copy()
     if n_paths is not None:
@@ -264,5 +266,5 @@ def trace(model, transcoders: dict, input_ids, target: Target, *, max_nodes: int
                        n_layers=linear.n_layers, expanded=len(search.expanded) - 1,
                        **{f"share_{k}": share[k] for k in ("input", "error", "bias", "unexpanded")})
     if prune:
-        graph = _prune(graph, node_threshold, n_paths)
+        graph = prune(graph, node_threshold, n_paths)
     return graph

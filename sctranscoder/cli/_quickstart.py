@@ -61,7 +61,7 @@ def cmd_quickstart(args) -> None:
     label_key = model.metadata["label_key"]
     start = time.perf_counter()
     held_out = sct.tl.held_out_mask(adata, model)
-    store = sct.tl.harvest(adata[~held].copy(), model, args.layers, None, label_key=label_key,
+    store = sct.tl.harvest(adata[~held_out].copy(), model, args.layers, None, label_key=label_key,
                            subsample=args.subsample, seed=args.transcoder_seed)
     transcoders = sct.tl.train_transcoders(
         adata, model, args.layers, out / "transcoders", store=store, held_out=held_out, label_key=label_key,

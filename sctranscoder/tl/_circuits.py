@@ -17,9 +17,10 @@ class CellTypeCircuit:
     graph: object
     """The merged ``networkx.DiGraph``: nodes without positions, attributions averaged over the cells."""
     genes: pd.DataFrame
-    """Input genes ranked by their mean signed attribution to the target (positive: for this cell type)."""
+    """Input genes ranked by their mean signed attribution to the target (positive: for this cell type), over
+    everything traced (before pruning); a gene absent from a cell's graph counts as zero there."""
     graphs: list
-    """One traced graph per cell."""
+    """One traced graph per cell (pruned)."""
     cells: list
     """The cells traced."""
     target: dict
@@ -64,12 +65,18 @@ def _cells_of(adata, cell_type, label_key, n_cells, seed):
     return np.sort(rng.choice(names, size=min(n_cells, names.size), replace=False))
 
 
-def _gene_table(graph, n_cells: int) -> pd.DataFrame:
-    rows = [(d["label"], d["attribution"], d["influence"], d["count"]) for _, d in graph.nodes(data=True)
-            if d["kind"] == "input" and d.get("grouped", True)]
-    table = pd.DataFrame(rows, columns=["gene", "attribution", "influence", "n_cells"])
-    table["fraction_of_cells"] = table.n_cells / n_cells
-    return table.sort_values("attribution", ascending=False, ignore_index=True)
+def _gene_table(graphs) -> pd.DataFrame:
+    """Every gene reached in the (unpruned) per-cell graphs, with its attribution averaged over the cells."""
+    rows = [(d["label"], d["attribution"], d["influence"]) for g in graphs for _, d in g.nodes(data=True)
+            if d["kind"] == "input" and d["grouped"]]
+    if not rows:
+        return pd.DataFrame(columns=["gene", "attribution", "influence", "n_cells", "fraction_of_cells"])
+    per_cell = pd.DataFrame(rows, columns=["gene", "attribution", "influence"])
+    table = per_cell.groupby("gene").agg(attribution=("attribution", "sum"), influence=("influence", "sum"),
+                                         n_cells=("attribution", "size"))
+    table[["attribution", "influence"]] /= len(graphs)
+    table["fraction_of_cells"] = table.n_cells / len(graphs)
+    return table.reset_index().sort_values("attribution", ascending=False, ignore_index=True)
 
 
 def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_key: str | None = None,
@@ -109,7 +116,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     import torch
 
     from .. import pp
-    from ..circuits import Target, faithfulness, merge, trace
+    from ..circuits import Target, faithfulness, merge, prune, trace
     from ..get._sentences import stored_genes
     from ..pp._sentences import RANKS_KEY
     from ._harvest import cell_encoder
@@ -133,7 +140,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     genes = stored_genes(adata)
     encode = cell_encoder(adata[cells], tokenizer, n_genes=n_genes, organism=organism)
     documents = encode(0, len(cells))
-    graphs, checks = [], []
+    graphs, full_graphs, checks = [], [], []
     for i in tqdm(range(len(cells)), desc=f"circuit {cell_type}", disable=not progress):
         ids = np.concatenate([documents.input_ids[i], np.asarray(prefix, np.int64)])
         spans = documents.span_ids[i]
@@ -141,9 +148,11 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
         groups = [str(genes[spans[g]]) if g >= 0 else None for g in token_gene]
         labels = [tokenizer.decode([t]) for t in ids]
         input_ids = torch.as_tensor(ids)
-        graph = trace(model.model, transcoders, input_ids, target, max_nodes=max_nodes, threshold=threshold,
-                      node_threshold=node_threshold, n_paths=n_paths, groups=groups, labels=labels)
-        graph.graph["cell"] = str(adata.obs_names[cells[i]])
+        full = trace(model.model, transcoders, input_ids, target, max_nodes=max_nodes, threshold=threshold,
+                     groups=groups, labels=labels, prune=False)
+        full.graph["cell"] = str(adata.obs_names[cells[i]])
+        full_graphs.append(full)
+        graph = prune(full, node_threshold, n_paths)
         graphs.append(graph)
         if check_faithfulness:
             result = faithfulness(graph, model.model, transcoders, input_ids, target)
@@ -151,7 +160,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
                           ("correlation", "spearman", "circuit_fraction", "graph_input_share", "target_value")}})
     merged = merge(graphs)
     merged.graph.update(cell_type=cell_type, n_layers=graphs[0].graph["n_layers"])
-    table = _gene_table(merged, len(cells))
+    table = _gene_table(full_graphs)
     target_info = {"token": tokenizer.decode([token]), "rivals": [tokenizer.decode([t]) for t in rivals],
                    "prefix": tokenizer.decode(prefix)}
     settings = {"n_cells": int(len(cells)), "max_nodes": max_nodes, "threshold": threshold,

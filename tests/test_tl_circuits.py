@@ -1,0 +1,70 @@
+"""Cell-type circuits on the default C2S model: answer contrasts, merged graphs, gene rankings, de-embedding."""
+
+import numpy as np
+import pytest
+import torch
+
+import sctranscoder as sct
+from sctranscoder.tc import Transcoder, TranscoderConfig
+
+
+def test_answer_contrast_splits_shared_prefixes():
+    answers = {"CD4+ naive": [1, 2, 3, 9], "CD4+ memory": [1, 2, 4, 9], "B": [5, 9], "NK": [6, 9]}
+    assert sct.tl.answer_contrast(answers, "CD4+ naive") == ([1, 2], 3, [4])
+    assert sct.tl.answer_contrast(answers, "B") == ([], 5, [1, 6])
+    with pytest.raises(ValueError, match="prefix of another"):
+        sct.tl.answer_contrast({"T": [1, 9], "T reg": [1, 9, 3]}, "T")
+
+
+@pytest.fixture(scope="module")
+def default_setup():
+    model = sct.models.default()
+    d = model.model.config.hidden_size
+    cells = sct.datasets.pbmc68k_reduced()
+    transcoders = {}
+    for layer in range(3):
+        tc = Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=128, activation="topk", k=8, seed=layer)).eval()
+        transcoders[layer] = tc
+    return model, cells, transcoders
+
+
+def test_cell_type_circuit_ranks_genes_of_the_traced_cells(default_setup):
+    model, adata, transcoders = default_setup
+    adata = adata.copy()
+    result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=2, max_nodes=6,
+                                      check_faithfulness=True, progress=False)
+    assert len(result.graphs) == 2 and result.cells == list(result.cells)
+    assert result.target["token"] and result.target["rivals"]
+    sentences = sct.get.sentences(adata[result.cells], n_genes=model.metadata["n_genes"])
+    seen = set(" ".join(sentences).split())
+    assert len(result.genes) > 0 and set(result.genes.gene) <= seen
+    assert result.genes.attribution.is_monotonic_decreasing
+    assert result.graph.graph["n_graphs"] == 2 and "output" in result.graph
+    # every traced graph reproduces the model's target value
+    assert all(np.isfinite(g.graph["value"]) for g in result.graphs)
+    assert set(result.faithfulness.columns) >= {"correlation", "circuit_fraction"}
+    stored = adata.uns["circuits"]["CD19+ B"]
+    assert list(stored["genes"]) == result.genes.gene.tolist()
+
+
+def test_cell_type_circuit_refuses_unknown_labels(default_setup):
+    model, adata, transcoders = default_setup
+    with pytest.raises(ValueError, match="not among the candidate labels"):
+        sct.tl.cell_type_circuit(adata.copy(), model, transcoders, "Neuron", progress=False)
+    with pytest.raises(ValueError, match="not a column of adata.obs"):
+        sct.tl.cell_type_circuit(adata.copy(), model, transcoders, "CD19+ B", label_key="donor", progress=False)
+
+
+def test_gene_de_embedding(default_setup):
+    model, adata, transcoders = default_setup
+    genes = ["CD79A", "HLA-DRA", "MT-CO1", "LYZ"]
+    tokens = sct.tl.gene_tokens(model.tokenizer, genes)
+    assert all(model.tokenizer.decode(ids) == f" {g}" for g, ids in tokens.items())
+    table = sct.tl.gene_de_embedding(model, transcoders, 1, genes)
+    assert table.shape == (128, 4) and list(table.columns) == genes
+    by_sum = sct.tl.gene_de_embedding(model, transcoders, 1, genes, aggregate="sum")
+    single = [g for g, ids in tokens.items() if len(ids) == 1]
+    for gene in single:  # one token: every aggregate is that token's score
+        np.testing.assert_allclose(table[gene], by_sum[gene], rtol=1e-5)
+    with torch.no_grad():
+        assert np.isfinite(table.to_numpy()).all()
