@@ -29,6 +29,12 @@ class CellTypeCircuit:
     """Per cell: ablation correlation and circuit fraction (when requested)."""
     settings: dict = field(default_factory=dict)
 
+    def input_genes(self, n: int | None = None) -> dict:
+        """``{cell_type: genes}``: the genes that push the call towards this cell type, strongest first
+        (what :func:`sctranscoder.tl.enrich_circuit` tests)."""
+        supporting = self.genes[self.genes.attribution > 0].gene.tolist()
+        return {self.cell_type: supporting[:n] if n is not None else supporting}
+
 
 def answer_contrast(answers: dict, label) -> tuple[list[int], int, list[int]]:
     """Where ``label``'s answer parts from the others: (shared prefix, its next token, the others' next tokens).
