@@ -1,5 +1,7 @@
 """Plots (scanpy's ``sc.pl`` shape)."""
 
+from ._enrichment import enrichment
+from ._feature_genes import feature_genes
 from ._rank_expression import rank_expression
 
-__all__ = ["rank_expression"]
+__all__ = ["enrichment", "feature_genes", "rank_expression"]

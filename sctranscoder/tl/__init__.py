@@ -1,7 +1,34 @@
 """AnnData-facing tools (scanpy's ``sc.tl`` shape)."""
 
+from ._enrich import enrich_circuit, enrich_features, enriched_fraction, prerank_feature
+from ._features import (
+    alive_features,
+    feature_activity,
+    feature_background,
+    feature_genes,
+    feature_specificity,
+    features_to_obs,
+    visible_genes,
+)
 from ._harvest import harvest
 from ._predict import predict_cell_types
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 
-__all__ = ["evaluate_transcoders", "harvest", "held_out_mask", "predict_cell_types", "train_transcoders"]
+__all__ = [
+    "alive_features",
+    "enrich_circuit",
+    "enrich_features",
+    "enriched_fraction",
+    "evaluate_transcoders",
+    "feature_activity",
+    "feature_background",
+    "feature_genes",
+    "feature_specificity",
+    "features_to_obs",
+    "harvest",
+    "held_out_mask",
+    "predict_cell_types",
+    "prerank_feature",
+    "train_transcoders",
+    "visible_genes",
+]
