@@ -2,14 +2,14 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, genesets, get, harvest, models, pl, pp, tl
+from . import datasets, genesets, get, harvest, models, pl, pp, report, tl
 
 try:
     __version__ = version("sctranscoder")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["datasets", "genesets", "get", "harvest", "models", "pl", "pp", "tc", "tl"]
+__all__ = ["datasets", "genesets", "get", "harvest", "models", "pl", "pp", "report", "tc", "tl"]
 
 
 def __getattr__(name):
