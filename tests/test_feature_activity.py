@@ -109,7 +109,8 @@ def test_enrich_features_and_circuit(setup):
     assert set(table.List.astype(str)) <= {str(f) for f in sct.tl.alive_features(adata)}
     # the same as calling the core with the same lists and background
     lists = {str(f): g for f, g in sct.tl.feature_genes(adata, n_top=10, min_occurrences=1).genes.items() if g}
-    core = sct.genesets.enrich(lists, ["hallmark", "immune_markers"], sct.tl.feature_background(adata))
+    core = sct.genesets.enrich(lists, ["hallmark", "immune_markers"], sct.tl.feature_background(adata),
+                               min_set_size=3, fdr_over="tested")
     pd.testing.assert_frame_equal(table, core)
     fraction = sct.tl.enriched_fraction(table, len(lists))
     assert fraction == table.loc[table["Adjusted P-value"] <= 0.05, "List"].nunique() / len(lists)
@@ -118,7 +119,7 @@ def test_enrich_features_and_circuit(setup):
     visible = sct.tl.visible_genes(adata, model)
     circuit = {"CD14+ Monocyte": [g for g in markers["CD14+ Monocyte"] + markers["CD16+ Monocyte"] if g in visible],
                "CD19+ B": pd.Series({g: float(i) for i, g in enumerate(reversed(markers["B cell"]))})}
-    result = sct.tl.enrich_circuit(circuit, "immune_markers", adata=adata, model=model)
+    result = sct.tl.enrich_circuit(circuit, "immune_markers", adata=adata, model=model, min_set_size=1)
     top = result.sort_values("P-value").groupby("List", observed=True).Term.first().astype(str)
     assert top["CD19+ B"] == "B cell"
     assert top["CD14+ Monocyte"] in {"CD14+ Monocyte", "CD16+ Monocyte"}

@@ -123,6 +123,31 @@ def test_fdr_is_per_list_and_library_over_terms_with_an_overlap(background):
     assert not np.allclose(np.sort(ours["Adjusted P-value"]), np.minimum(pooled, 1))
 
 
+def test_stricter_fdr_over_every_tested_set_and_minimum_set_size(background):
+    from scipy.stats import false_discovery_control
+
+    rng = np.random.default_rng(3)
+    lists = {f"f{i}": list(rng.choice(background, 25, replace=False)) for i in range(20)}
+    hallmark = gs.load("hallmark")
+    visible = {t: sum(g in set(background) for g in genes) for t, genes in hallmark.items()}
+    tested = [t for t, n in visible.items() if n >= 10]
+    strict = gs.enrich(lists, "hallmark", background, min_set_size=10, fdr_over="tested")
+    assert set(strict.Term.astype(str)) <= set(tested)
+    loose = gs.enrich(lists, "hallmark", background)
+    for name in lists:
+        mine = strict[strict.List == name].set_index(strict[strict.List == name].Term.astype(str))
+        p = pd.Series(1.0, index=tested)
+        p[mine.index] = mine["P-value"]
+        expected = pd.Series(false_discovery_control(p.to_numpy()), index=tested)
+        np.testing.assert_allclose(mine["Adjusted P-value"], expected[mine.index], rtol=1e-12)
+        # p-values do not depend on the FDR choice; the gseapy-style FDR is never larger
+        same = loose[loose.List == name].set_index(loose[loose.List == name].Term.astype(str)).loc[mine.index]
+        np.testing.assert_array_equal(same["P-value"], mine["P-value"])
+        assert (same["Adjusted P-value"] <= mine["Adjusted P-value"] + 1e-15).all()
+    with pytest.raises(ValueError, match="fdr_over"):
+        gs.enrich(lists, "hallmark", background, fdr_over="all")
+
+
 def test_enrich_filters_and_errors(background):
     rng = np.random.default_rng(1)
     lists = {f"f{i}": list(rng.choice(background, 25, replace=False)) for i in range(50)}

@@ -10,6 +10,10 @@ and ``gseapy.stats.calc_pvalues``), so tables can be compared row by row:
 - only terms with ``x >= 1`` are tested and reported (gseapy skips the others);
 - Adjusted P-value: Benjamini-Hochberg within one gene list and one library, over the terms
   with ``x >= 1`` (gseapy runs one BH per library given, over the terms it reports);
+  ``fdr_over="tested"`` instead counts every set with at least ``min_set_size`` background genes
+  as a test (the sets a list does not touch have p = 1). gseapy's choice leaves out the tests that
+  came out empty, which makes its FDR anti-conservative when lists touch few sets (small
+  backgrounds, small libraries): random lists then look enriched far more often than 5% of the time;
 - Odds Ratio: ``(x + .5)(N - m - k + x + .5) / ((m - x + .5)(k - x + .5))`` (Haldane-Anscombe,
   gseapy's formula); Combined Score: ``-ln(P-value) * Odds Ratio``;
 - Overlap: ``"x/m"``.
@@ -102,6 +106,8 @@ def enrich(
     *,
     max_fdr: float | None = None,
     min_overlap: int = 1,
+    min_set_size: int = 1,
+    fdr_over: str = "overlapping",
     genes: bool = True,
     organism: str = "Human",
 ) -> pd.DataFrame:
@@ -122,6 +128,11 @@ def enrich(
     min_overlap
         Keep rows with at least this many shared genes (the FDR is still over every
         term with one or more, as gseapy's).
+    min_set_size
+        Test only sets with at least this many genes in the background (1: every set, as gseapy).
+    fdr_over
+        ``"overlapping"`` (gseapy's): Benjamini-Hochberg over the sets sharing at least one
+        gene with the list; ``"tested"``: over every tested set (stricter; see the module docstring).
     genes
         Fill the ``Genes`` column (the shared genes, ``;``-joined, in list order).
     organism
@@ -134,6 +145,10 @@ def enrich(
     are categorical. The statistics and how they match gseapy are in this module's docstring.
     """
     lists = _as_lists(gene_lists)
+    if fdr_over not in ("overlapping", "tested"):
+        raise ValueError(f"fdr_over={fdr_over!r} must be 'overlapping' (gseapy's) or 'tested'.")
+    if min_set_size < 1:
+        raise ValueError(f"min_set_size={min_set_size} must be at least 1.")
     if min_overlap < 1:
         raise ValueError(f"min_overlap={min_overlap}: terms are tested only when they share a gene (min_overlap >= 1).")
     if background is None:
@@ -150,101 +165,111 @@ def enrich(
         logger.warning("%d of %d gene lists share no gene with the background.", int((k == 0).sum()), len(k))
     query = _csr(list_indptr, list_genes, len(universe))
 
-    parts = []
+    n_lists, n_background = len(list_names), len(universe)
+    parts, sizes, terms, by_gene, offset = [], [], [], [], 0
     for library, sets in libraries.items():
         set_indptr, set_genes = _rows_in(list(sets.values()), universe)
-        members = _csr(set_indptr, set_genes, len(universe))
         m = np.diff(set_indptr)
+        if min_set_size > 1:  # untested sets keep their place (term numbering) but lose their genes
+            small = np.repeat(m < min_set_size, m)
+            set_genes = set_genes[~small]
+            m = np.where(m < min_set_size, 0, m)
+            set_indptr = np.concatenate([[0], np.cumsum(m)]).astype(np.int64)
+        members = _csr(set_indptr, set_genes, n_background)
+        n_tests = int((m >= min_set_size).sum()) if fdr_over == "tested" else 0
         overlap = (query @ members.T).tocsr()
         overlap.eliminate_zeros()
-        rows = np.repeat(np.arange(len(list_names)), np.diff(overlap.indptr))
+        rows = np.repeat(np.arange(n_lists, dtype=np.int32), np.diff(overlap.indptr))
         cols = overlap.indices.astype(np.int64)
-        x = np.rint(overlap.data).astype(np.int64)
-        p = _hypergeom_sf(x, m[cols], k[rows], len(universe))
-        q, order = bh_segments(overlap.indptr.astype(np.int64), p)
-        keep = x[order] >= min_overlap
-        if max_fdr is not None:
-            keep &= q[order] <= max_fdr
-        order = order[keep]
-        parts.append({"list": rows[order], "set": cols[order], "x": x[order], "m": m[cols[order]],
-                      "k": k[rows[order]], "p": p[order], "q": q[order], "terms": list(sets),
-                      "by_gene": members.T.tocsr()})
-    table, rows = _table(parts, list_names, list(libraries), len(universe))
-    table["Genes"] = _gene_strings(rows, parts, list_indptr, list_genes, universe) if genes else ""
+        x = np.rint(overlap.data).astype(np.int32)
+        p = _hypergeom_sf(x, m[cols], k[rows], n_background)
+        q, order = bh_segments(overlap.indptr.astype(np.int64), p, n_tests)  # order: by p within each list
+        if min_overlap > 1 or max_fdr is not None:
+            keep = x[order] >= min_overlap
+            if max_fdr is not None:
+                keep &= q[order] <= max_fdr
+            order = order[keep]
+        parts.append({"list": rows[order], "set": (cols[order] + offset).astype(np.int32), "x": x[order],
+                      "p": p[order], "q": q[order]})
+        sizes.append(m)
+        terms.extend(sets)
+        by_gene.append(members)
+        offset += len(sets)
+    set_sizes = np.concatenate(sizes)
+    set_library = np.repeat(np.arange(len(libraries), dtype=np.int16), [len(s) for s in libraries.values()])
+    columns = _table(parts, n_lists, k, set_sizes, n_background)
+    table = _frame(columns, list_names, list(libraries), set_library, terms, set_sizes)
+    if genes:
+        gene_to_sets = sparse.vstack(by_gene).T.tocsr()
+        table["Genes"] = _gene_strings(columns, list_indptr, list_genes, gene_to_sets, universe)
+    else:
+        table["Genes"] = ""
+    # how the table was made, for reports (pandas carries attrs through filtering)
+    table.attrs["enrich"] = {"libraries": list(libraries), "background_genes": n_background, "lists": n_lists,
+                             "fdr_over": fdr_over, "min_set_size": min_set_size, "min_overlap": min_overlap,
+                             "max_fdr": max_fdr}
     return table
 
 
-def _list_major(parts, n_lists: int) -> np.ndarray:
-    """Where each row of each library goes when rows are ordered by list, then library (a counting sort:
-    every library's rows are already grouped by list and sorted by P-value within a list)."""
+def _table(parts, n_lists: int, k, set_sizes, n_background: int) -> dict:
+    """All libraries' rows in one set of columns, ordered by list, then library, then P-value (a counting sort:
+    each library's rows are already grouped by list and sorted by P-value within a list)."""
     counts = np.stack([np.bincount(part["list"], minlength=n_lists) for part in parts], axis=1)  # lists x libs
     starts = np.concatenate([[0], np.cumsum(counts.ravel())[:-1]]).reshape(counts.shape)
-    targets = []
+    n_rows = int(counts.sum())
+    columns = {"list": np.empty(n_rows, np.int32), "set": np.empty(n_rows, np.int32),
+               "x": np.empty(n_rows, np.int32), "floats": np.empty((4, n_rows))}
     for lib, part in enumerate(parts):
-        first = np.concatenate([[0], np.cumsum(counts[:, lib])[:-1]])  # first row of each list in this part
-        targets.append(starts[part["list"], lib] + np.arange(part["list"].size) - first[part["list"]])
-    return np.concatenate(targets)
-
-
-def _table(parts, list_names, library_names, n_background: int) -> pd.DataFrame:
-    n_rows = sum(part["list"].size for part in parts)
-    target = _list_major(parts, len(list_names))
-    cat = {}
-    for key in ("list", "set", "x", "m", "k", "p", "q"):
-        cat[key] = np.empty(n_rows, np.float64 if key in "pq" else np.int64)
-        cat[key][target] = np.concatenate([part[key] for part in parts])
-    cat["library"] = np.empty(n_rows, np.int64)
-    cat["library"][target] = np.concatenate([np.full(part["list"].size, i) for i, part in enumerate(parts)])
-    x, m, k = cat["x"], cat["m"], cat["k"]
-    odds = ((x + 0.5) * (n_background - m - k + x + 0.5)) / ((m - x + 0.5) * (k - x + 0.5))
+        first = np.concatenate([[0], np.cumsum(counts[:, lib])[:-1]])  # this part's first row of each list
+        target = starts[part["list"], lib] + (np.arange(part["list"].size) - first[part["list"]])
+        for key in ("list", "set", "x"):
+            columns[key][target] = part[key]
+        columns["floats"][0, target] = part["p"]
+        columns["floats"][1, target] = part["q"]
+    x = columns["x"].astype(np.float64)
+    m = set_sizes[columns["set"]].astype(np.float64)
+    kk = k[columns["list"]].astype(np.float64)
+    odds = columns["floats"][2]
+    np.divide((x + 0.5) * (n_background - m - kk + x + 0.5), (m - x + 0.5) * (kk - x + 0.5), out=odds)
     with np.errstate(divide="ignore"):
-        combined = -1 * np.log(cat["p"]) * odds
-    offsets_terms = np.cumsum([0] + [len(part["terms"]) for part in parts])
-    # the same term name may sit in two libraries: categories must be unique
-    term_codes, term_names = pd.factorize(pd.Index([t for part in parts for t in part["terms"]]))
-    span = int(m.max(initial=0)) + 1
-    unique_overlap, overlap_code = _codes(x * span + m)
+        np.multiply(-1 * np.log(columns["floats"][0]), odds, out=columns["floats"][3])
+    return columns
+
+
+def _frame(columns, list_names, library_names, set_library, terms, set_sizes) -> pd.DataFrame:
+    # built around the one float block, without copying it; text columns are categorical
+    table = pd.DataFrame(columns["floats"].T, columns=["P-value", "Adjusted P-value", "Odds Ratio", "Combined Score"],
+                         copy=False)
+    sets, x = columns["set"], columns["x"]
+    term_codes, term_names = pd.factorize(pd.Index(terms))  # a term name may sit in two libraries
+    span = int(set_sizes.max(initial=0)) + 1
+    unique_overlap, overlap_code = _codes(x.astype(np.int64) * span + set_sizes[sets])
     overlap_labels = [f"{a}/{b}" for a, b in zip(unique_overlap // span, unique_overlap % span)]
-    table = pd.DataFrame({
-        "List": pd.Categorical.from_codes(cat["list"], categories=list_names),
-        "Gene_set": pd.Categorical.from_codes(cat["library"], categories=library_names),
-        "Term": pd.Categorical.from_codes(term_codes[offsets_terms[cat["library"]] + cat["set"]],
-                                          categories=term_names),
-        "Overlap": pd.Categorical.from_codes(overlap_code, categories=overlap_labels),
-        "P-value": cat["p"],
-        "Adjusted P-value": cat["q"],
-        "Odds Ratio": odds,
-        "Combined Score": combined,
-    })
-    return table, cat
+    table.insert(0, "List", pd.Categorical.from_codes(columns["list"], categories=list_names))
+    table.insert(1, "Gene_set", pd.Categorical.from_codes(set_library[sets], categories=library_names))
+    table.insert(2, "Term", pd.Categorical.from_codes(term_codes[sets], categories=term_names))
+    table.insert(3, "Overlap", pd.Categorical.from_codes(overlap_code, categories=overlap_labels))
+    return table
 
 
-def _gene_strings(cat, parts, list_indptr, list_genes, universe):
+def _gene_strings(columns, list_indptr, list_genes, gene_to_sets, universe):
     """The shared genes of every row, ';'-joined in the list's order, as an Arrow-backed string column
     built from one buffer (no Python string per row)."""
     import pyarrow as pa
 
-    n_rows = cat["x"].size
-    if not n_rows:
+    x = columns["x"]
+    if not x.size:
         return pd.array([], dtype="string[pyarrow]")
-    offsets = np.concatenate([[0], np.cumsum(cat["x"])]).astype(np.int64)
-    flat = np.empty(offsets[-1], np.int64)
-    for lib, part in enumerate(parts):
-        rows = np.flatnonzero(cat["library"] == lib)
-        if rows.size == 0:
-            continue
-        sub_offsets = np.concatenate([[0], np.cumsum(cat["x"][rows])]).astype(np.int64)
-        by_gene = part["by_gene"]
-        genes = overlap_genes(list_indptr, list_genes, by_gene.indptr.astype(np.int64),
-                              by_gene.indices.astype(np.int64), by_gene.shape[1], cat["list"][rows],
-                              cat["set"][rows], sub_offsets)
-        flat[np.repeat(offsets[rows] - sub_offsets[:-1], np.diff(sub_offsets)) + np.arange(sub_offsets[-1])] = genes
+    offsets = np.zeros(x.size + 1, np.int64)
+    np.cumsum(x, out=offsets[1:])
+    flat = overlap_genes(list_indptr, list_genes, gene_to_sets.indptr.astype(np.int64),
+                         gene_to_sets.indices.astype(np.int64), gene_to_sets.shape[1],
+                         columns["list"].astype(np.int64), columns["set"].astype(np.int64), offsets)
     encoded = [g.encode() for g in universe]
     name_offsets = np.concatenate([[0], np.cumsum([len(g) for g in encoded])]).astype(np.int64)
     data, byte_offsets = joined_names(np.frombuffer(b"".join(encoded), np.uint8), name_offsets, flat, offsets)
     if byte_offsets[-1] < 2**31:
-        arrow = pa.StringArray.from_buffers(n_rows, pa.py_buffer(byte_offsets.astype(np.int32)),
-                                            pa.py_buffer(data))
+        arrow = pa.StringArray.from_buffers(x.size, pa.py_buffer(byte_offsets.astype(np.int32)), pa.py_buffer(data))
     else:
-        arrow = pa.LargeStringArray.from_buffers(n_rows, pa.py_buffer(byte_offsets), pa.py_buffer(data))
+        arrow = pa.LargeStringArray.from_buffers(x.size, pa.py_buffer(byte_offsets), pa.py_buffer(data))
     return pd.arrays.ArrowStringArray(arrow)

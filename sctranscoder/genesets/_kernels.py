@@ -7,10 +7,14 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def bh_segments(indptr, p):
+def bh_segments(indptr, p, n_tests):
     """Benjamini-Hochberg adjusted p-values within each segment ``p[indptr[s]:indptr[s+1]]``, computed as
     gseapy's ``fdrcorrection`` does (``p_sorted / (rank / n)``, reverse running minimum, capped at 1);
-    also the order that sorts each segment by p-value."""
+    also the order that sorts each segment by p-value.
+
+    ``n`` is the segment's length when ``n_tests`` is 0, else ``n_tests``: the segment then holds the
+    smallest p-values of ``n_tests`` tests, the others being 1 (they cannot lower any adjusted value).
+    """
     q = np.empty_like(p)
     order = np.empty(p.size, np.int64)
     for s in prange(indptr.size - 1):
@@ -18,10 +22,11 @@ def bh_segments(indptr, p):
         n = stop - start
         if n == 0:
             continue
+        total = n if n_tests == 0 else n_tests
         local = np.argsort(p[start:stop], kind="mergesort")
         running = np.inf
         for r in range(n - 1, -1, -1):
-            value = p[start + local[r]] / ((r + 1) / n)
+            value = p[start + local[r]] / ((r + 1) / total)
             if value < running:
                 running = value
             q[start + local[r]] = min(running, 1.0)

@@ -58,9 +58,15 @@ def load(name: str, *, organism: str = "Human", cache_dir=None) -> dict[str, lis
     downloaded once through gseapy and cached as GMT (``cache_dir``, default
     ``$SCTRANSCODER_CACHE`` or ``~/.cache/sctranscoder``) under ``genesets/``.
     """
+    sets = _load_shared(name, organism, cache_dir)
+    return {term: list(genes) for term, genes in sets.items()}
+
+
+def _load_shared(name: str, organism: str, cache_dir) -> dict[str, list[str]]:
+    """As :func:`load`, but a bundled library is the cached object itself (callers must not change it)."""
     folder = str(bundled_folder())
     if name in _manifest(folder)["libraries"]:
-        return {term: list(genes) for term, genes in _load_bundled(folder, name).items()}
+        return _load_bundled(folder, name)
     path = Path(name)
     if path.suffix.lower() == ".gmt" or path.is_file():
         return read_gmt(path)
@@ -113,9 +119,9 @@ def resolve(gene_sets, *, organism: str = "Human", cache_dir=None) -> dict[str, 
     if isinstance(gene_sets, (str, os.PathLike)):
         name = str(gene_sets)
         if name == "all":
-            return {n: load(n) for n in libraries().index}
+            return {n: _load_shared(n, organism, cache_dir) for n in libraries().index}
         label = Path(name).name if Path(name).suffix.lower() == ".gmt" else name
-        return {label: load(name, organism=organism, cache_dir=cache_dir)}
+        return {label: _load_shared(name, organism, cache_dir)}
     if isinstance(gene_sets, dict):
         if not gene_sets:
             raise ValueError("gene_sets is an empty dict.")

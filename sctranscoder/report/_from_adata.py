@@ -100,7 +100,8 @@ def from_adata(
                 "features (transcoder width)": info["d_hidden"], "alive features": len(alive),
                 "cells": adata.n_obs, "labels": label_key, "genes per prompt": info["n_genes"],
                 "per-cell pooling": info["pool"], "tokens pooled per cell": info["tokens"],
-                "enrichment background (genes)": len(background), **options, **(parameters or {})}
+                "enrichment background (genes)": len(background), **options, **_enrichment_settings(enrichment),
+                **(parameters or {})}
     content = ReportContent(title=title, model=model, quality=quality, cell_types=sections, parameters=settings,
                             gene_set_libraries=_bundled_names(gene_sets))
     if enrichment is not None and len(enrichment):
@@ -128,14 +129,28 @@ def from_adata(
         "Cell-type specificity: for every feature and label, the AUROC of the per-cell activity for telling the "
         "label's cells from all others (Mann-Whitney, ties counted half), Cohen's d (pooled standard deviation), the "
         "difference of means, and the fraction of cells where the feature fires.",
-        f"Enrichment: each feature's top {options['n_genes']} genes against every gene-set library below; one-sided "
-        "hypergeometric test P(X >= overlap), the background being the genes the model saw in these cells' sentences "
-        f"({len(background):,} genes; gene sets and lists are cut to it); Benjamini-Hochberg FDR within each gene "
-        "list and library over the sets sharing at least one gene, as gseapy's enrich computes it (p-values "
-        "identical to gseapy 1.3.1's). Odds ratio with the Haldane-Anscombe correction; combined score "
-        "-ln(p) x odds ratio.",
+        _enrichment_method(enrichment, options, len(background)),
     ]
     return content
+
+
+def _enrichment_settings(enrichment) -> dict:
+    made = enrichment.attrs.get("enrich", {}) if enrichment is not None else {}
+    return {f"enrichment {k}": made[k] for k in ("fdr_over", "min_set_size", "min_overlap") if k in made}
+
+
+def _enrichment_method(enrichment, options, n_background: int) -> str:
+    made = enrichment.attrs.get("enrich", {}) if enrichment is not None else {}
+    if made.get("fdr_over") == "tested":
+        fdr = ("Benjamini-Hochberg FDR within each gene list and library over every tested set (sets with at "
+               f"least {made.get('min_set_size')} genes in the background; untouched sets count with p = 1)")
+    else:
+        fdr = ("Benjamini-Hochberg FDR within each gene list and library over the sets sharing at least one gene "
+               "with the list, as gseapy's enrich computes it (p-values identical to gseapy 1.3.1's)")
+    return (f"Enrichment: each feature's top {options['n_genes']} genes against the gene-set libraries below; "
+            "one-sided hypergeometric test P(X >= overlap), the background being the genes the model saw in these "
+            f"cells' sentences ({made.get('background_genes', n_background):,} genes; sets and lists are cut to "
+            f"it); {fdr}. Odds ratio with the Haldane-Anscombe correction; combined score -ln(p) x odds ratio.")
 
 
 def _bundled_names(gene_sets):

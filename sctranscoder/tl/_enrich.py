@@ -19,6 +19,8 @@ def enrich_features(
     min_occurrences: int = 3,
     background=None,
     max_fdr: float | None = None,
+    min_set_size: int = 3,
+    fdr_over: str = "tested",
     key_added: str | None = None,
 ) -> pd.DataFrame:
     """Enrichment of every feature's top genes (see :func:`feature_genes`) in gene-set libraries, all at once.
@@ -35,6 +37,12 @@ def enrich_features(
         harvested sentences (the genes a feature could have picked), never the genome.
     max_fdr
         Keep rows with an adjusted p-value at most this.
+    min_set_size, fdr_over
+        Which sets are tested and which count in the FDR (see
+        :func:`sctranscoder.genesets.enrich`). The defaults here are stricter than gseapy's:
+        sets with at least 3 genes the model sees, BH over every tested set. With gseapy's
+        choice (``min_set_size=1, fdr_over="overlapping"``) random lists of 25 of the default
+        model's 765 genes come out enriched at FDR < 0.05 about half of the time; with these, about 5%.
     key_added
         Also store the table in ``adata.uns[key_added]``.
 
@@ -51,7 +59,8 @@ def enrich_features(
         raise ValueError("No feature has any gene above the cut; check the feature activity (alive features?).")
     if background is None:
         background = feature_background(adata, key=key, min_occurrences=min_occurrences)
-    result = genesets.enrich(lists, gene_sets, background, max_fdr=max_fdr)
+    result = genesets.enrich(lists, gene_sets, background, max_fdr=max_fdr, min_set_size=min_set_size,
+                             fdr_over=fdr_over)
     if key_added is not None:
         adata.uns[key_added] = result
     return result
@@ -99,6 +108,8 @@ def enrich_circuit(
     model=None,
     n_top: int | None = 25,
     max_fdr: float | None = None,
+    min_set_size: int = 3,
+    fdr_over: str = "tested",
 ) -> pd.DataFrame:
     """Enrichment of a circuit's input genes (e.g. ``{cell_type: ranked input genes}``) in gene-set libraries.
 
@@ -111,6 +122,8 @@ def enrich_circuit(
         The genes the model can see; default :func:`visible_genes` of ``adata`` and ``model``.
     n_top
         Keep each list's first genes (None: all).
+    max_fdr, min_set_size, fdr_over
+        As for :func:`enrich_features` (stricter than gseapy by default).
 
     Returns
     -------
@@ -124,7 +137,8 @@ def enrich_circuit(
         if adata is None:
             raise ValueError("Pass background=<genes the model can see>, or adata (and model) to compute them.")
         background = visible_genes(adata, model)
-    return genesets.enrich(lists, gene_sets, background, max_fdr=max_fdr)
+    return genesets.enrich(lists, gene_sets, background, max_fdr=max_fdr, min_set_size=min_set_size,
+                           fdr_over=fdr_over)
 
 
 def prerank_feature(
