@@ -40,6 +40,7 @@ def feature_genes(adata, features, *, key: str = "features", n_top: int = 10, mi
         genes, scores = row.genes[::-1], row.gene_scores[::-1]
         axis.barh(range(len(genes)), scores, color="tab:purple")
         axis.set_yticks(range(len(genes)), genes, fontsize="small")
+        axis.set_ylim(len(genes) - n_top - 0.5, len(genes) - 0.5)  # same bar height in every panel, best on top
         title = f"feature {feature}"
         if label_key is not None and isinstance(row.get("top_label"), str):
             title += f"\n{row.top_label} (AUROC {row.auroc:.2f})"
