@@ -84,6 +84,7 @@ def test_report_is_one_self_contained_file(report_path, adata):
     assert "MSigDB v7.5.1" in page and "BSD 3-Clause" in page  # gene-set sources cited
     assert "transcoder steps" in page and "1,500" in page
     assert "S100A8" in page and "MS4A1" in page  # circuit input genes
+    assert "How much of each gene-set library the model can see" in page and "n_genes_visible" in page
     # the top feature of each type is the one planted there, with its marker set enriched
     content = sct.report.from_adata(adata, "bulk_labels", figures=False,
                                     enrichment=sct.tl.enrich_features(adata, "immune_markers", n_top=10))

@@ -104,6 +104,13 @@ def from_adata(
                 **(parameters or {})}
     content = ReportContent(title=title, model=model, quality=quality, cell_types=sections, parameters=settings,
                             gene_set_libraries=_bundled_names(gene_sets))
+    from .. import genesets
+
+    used = enrichment.attrs.get("enrich", {}).get("libraries", []) if enrichment is not None else []
+    bundled = [n for n in used if n in set(genesets.libraries().index)]
+    coverage = genesets.coverage_summary(gene_sets if gene_sets is not None else bundled or "all", background)
+    content.tables["How much of each gene-set library the model can see (genes in its cell sentences)"] = \
+        coverage.reset_index()
     if enrichment is not None and len(enrichment):
         content.summary = (f"{len(alive):,} of {info['d_hidden']:,} features fire on these {adata.n_obs:,} cells; "
                            f"{tl.enriched_fraction(enrichment, len(alive), options['max_fdr']):.0%} of them have at "
