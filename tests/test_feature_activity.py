@@ -47,10 +47,25 @@ def test_cell_and_gene_activity_equal_a_direct_computation(setup):
     np.testing.assert_array_equal(info["gene_occurrences"], count)
     np.testing.assert_allclose(info["gene_activity"], total / np.maximum(count, 1)[:, None], rtol=1e-5, atol=1e-6)
     assert count.sum() == N_CELLS * N_GENES  # every gene of every sentence counted once
-    # mean pooling over the same tokens
-    mean = sct.tl.feature_activity(adata, model, {LAYER: setup[4]}, pool="mean", n_genes=N_GENES, progress=False,
-                                   inplace=False)["cells"]
-    np.testing.assert_allclose(mean[3], acts[meta["document"] == 3].mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_mean_pooling_over_every_prompt_token(setup):
+    model, adata, _, _, transcoder = setup
+    result = sct.tl.feature_activity(adata, model, {LAYER: transcoder}, pool="mean", tokens="all", n_genes=N_GENES,
+                                     progress=False, inplace=False)
+    store = sct.tl.harvest(adata, model, [LAYER], None, n_genes=N_GENES, dtype="float32", progress=False)
+    meta = store.metadata()
+    with torch.no_grad():
+        acts = transcoder.encode(store.read(LAYER)[0]).numpy()
+    for cell in (0, 7, N_CELLS - 1):
+        np.testing.assert_allclose(result["cells"][cell], acts[meta["document"] == cell].mean(0), rtol=1e-5,
+                                   atol=1e-6)
+    np.testing.assert_array_equal(result["uns"]["cell_tokens"], np.bincount(meta["document"]))
+    # per-gene activity reads gene tokens only, whichever tokens the cells pool
+    np.testing.assert_allclose(result["uns"]["gene_activity"], adata.uns["features"]["gene_activity"], rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="pool"):
+        sct.tl.feature_activity(adata, model, {LAYER: transcoder}, pool="median")
 
 
 def test_visible_genes_are_the_sentence_genes(setup):
