@@ -44,12 +44,17 @@ CONVENTIONS = {"gseapy": {"min_set_size": 1, "fdr_over": "overlapping"},
 def enriched_fractions(lists: dict, background: list, n_alive: int, settings: dict, seed: int = 0) -> dict:
     """Fraction of alive features with a set at FDR < MAX_FDR (by library too), and of random lists (same sizes,
     same background)."""
-    table = sct.genesets.enrich(lists, "all", background, max_fdr=MAX_FDR * (1 - 1e-12), genes=False, **settings)
+    table = sct.genesets.enrich(lists, "all", background, max_fdr=MAX_FDR * (1 - 1e-12), **settings)
     rng = np.random.default_rng(seed)
     random_lists = {name: list(rng.choice(background, len(genes), replace=False)) for name, genes in lists.items()}
     control = sct.genesets.enrich(random_lists, "all", background, max_fdr=MAX_FDR * (1 - 1e-12), genes=False,
                                   **settings)
+    # a feature that reads a shared name fragment (HLA-, RPL, RPS) lists a gene family: how many enriched
+    # features owe their best set to genes that all share their first three letters
+    best = table.sort_values("P-value").groupby("List", observed=True).Genes.first().str.split(";")
+    family = best.apply(lambda genes: len(genes) >= 2 and len({g[:3] for g in genes}) == 1)
     return {"enriched_fraction": table.List.nunique() / n_alive,
+            "name_family_fraction_of_enriched": float(family.mean()) if len(family) else 0.0,
             "by_library": {lib: table[table.Gene_set == lib].List.nunique() / n_alive
                            for lib in sct.genesets.libraries().index},
             "random_lists_enriched_fraction": control.List.nunique() / len(random_lists),
@@ -128,7 +133,9 @@ def main():
             layer_result[name] = fractions
             print(f"  {name} FDR ({settings}): {fractions['enriched_fraction']:.1%} of alive features enriched "
                   f"(FDR < {MAX_FDR}) in >= 1 bundled library; random lists of the same sizes: "
-                  f"{fractions['random_lists_enriched_fraction']:.1%}; by library: "
+                  f"{fractions['random_lists_enriched_fraction']:.1%}; best set of a name family (genes sharing "
+                  f"their first 3 letters) in {fractions['name_family_fraction_of_enriched']:.1%} of enriched; "
+                  "by library: "
                   + ", ".join(f"{k} {v:.1%} (random {fractions['random_by_library'][k]:.1%})"
                               for k, v in fractions["by_library"].items()))
             print("    most frequent terms: " + "; ".join(f"{t} ({n})" for t, n in
