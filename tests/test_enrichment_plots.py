@@ -34,6 +34,14 @@ def test_enrichment_dotplot(table, tmp_path):
     np.testing.assert_allclose(points.get_array(), -np.log10(shown["Adjusted P-value"]))
     sct.pl.enrichment(table, size="-log10 p", max_fdr=0.5, save=tmp_path / "dots.png")
     assert (tmp_path / "dots.png").stat().st_size > 2000
+    # gseapy's own table (no List column) draws too
+    import gseapy
+
+    res2d = gseapy.enrich(list(table.Genes.iloc[0].split(";")) + ["CD14", "LYZ"], gene_sets=sct.genesets.load("hallmark"),
+                          background=list(pd.unique(table.Genes.str.split(";").explode())) + ["CD14", "LYZ"],
+                          no_plot=True).res2d
+    ax = sct.pl.enrichment(res2d, n_terms=4, show=False)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["genes"] and len(ax.collections[0].get_offsets()) == 4
     with pytest.raises(ValueError, match="No enrichment rows"):
         sct.pl.enrichment(table, max_fdr=0.0, show=False)
     with pytest.raises(KeyError, match="columns"):
