@@ -2,14 +2,14 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, get, harvest, models, pl, pp, tl
+from . import datasets, genesets, get, harvest, models, pl, pp, report, tl
 
 try:
     __version__ = version("sctranscoder")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["circuits", "datasets", "get", "harvest", "models", "pl", "pp", "tc", "tl"]
+__all__ = ["circuits", "datasets", "genesets", "get", "harvest", "models", "pl", "pp", "report", "tc", "tl"]
 
 
 def __getattr__(name):
@@ -17,5 +17,5 @@ def __getattr__(name):
     if name in ("tc", "circuits"):
         import importlib
 
-        return importlib.import_module(f"{__name__}.tc")
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'sctranscoder' has no attribute {name!r}")

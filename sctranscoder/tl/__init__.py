@@ -2,19 +2,40 @@
 
 from ._circuits import CellTypeCircuit, answer_contrast, cell_type_circuit
 from ._de_embedding import gene_de_embedding, gene_tokens
+from ._enrich import enrich_circuit, enrich_features, enriched_fraction, prerank_feature
+from ._features import (
+    alive_features,
+    feature_activity,
+    feature_background,
+    feature_genes,
+    feature_specificity,
+    features_to_obs,
+    visible_genes,
+)
 from ._harvest import harvest
 from ._predict import predict_cell_types
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 
 __all__ = [
-    "CellTypeCircuit",
+    "alive_features",
     "answer_contrast",
     "cell_type_circuit",
+    "CellTypeCircuit",
+    "enrich_circuit",
+    "enrich_features",
+    "enriched_fraction",
     "evaluate_transcoders",
+    "feature_activity",
+    "feature_background",
+    "feature_genes",
+    "feature_specificity",
+    "features_to_obs",
     "gene_de_embedding",
     "gene_tokens",
     "harvest",
     "held_out_mask",
     "predict_cell_types",
+    "prerank_feature",
     "train_transcoders",
+    "visible_genes",
 ]

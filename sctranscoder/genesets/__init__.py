@@ -1,0 +1,33 @@
+"""Gene sets: bundled pathway and cell-type libraries, GMT files, and enrichment statistics (model-agnostic).
+
+Needs no torch and no AnnData: gene lists in, tables out.
+"""
+
+from ._enrich import COLUMNS, enrich
+from ._gmt import normalize_genes, read_gmt, write_gmt
+from ._library import (
+    bundled_folder,
+    coverage,
+    coverage_summary,
+    libraries,
+    load,
+    provenance,
+    resolve,
+)
+from ._prerank import prerank
+
+__all__ = [
+    "COLUMNS",
+    "bundled_folder",
+    "coverage",
+    "coverage_summary",
+    "enrich",
+    "libraries",
+    "load",
+    "normalize_genes",
+    "prerank",
+    "provenance",
+    "read_gmt",
+    "resolve",
+    "write_gmt",
+]

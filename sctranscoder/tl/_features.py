@@ -1,0 +1,304 @@
+"""Transcoder features on cells and genes: per-cell activity, per-gene activity, each feature's genes
+and the cell types it fires in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+FEATURES_KEY = "features"
+
+
+def visible_genes(adata, model=None, *, n_genes: int | None = None) -> list[str]:
+    """The genes a C2S model can see on these cells: those in at least one cell's sentence (its top
+    ``n_genes``, default: the model's prompt setting), uppercased as in the sentences.
+
+    This is the background for enrichment: a gene the model never reads cannot be in a feature's list.
+    """
+    from .. import pp
+    from ..get._sentences import ranked_genes, stored_genes
+    from ..pp._sentences import RANKS_KEY
+    from ._predict import _prompt_settings
+
+    if n_genes is None and model is not None:
+        n_genes, _ = _prompt_settings(model, None, None)
+    if RANKS_KEY not in adata.obsm:
+        pp.cell_sentences(adata, n_genes=n_genes, progress=False)
+    _, ordered = ranked_genes(adata, n_genes)
+    names = stored_genes(adata)
+    return [str(names[i]).upper() for i in np.unique(ordered)]
+
+
+def _pick_transcoder(transcoders, layer):
+    if isinstance(transcoders, dict):
+        if layer is None:
+            if len(transcoders) != 1:
+                raise ValueError(f"transcoders covers layers {sorted(transcoders)}; pass layer=<one of them>.")
+            layer = next(iter(transcoders))
+        if layer not in transcoders:
+            raise KeyError(f"No transcoder for layer {layer}; transcoders covers layers {sorted(transcoders)}.")
+        return transcoders[layer], int(layer)
+    if layer is None:
+        raise ValueError("Pass layer=<the layer this transcoder replaces>.")
+    return transcoders, int(layer)
+
+
+def feature_activity(
+    adata,
+    model,
+    transcoders,
+    layer: int | None = None,
+    *,
+    pool: str = "max",
+    tokens: str = "genes",
+    n_genes: int | None = None,
+    key_added: str = FEATURES_KEY,
+    batch_size: int = 16,
+    cells_per_pass: int = 256,
+    rows_per_encode: int = 8192,
+    progress: bool = True,
+    inplace: bool = True,
+):
+    """Transcoder feature activity per cell and per gene.
+
+    Runs the C2S model over every cell's prompt, encodes each token's MLP input at
+    ``layer`` with the transcoder, and pools:
+
+    - per cell: ``pool`` (``"max"`` or ``"mean"``) of each feature over the cell's
+      tokens (``tokens="genes"``: its gene tokens; ``"all"``: every prompt token);
+    - per gene: each occurrence of a gene in a sentence is the max over its tokens;
+      a gene's activity is the mean over all its occurrences (so a gene that occurs in
+      many cells is not favoured over a rare one), with the number of occurrences kept.
+
+    Parameters
+    ----------
+    adata
+        Cells; cell sentences are computed when missing.
+    model
+        A :class:`sctranscoder.models.C2SModel`.
+    transcoders
+        ``{layer: Transcoder}`` (as from :func:`train_transcoders`) or one transcoder.
+    layer
+        The layer to read (needed when ``transcoders`` covers several).
+    pool, tokens
+        How the per-cell activity is pooled, and over which tokens.
+    n_genes
+        Genes per prompt (default: the model's setting).
+    key_added
+        ``adata.obsm[key_added]``: cells x features; ``adata.uns[key_added]``: the
+        settings, ``genes``, ``gene_activity`` (genes x features), ``gene_occurrences``.
+    batch_size, cells_per_pass, rows_per_encode
+        Prompts per forward pass, cells harvested at a time, tokens encoded at a time
+        (memory: ``rows_per_encode x n_features`` floats).
+    inplace
+        Write into ``adata`` (return None) or return the dict that would be written.
+    """
+    import torch
+
+    from ._harvest import harvest
+    from ._predict import _prompt_settings
+
+    if pool not in ("max", "mean"):
+        raise ValueError(f"pool={pool!r} must be 'max' or 'mean'.")
+    if tokens not in ("genes", "all"):
+        raise ValueError(f"tokens={tokens!r} must be 'genes' or 'all'.")
+    transcoder, layer = _pick_transcoder(transcoders, layer)
+    n_genes, _ = _prompt_settings(model, n_genes, None)
+    visible_genes(adata, model, n_genes=n_genes)  # computes the sentences when missing
+    d_hidden = int(transcoder.cfg.d_hidden)
+    cells_sum = torch.zeros(adata.n_obs, d_hidden)
+    cells_max = torch.zeros(adata.n_obs, d_hidden)
+    cell_tokens = torch.zeros(adata.n_obs)
+    gene_sum, gene_count, genes = None, None, None
+    transcoder.eval()
+    iterator = range(0, adata.n_obs, cells_per_pass)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=f"feature activity, layer {layer}", unit="pass")
+    for start in iterator:
+        stop = min(start + cells_per_pass, adata.n_obs)
+        store = harvest(adata[start:stop], model, [layer], None, n_genes=n_genes, batch_size=batch_size,
+                        dtype="float32", only_genes=tokens == "genes", progress=False)
+        if genes is None:
+            genes = list(store.info["genes"])
+            gene_sum = torch.zeros(len(genes), d_hidden, dtype=torch.float64)
+            gene_count = torch.zeros(len(genes), dtype=torch.float64)
+        mlp_in, _ = store.read(layer)
+        meta = store.metadata()
+        document = torch.from_numpy(meta["document"].astype(np.int64)) + start
+        gene_pos = torch.from_numpy(meta["gene"].astype(np.int64))
+        gene_id = torch.from_numpy(meta["gene_id"].astype(np.int64))
+        # an occurrence is one gene in one cell's sentence; its tokens are contiguous rows
+        occurrence_key = document * (n_genes + 1) + gene_pos.clamp_min(0)
+        with torch.no_grad():
+            row = 0
+            while row < len(mlp_in):
+                end = min(row + rows_per_encode, len(mlp_in))
+                # never split an occurrence between two encode batches
+                while end < len(mlp_in) and gene_pos[end] >= 0 and occurrence_key[end] == occurrence_key[end - 1]:
+                    end += 1
+                acts = transcoder.encode(mlp_in[row:end].to(transcoder.device)).float().cpu()
+                doc = document[row:end]
+                cells_sum.index_add_(0, doc, acts)
+                cells_max.scatter_reduce_(0, doc.unsqueeze(1).expand_as(acts), acts, "amax")
+                cell_tokens.index_add_(0, doc, torch.ones(end - row))
+                in_gene = gene_pos[row:end] >= 0
+                if in_gene.any():
+                    keys = occurrence_key[row:end][in_gene]
+                    unique_keys, occurrence, counts = torch.unique_consecutive(keys, return_inverse=True,
+                                                                               return_counts=True)
+                    per_occurrence = torch.zeros(len(unique_keys), d_hidden)
+                    per_occurrence.scatter_reduce_(0, occurrence.unsqueeze(1).expand(-1, d_hidden), acts[in_gene],
+                                                   "amax", include_self=False)
+                    first_row = torch.cumsum(counts, 0) - counts
+                    occurrence_gene = gene_id[row:end][in_gene][first_row]
+                    gene_sum.index_add_(0, occurrence_gene, per_occurrence.double())
+                    gene_count.index_add_(0, occurrence_gene, torch.ones(len(unique_keys), dtype=torch.float64))
+                row = end
+    if pool == "max":
+        cells = cells_max
+    else:
+        cells = cells_sum / cell_tokens.clamp_min(1).unsqueeze(1)
+    gene_activity = (gene_sum / gene_count.clamp_min(1).unsqueeze(1)).float()
+    result = {
+        "cells": cells.numpy(),
+        "uns": {"layer": layer, "pool": pool, "tokens": tokens, "n_genes": int(n_genes), "d_hidden": d_hidden,
+                "activation": transcoder.cfg.activation, "genes": [str(g).upper() for g in genes],
+                "gene_activity": gene_activity.numpy(), "gene_occurrences": gene_count.numpy().astype(np.int64),
+                "cell_tokens": cell_tokens.numpy().astype(np.int64)},
+    }
+    if not inplace:
+        return result
+    adata.obsm[key_added] = result["cells"]
+    adata.uns[key_added] = result["uns"]
+    return None
+
+
+def _activity(adata, key: str):
+    if key not in adata.obsm or key not in adata.uns:
+        raise KeyError(f"No feature activity under {key!r}; run sct.tl.feature_activity(adata, model, transcoders, "
+                       f"layer, key_added={key!r}) first.")
+    return np.asarray(adata.obsm[key]), adata.uns[key]
+
+
+def features_to_obs(adata, features, *, key: str = FEATURES_KEY, prefix: str = "feature_") -> list[str]:
+    """Copy chosen features' per-cell activity into ``adata.obs`` columns (``feature_12``...), so scanpy
+    can colour by them: ``sc.pl.umap(adata, color=sct.tl.features_to_obs(adata, [12, 40]))``."""
+    cells, _ = _activity(adata, key)
+    columns = []
+    for feature in np.atleast_1d(features):
+        feature = int(feature)
+        if not 0 <= feature < cells.shape[1]:
+            raise IndexError(f"Feature {feature} is out of range; there are {cells.shape[1]} features.")
+        adata.obs[f"{prefix}{feature}"] = cells[:, feature]
+        columns.append(f"{prefix}{feature}")
+    return columns
+
+
+def alive_features(adata, *, key: str = FEATURES_KEY) -> np.ndarray:
+    """Features that fire (activity > 0) in at least one cell."""
+    cells, _ = _activity(adata, key)
+    return np.flatnonzero((cells > 0).any(axis=0))
+
+
+def feature_specificity(adata, label_key: str, *, key: str = FEATURES_KEY, features=None) -> pd.DataFrame:
+    """How specific each feature's per-cell activity is to each label: one row per (feature, label) with
+    the mean inside and outside the label, their difference, Cohen's d (pooled standard deviation),
+    the AUROC of the activity for telling the label's cells from the rest, and the fraction of the
+    label's cells where the feature fires."""
+    from scipy.stats import rankdata
+
+    cells, _ = _activity(adata, key)
+    if label_key not in adata.obs:
+        raise KeyError(f"label_key={label_key!r} is not a column of adata.obs.")
+    features = np.arange(cells.shape[1]) if features is None else np.asarray(features, dtype=np.int64)
+    values = cells[:, features].astype(np.float64)
+    labels = adata.obs[label_key].astype(str).to_numpy()
+    ranks = rankdata(values, axis=0)  # ties get mid-ranks, as the Mann-Whitney AUROC needs
+    rows = []
+    for label in pd.unique(labels):
+        inside = labels == label
+        n_in, n_out = int(inside.sum()), int((~inside).sum())
+        if n_out == 0:
+            raise ValueError(f"Every cell has the label {label!r}; specificity needs at least two labels.")
+        mean_in, mean_out = values[inside].mean(0), values[~inside].mean(0)
+        var_in = values[inside].var(0, ddof=1) if n_in > 1 else np.zeros(len(features))
+        var_out = values[~inside].var(0, ddof=1) if n_out > 1 else np.zeros(len(features))
+        pooled = np.sqrt(((n_in - 1) * var_in + (n_out - 1) * var_out) / max(n_in + n_out - 2, 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cohens_d = np.where(pooled > 0, (mean_in - mean_out) / pooled, 0.0)
+        auroc = (ranks[inside].sum(0) - n_in * (n_in + 1) / 2) / (n_in * n_out)
+        rows.append(pd.DataFrame({"feature": features, "label": label, "n_cells": n_in, "mean_in": mean_in,
+                                  "mean_out": mean_out, "mean_difference": mean_in - mean_out,
+                                  "cohens_d": cohens_d, "auroc": auroc,
+                                  "fraction_active": (values[inside] > 0).mean(0)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def feature_genes(
+    adata,
+    features=None,
+    *,
+    key: str = FEATURES_KEY,
+    n_top: int = 25,
+    threshold: float | None = None,
+    min_occurrences: int = 3,
+    label_key: str | None = None,
+) -> pd.DataFrame:
+    """Each feature's genes and, with ``label_key``, the cell type it is most specific to.
+
+    Parameters
+    ----------
+    features
+        Feature indices (default: the alive ones, see :func:`alive_features`).
+    n_top
+        Genes kept per feature, by per-gene activity (mean over the gene's occurrences).
+    threshold
+        Instead keep every gene whose activity is at least this fraction of the
+        feature's highest gene activity (still at most ``n_top`` when both are given).
+    min_occurrences
+        Genes seen fewer times in the sentences are left out (their mean is noise).
+    label_key
+        ``adata.obs`` column: adds ``top_label`` (highest AUROC), its ``auroc``,
+        ``cohens_d``, ``mean_difference`` and ``fraction_active``.
+
+    Returns
+    -------
+    One row per feature (index ``feature``): ``genes`` (list, best first),
+    ``gene_scores`` (their activities), ``n_cells_active``, ``max_cell_activity``
+    and the label columns.
+    """
+    cells, info = _activity(adata, key)
+    features = alive_features(adata, key=key) if features is None else np.asarray(features, dtype=np.int64)
+    gene_activity = np.asarray(info["gene_activity"])
+    counts = np.asarray(info["gene_occurrences"])
+    names = np.asarray(info["genes"], dtype=object)
+    usable = counts >= min_occurrences
+    rows = []
+    for feature in features:
+        scores = np.where(usable, gene_activity[:, feature], 0.0)
+        order = np.argsort(-scores, kind="stable")
+        order = order[scores[order] > 0]
+        if threshold is not None and order.size:
+            order = order[scores[order] >= threshold * scores[order[0]]]
+        order = order[:n_top] if n_top is not None else order
+        rows.append({"feature": int(feature), "genes": list(names[order]),
+                     "gene_scores": [float(s) for s in scores[order]],
+                     "n_cells_active": int((cells[:, feature] > 0).sum()),
+                     "max_cell_activity": float(cells[:, feature].max(initial=0.0))})
+    table = pd.DataFrame(rows, columns=["feature", "genes", "gene_scores", "n_cells_active", "max_cell_activity"])
+    table = table.set_index("feature")
+    if label_key is not None and len(table):
+        spec = feature_specificity(adata, label_key, key=key, features=features)
+        best = spec.loc[spec.groupby("feature")["auroc"].idxmax()].set_index("feature")
+        table = table.join(best[["label", "auroc", "cohens_d", "mean_difference", "fraction_active"]]
+                           .rename(columns={"label": "top_label"}))
+    return table
+
+
+def feature_background(adata, *, key: str = FEATURES_KEY, min_occurrences: int = 1) -> list[str]:
+    """The genes that occurred in the harvested sentences: the background of the features' gene lists."""
+    _, info = _activity(adata, key)
+    counts = np.asarray(info["gene_occurrences"])
+    return [g for g, c in zip(info["genes"], counts) if c >= min_occurrences]

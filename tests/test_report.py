@@ -1,0 +1,151 @@
+import html.parser
+import io
+import re
+
+import anndata as ad
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from browser import Chromium  # noqa: E402
+
+import sctranscoder as sct  # noqa: E402
+
+TYPES = {"CD14+ Monocyte": "CD14+ Monocyte", "CD19+ B": "B cell", "CD56+ NK": "Natural killer cell"}
+
+
+@pytest.fixture(scope="module")
+def adata():
+    """Cells of three types and 12 features; features 0-2 fire in one type each and read that type's markers."""
+    rng = np.random.default_rng(0)
+    markers = sct.genesets.load("immune_markers")
+    genes = list(dict.fromkeys(g for name in TYPES.values() for g in markers[name]))
+    genes += [g for g in sct.genesets.load("hallmark")["HALLMARK_HYPOXIA"] if g not in genes][:60]
+    labels = np.repeat(list(TYPES), 20)
+    cells = np.abs(rng.normal(0, 0.2, size=(60, 12))).astype(np.float32)
+    cells[rng.random(cells.shape) < 0.5] = 0
+    gene_activity = np.abs(rng.normal(0, 0.05, size=(len(genes), 12)))
+    for f, (label, marker_set) in enumerate(TYPES.items()):
+        cells[labels == label, f] += 2
+        for g in markers[marker_set]:
+            gene_activity[genes.index(g), f] += 1
+    data = ad.AnnData(np.zeros((60, 3), np.float32))
+    data.obs["bulk_labels"] = pd.Categorical(labels)
+    data.obsm["features"] = cells
+    data.uns["features"] = {"layer": 1, "pool": "max", "tokens": "genes", "n_genes": 200, "d_hidden": 12,
+                            "activation": "topk", "genes": genes, "gene_activity": gene_activity,
+                            "gene_occurrences": np.full(len(genes), 10)}
+    return data
+
+
+@pytest.fixture(scope="module")
+def report_path(adata, tmp_path_factory):
+    enrichment = sct.tl.enrich_features(adata, ["immune_markers", "hallmark"], n_top=10)
+    quality = pd.DataFrame({"fvu": [0.004, 0.008, 0.007, 0.0064], "l0": [32.0, 32, 32, 32],
+                            "accuracy_kept": [1.0, 1.0, 0.97, 0.96]}, index=pd.Index(["0", "1", "2", "all"],
+                                                                                    name="layer"))
+    content = sct.report.from_adata(adata, "bulk_labels", quality=quality, enrichment=enrichment,
+                                    gene_sets=["immune_markers", "hallmark"], model="test model",
+                                    parameters={"transcoder steps": 1500})
+    figure, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [1, 0])
+    content.section("CD14+ Monocyte").circuit_figure = figure
+    content.section("CD14+ Monocyte").input_genes = ["CD14", "LYZ", "S100A8"]
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    content.section("CD19+ B").circuit_figure = buffer.getvalue()
+    content.section("CD19+ B").input_genes = pd.Series({"MS4A1": 2.0, "CD79A": 3.0})
+    plt.close(figure)
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    sct.report.write_html(path, content)
+    return path
+
+
+def _images(page: str) -> int:
+    return len(re.findall(r"<img ", page))
+
+
+def test_report_is_one_self_contained_file(report_path, adata):
+    page = report_path.read_text()
+    assert [p.name for p in report_path.parent.iterdir()] == ["report.html"]  # written atomically, nothing beside
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # no external files or URLs
+    assert "<link" not in page and "<script src" not in page
+    parser = html.parser.HTMLParser()
+    parser.feed(page)  # parses
+    for label in TYPES:
+        assert f"<h2>{label}</h2>" in page
+    assert "test model" in page and "accuracy_kept" in page and "0.0064" in page
+    for package in ("sctranscoder", "torch", "transformers", "scanpy", "gseapy", "numpy"):
+        assert f"<td>{package}</td>" in page
+    assert "MSigDB v7.5.1" in page and "BSD 3-Clause" in page  # gene-set sources cited
+    assert "transcoder steps" in page and "1,500" in page
+    assert "S100A8" in page and "MS4A1" in page  # circuit input genes
+    assert "How much of each gene-set library the model can see" in page and "n_genes_visible" in page
+    # the top feature of each type is the one planted there, with its marker set enriched
+    content = sct.report.from_adata(adata, "bulk_labels", figures=False,
+                                    enrichment=sct.tl.enrich_features(adata, "immune_markers", n_top=10))
+    for f, (label, marker_set) in enumerate(TYPES.items()):
+        section = content.section(label)
+        assert section.features.index[0] == f
+        assert section.features.auroc.iloc[0] == 1.0
+        best = section.enrichment.sort_values("P-value").iloc[0]
+        assert (best.feature, best.Term) == (str(f), marker_set)
+    # 2 circuit figures + 3 feature-gene figures + 1 overview dotplot
+    assert _images(page) == 6
+
+
+def test_figures_and_bad_input():
+    assert sct.report.figure_png(b"\x89PNG\r\n\x1a\nrest").startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="not a PNG"):
+        sct.report.figure_png(b"GIF89a")
+    with pytest.raises(TypeError, match="matplotlib Figure"):
+        sct.report.figure_png(42)
+    with pytest.raises(TypeError, match="not both"):
+        sct.report.write_html("x.html", sct.report.ReportContent(), title="t")
+
+
+@pytest.mark.browser
+def test_report_in_headless_chromium(report_path):
+    page = report_path.read_text()
+    with Chromium() as browser:
+        session = browser.open(report_path.as_uri())
+        state = browser.evaluate(session, """(() => {
+            const images = Array.from(document.images);
+            return {images: images.length,
+                    rendered: images.filter(i => i.complete && i.naturalWidth > 0).length,
+                    widths: images.map(i => i.naturalWidth),
+                    marked: document.body.getAttribute('data-figures-rendered'),
+                    problems: document.body.getAttribute('data-problems'),
+                    banner_hidden: document.getElementById('page-errors').hidden,
+                    tables: document.querySelectorAll('table.sortable').length};
+        })()""")
+        assert state["images"] == _images(page) == 6
+        assert state["rendered"] == 6 and min(state["widths"]) > 50
+        assert state["marked"] == "6" and state["problems"] == "0" and state["banner_hidden"]
+        # sortable: click the quality table's FVU header twice
+        sorted_values = browser.evaluate(session, """(() => {
+            const table = document.querySelector('table.sortable');
+            const header = Array.from(table.tHead.rows[0].cells).find(th => th.textContent.startsWith('fvu'));
+            const column = header.cellIndex;
+            const read = () => Array.from(table.tBodies[0].rows).map(r => parseFloat(r.cells[column].dataset.value));
+            header.click(); const up = read();
+            header.click(); const down = read();
+            return {up, down};
+        })()""")
+        assert sorted_values["up"] == sorted(sorted_values["up"]) == [0.004, 0.0064, 0.007, 0.008]
+        assert sorted_values["down"] == sorted(sorted_values["up"], reverse=True)
+        assert browser.errors(session) == []
+
+        # the same checks catch a broken page: a figure that does not decode and a script error
+        broken = report_path.with_name("broken.html")
+        broken.write_text(page.replace("</body>", '<img src="data:image/png;base64,AAAA">'
+                                                  "<script>notAFunction();</script></body>"))
+        session = browser.open(broken.as_uri())
+        state = browser.evaluate(session, "({problems: document.body.getAttribute('data-problems'), "
+                                          "text: document.getElementById('page-errors').textContent})")
+        assert int(state["problems"]) >= 2 and "did not render" in state["text"]
+        assert any("notAFunction" in e for e in browser.errors(session))
