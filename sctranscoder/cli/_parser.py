@@ -115,5 +115,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     _transcoder_options(p, d_hidden=1024, steps=300, batch_size=1024)
     p.add_argument("--subsample", type=float, default=0.25, help="share of the training tokens harvested")
     _circuit_options(p)
+    p.add_argument("--n-top-genes", type=int, default=25, help="circuit genes tested for enrichment per cell type")
     p.set_defaults(n_cells=4, max_nodes=40)
     return parser, subs

@@ -14,7 +14,7 @@ _SECTIONS = {
     "sentences": ("n_genes", "tie_break", "seed", "chunk_size"),
     "train": ("layers", "activation", "k", "d_hidden", "skip", "steps", "batch_size", "lr", "transcoder_seed",
               "subsample"),
-    "circuits": ("cell_types", "n_largest", "n_cells", "max_nodes", "node_threshold"),
+    "circuits": ("cell_types", "n_largest", "n_cells", "max_nodes", "node_threshold", "n_top_genes"),
 }
 
 
@@ -83,12 +83,53 @@ def cmd_quickstart(args) -> None:
     write_circuits(circuits, out / "circuits")
     timings["circuits"] = time.perf_counter() - start
 
+    # 5. what the circuits' genes and the last layer's features mean: enrichment against the bundled libraries
+    start = time.perf_counter()
+    test_cells = adata[held_out].copy()
+    circuit_enrichment = sct.tl.enrich_circuit(
+        {name: result.input_genes(args.n_top_genes)[name] for name, result in circuits.items()},
+        adata=test_cells, model=model, max_fdr=0.05)
+    with atomic_path(out / "circuit_enrichment.csv") as tmp:
+        circuit_enrichment.to_csv(tmp, index=False)
+    last = max(transcoders)
+    sct.tl.feature_activity(test_cells, model, transcoders, last, progress=False)
+    feature_enrichment = sct.tl.enrich_features(test_cells, max_fdr=0.05)
+    with atomic_path(out / "feature_enrichment.csv") as tmp:
+        feature_enrichment.to_csv(tmp, index=False)
+    timings["enrichment"] = time.perf_counter() - start
+
+    # 6. one self-contained HTML report
+    start = time.perf_counter()
+    report = _report(sct, test_cells, label_key, quality, feature_enrichment, circuit_enrichment, circuits, args,
+                     out)
+    timings["report"] = time.perf_counter() - start
+
     total = time.perf_counter() - clock
     _write_text(out / "timings.json", json.dumps({**timings, "total": total}, indent=2))
-    _summary(out, adata, sentences_path, fit, quality, circuits, total)
+    _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total)
 
 
-def _summary(out, adata, sentences_path, fit, quality, circuits, total) -> None:
+def _report(sct, cells, label_key, quality, feature_enrichment, circuit_enrichment, circuits, args, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = {name: sct.pl.circuit(result.graph, show=False).figure for name, result in circuits.items()}
+    content = sct.report.from_adata(
+        cells, label_key, quality=quality, enrichment=feature_enrichment, model="bundled default C2S model",
+        title="sctranscoder quickstart: the default C2S model on pbmc68k", circuit_figures=figures,
+        input_genes={name: result.genes for name, result in circuits.items()},
+        parameters={f"{section}.{key}": value for section, values in _run_sections(args).items()
+                    if section != "quickstart" for key, value in values.items()})
+    if len(circuit_enrichment):
+        content.tables["Gene sets enriched among each circuit's input genes (FDR <= 0.05)"] = circuit_enrichment
+    for figure in figures.values():
+        plt.close(figure)
+    return sct.report.write_html(out / "report.html", content)
+
+
+def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total) -> None:
     layers = quality.drop(index="all")
     every = quality.loc["all"]
     print(f"\nsctranscoder quickstart: {adata.n_obs} PBMCs, done in {total / 60:.1f} min; everything is in {out}/")
@@ -99,7 +140,12 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, total) -> None:
     if "accuracy_kept" in quality:
         print(f"  all MLPs replaced: cell-type accuracy {every.accuracy:.3f} vs {every.accuracy_clean:.3f} "
               f"({every.accuracy_kept:.0%} kept), CE recovered {every.recovered_mean:.3f} (vs mean ablation)")
-    print("  circuits (top input genes per cell type):")
+    print("  circuits: top input genes, and the best gene set among them (FDR)")
     for cell_type, result in circuits.items():
         share = result.graph.graph["share_input"]
         print(f"    {cell_type:<30} {', '.join(result.genes.gene.head(6))}  (traced to genes: {share:.0%})")
+        rows = circuit_enrichment[circuit_enrichment.List.astype(str) == cell_type] if len(circuit_enrichment) else []
+        if len(rows):
+            best = rows.sort_values("Adjusted P-value").iloc[0]
+            print(f"    {'':<30} -> {best.Gene_set}: {best.Term} (FDR {best['Adjusted P-value']:.1e})")
+    print(f"  report: {report}")
