@@ -64,7 +64,7 @@ def replace_mlp(model, replacements: dict):
     Parameters
     ----------
     model
-        A Hugging Face causal LM of a supported architecture.
+        A Hugging Face causal LM or BERT-style encoder of a supported architecture.
     replacements
         ``{layer: value}``: a tensor shaped like the MLP output, or a callable
         mapping the MLP input to the output to use instead (a transcoder, an
