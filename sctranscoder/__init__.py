@@ -9,13 +9,13 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["datasets", "get", "harvest", "models", "pl", "pp", "tc", "tl"]
+__all__ = ["datasets", "get", "harvest", "llm", "models", "pl", "pp", "tc", "tl"]
 
 
 def __getattr__(name):
-    # the transcoder core needs torch at import; load it on first use, not with the package
-    if name == "tc":
+    # the transcoder core and the text path need torch at import; load them on first use, not with the package
+    if name in ("tc", "llm"):
         import importlib
 
-        return importlib.import_module(f"{__name__}.tc")
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'sctranscoder' has no attribute {name!r}")

@@ -96,3 +96,21 @@ def test_unsupported_architecture_and_missing_layers(tokenizer):
     with pytest.raises(IndexError, match="Layer 5 does not exist; the model has layers 0..1"):
         mlp_sites(model, [5])
     assert list(mlp_sites(model, [-1])) == [1]
+
+
+def test_replacing_only_chosen_positions_keeps_the_others(model, ids):
+    where = torch.zeros(ids.shape, dtype=torch.bool)
+    where[:, 5:] = True
+    with torch.no_grad():
+        with MLPCapture(model) as clean:
+            model(ids)
+        last = clean.layers[-1]
+        with replace_mlp(model, {last: torch.zeros_like(clean.outputs[last])}, where=lambda: where), \
+                MLPCapture(model, [last]) as spliced:
+            model(ids)
+        out = spliced.outputs[last]
+        assert torch.equal(out[:, :5], clean.outputs[last][:, :5])  # kept: the MLP's own output
+        assert not out[:, 5:].any()  # chosen: replaced
+        with pytest.raises(ValueError, match="positions mask has shape"), \
+                replace_mlp(model, {last: lambda x: x}, where=torch.ones(2, 2, dtype=torch.bool)):
+            model(ids)

@@ -1,6 +1,14 @@
-"""Harvest MLP inputs and outputs of causal LMs into activation stores (model-agnostic core)."""
+"""Harvest MLP inputs and outputs of causal LMs and encoders into activation stores (model-agnostic core)."""
 
-from ._architectures import LAYOUTS, Layout, MLPSite, blocks_of, layout_of, mlp_sites, n_layers
+from ._architectures import (
+    LAYOUTS,
+    Layout,
+    MLPSite,
+    blocks_of,
+    layout_of,
+    mlp_sites,
+    n_layers,
+)
 from ._harvest import Documents, harvest, last_of_span
 from ._hooks import MLPCapture, replace_mlp
 from ._store import METADATA, ActivationStore, MemoryStore
