@@ -9,6 +9,7 @@ causal LM (GPT-NeoX, GPT-2, Llama, Qwen2, Mistral, Gemma-2) or BERT-style encode
 >>> sct.llm.top_activations(tcs[3], store, feature=7, tokenizer=tokenizer)   # doctest: +SKIP
 """
 
+from ._corpus import pydoc_corpus, split_by_topic
 from ._embedding import embedding_faithfulness, sentence_embeddings
 from ._features import feature_activations, top_activations
 from ._harvest import harvest
@@ -25,7 +26,9 @@ __all__ = [
     "harvest",
     "minilm",
     "minilm_path",
+    "pydoc_corpus",
     "sentence_embeddings",
+    "split_by_topic",
     "token_strings",
     "tokenize",
     "top_activations",
