@@ -57,3 +57,13 @@ def test_transcoders_on_minilm_keep_the_sentence_embeddings(minilm, corpus):
     assert table.loc["all", "similarity_spearman"] > max(0.92, table.loc["all", "similarity_spearman_mean"])
     top = sct.llm.top_activations(transcoders[3], store, 0, k=3, tokenizer=tokenizer)
     assert len(top) <= 3 and top.activation.is_monotonic_decreasing
+
+
+def test_encoder_texts_get_cls_and_sep_within_max_length(minilm, corpus):
+    model, tokenizer = minilm
+    long_text = max(corpus[1], key=len)
+    table = sct.llm.document_tokens(tokenizer, [long_text], 0, model=model, max_length=16)
+    assert len(table) == 16 and table.token.iloc[0] == "[CLS]" and table.token.iloc[-1] == "[SEP]"
+    assert table.special.tolist() == [True] + [False] * 14 + [True]
+    with pytest.raises(ValueError, match="prepend_bos is for causal LMs"):
+        sct.llm.harvest(model, tokenizer, [long_text], prepend_bos=True, progress=False)
