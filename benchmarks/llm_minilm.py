@@ -46,7 +46,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model, tokenizer = sct.llm.minilm()
     train_texts, held_out = sct.llm.split_by_topic(sct.llm.pydoc_corpus(), eval_fraction=0.2, seed=0)
     held_out = held_out[: args.eval_texts]
@@ -76,7 +76,9 @@ def main():
     print("Rows 0-5: that layer's MLP replaced alone; 'all': all 6 at once (FVU, L0, dead: mean over layers).")
     print(shown.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"time: harvest {harvested - started:.0f} s, training {trained - harvested:.0f} s, "
-          f"evaluation {evaluated - trained:.0f} s, total {evaluated - started:.0f} s on {args.threads} thread(s)")
+          f"evaluation {evaluated - trained:.0f} s, total {evaluated - started:.0f} s on {args.threads} thread(s) "
+          f"(CPU time of this process: {time.process_time() - cpu_started:.0f} s; more wall than CPU time means "
+          "other jobs shared the cores)")
 
 
 if __name__ == "__main__":
