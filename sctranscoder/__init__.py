@@ -9,12 +9,12 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["circuits", "datasets", "genesets", "get", "harvest", "models", "pl", "pp", "report", "tc", "tl"]
+__all__ = ["circuits", "datasets", "genesets", "get", "harvest", "llm", "models", "pl", "pp", "report", "tc", "tl"]
 
 
 def __getattr__(name):
-    # the transcoder and circuit cores need torch at import; load them on first use, not with the package
-    if name in ("tc", "circuits"):
+    # the transcoder and circuit cores and the text path need torch at import; load them on first use
+    if name in ("tc", "circuits", "llm"):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")

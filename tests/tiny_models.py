@@ -1,8 +1,19 @@
 """Tiny configs of the real architectures, for tests that need a model."""
 
-from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, GPTNeoXConfig, LlamaConfig, Qwen2Config
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    BertConfig,
+    Gemma2Config,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    Qwen2Config,
+)
 
 ARCHITECTURES = ("gpt_neox", "gpt_neox_sequential", "gpt2", "llama", "qwen2", "gemma2")
+# bidirectional encoders: kept apart, as tests over ARCHITECTURES assume causal LMs (logits, next-token loss)
+ENCODERS = ("bert",)
 
 
 def tiny_config(arch: str, tokenizer, hidden: int = 32, layers: int = 2, positions: int = 512):
@@ -20,15 +31,20 @@ def tiny_config(arch: str, tokenizer, hidden: int = 32, layers: int = 2, positio
     if arch == "gemma2":
         return Gemma2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                             head_dim=hidden // 4, intermediate_size=2 * hidden, max_position_embeddings=positions, **ids)
+    if arch == "bert":
+        return BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                          num_attention_heads=4, intermediate_size=4 * hidden, max_position_embeddings=positions,
+                          pad_token_id=tokenizer.pad_token_id)
     raise ValueError(arch)
 
 
 def tiny_model(arch: str, tokenizer, seed: int = 0, **kwargs):
-    """A randomly initialised tiny model in eval mode."""
+    """A randomly initialised tiny model in eval mode (a causal LM; for an encoder, its bare base model)."""
     import torch
 
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(tiny_config(arch, tokenizer, **kwargs)).eval()
+    auto = AutoModel if arch in ENCODERS else AutoModelForCausalLM
+    return auto.from_config(tiny_config(arch, tokenizer, **kwargs)).eval()
 
 
 def save_tiny_model(arch: str, tokenizer, folder, seed: int = 0):

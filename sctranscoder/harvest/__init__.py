@@ -1,6 +1,16 @@
-"""Harvest MLP inputs and outputs of causal LMs into activation stores (model-agnostic core)."""
+"""Harvest MLP inputs and outputs of causal LMs and encoders into activation stores (model-agnostic core)."""
 
-from ._architectures import LAYOUTS, Layout, MLPSite, attention_outputs, first_block, layout_of, mlp_sites, n_layers
+from ._architectures import (
+    LAYOUTS,
+    Layout,
+    MLPSite,
+    attention_outputs,
+    blocks_of,
+    first_block,
+    layout_of,
+    mlp_sites,
+    n_layers,
+)
 from ._harvest import Documents, harvest, last_of_span
 from ._hooks import MLPCapture, replace_mlp
 from ._store import METADATA, ActivationStore, MemoryStore
@@ -16,6 +26,7 @@ __all__ = [
     "MLPSite",
     "MemoryStore",
     "attention_outputs",
+    "blocks_of",
     "first_block",
     "harvest",
     "last_of_span",

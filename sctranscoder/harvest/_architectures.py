@@ -3,7 +3,11 @@
 A transcoder replaces the map from the MLP's input (the pre-MLP norm's output)
 to what the block adds to the residual stream. For most models that is the MLP
 module itself; Gemma-2 normalizes the MLP output again before adding it, so its
-"MLP" is ``post_feedforward_layernorm(mlp(x))``.
+"MLP" is ``post_feedforward_layernorm(mlp(x))``. BERT-style encoders (post-norm)
+split their MLP over two modules, ``intermediate`` (dense + activation) and
+``output`` (dense, dropout, then LayerNorm of the sum with the residual): their
+"MLP" is ``output.dense(intermediate(x))``, read before the residual add and the
+LayerNorm, so a transcoder stands in for exactly ``dense(act(dense(x)))``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class Layout:
     """Config attribute that says the MLP reads the block input, not the post-attention stream."""
     attention_out: str | None = None
     """The attention's output projection; its input is the heads' outputs side by side (circuits split it by head)."""
+    encoder: bool = False
+    """A bidirectional encoder (no next-token loss): judge it by its hidden states, not by cross-entropy."""
 
 
 _DECODER = Layout(blocks="model.layers", mlp=("mlp",), norm="post_attention_layernorm", attention_out="self_attn.o_proj")
@@ -38,6 +44,9 @@ LAYOUTS: dict[str, Layout] = {
     "mistral": _DECODER,
     "gemma2": Layout(blocks="model.layers", mlp=("mlp", "post_feedforward_layernorm"), norm="pre_feedforward_layernorm",
                      attention_out="self_attn.o_proj"),
+    # the MLP input is the attention output after its (post-)LayerNorm, which BertIntermediate reads
+    "bert": Layout(blocks="bert.encoder.layer", mlp=("intermediate", "output.dense"),
+                   norm="attention.output.LayerNorm", encoder=True),
 }
 
 
@@ -45,6 +54,16 @@ def _get(root, path: str):
     for name in path.split("."):
         root = root[int(name)] if name.isdigit() else getattr(root, name)
     return root
+
+
+def blocks_of(model):
+    """The model's list of blocks, whether ``model`` has a head (``BertForMaskedLM``) or is the bare
+    base model (``BertModel``), whose blocks path lacks the leading ``base_model_prefix``."""
+    path = layout_of(model).blocks
+    head, _, rest = path.partition(".")
+    if rest and not hasattr(model, head) and getattr(model, "base_model_prefix", None) == head:
+        path = rest
+    return _get(model, path)
 
 
 def layout_of(model) -> Layout:
@@ -76,13 +95,13 @@ class MLPSite:
 
 
 def n_layers(model) -> int:
-    return len(_get(model, layout_of(model).blocks))
+    return len(blocks_of(model))
 
 
 def mlp_sites(model, layers=None) -> dict[int, MLPSite]:
     """The MLP of each requested layer (all layers when ``layers`` is None); negative indices count from the end."""
     layout = layout_of(model)
-    blocks = _get(model, layout.blocks)
+    blocks = blocks_of(model)
     count = len(blocks)
     wanted = range(count) if layers is None else layers
     sites = {}
@@ -103,8 +122,8 @@ def attention_outputs(model) -> dict[int, object]:
     if layout.attention_out is None:
         raise ValueError(f"No attention output projection is known for {model.config.model_type!r}; "
                          "set Layout.attention_out in sctranscoder.harvest.LAYOUTS.")
-    return {index: _get(block, layout.attention_out) for index, block in enumerate(_get(model, layout.blocks))}
+    return {index: _get(block, layout.attention_out) for index, block in enumerate(blocks_of(model))}
 
 
 def first_block(model):
-    return _get(model, layout_of(model).blocks)[0]
+    return blocks_of(model)[0]

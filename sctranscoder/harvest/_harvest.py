@@ -149,7 +149,7 @@ def harvest(
     Parameters
     ----------
     model
-        A Hugging Face causal LM of a supported architecture, in eval mode.
+        A Hugging Face causal LM or BERT-style encoder of a supported architecture, in eval mode.
     encode
         ``encode(start, stop)`` returns the :class:`Documents` ``start..stop-1``.
     n_documents

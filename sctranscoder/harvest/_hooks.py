@@ -58,18 +58,24 @@ class MLPCapture:
 
 
 @contextmanager
-def replace_mlp(model, replacements: dict):
+def replace_mlp(model, replacements: dict, *, where=None):
     """Run the model with some layers' MLP outputs replaced.
 
     Parameters
     ----------
     model
-        A Hugging Face causal LM of a supported architecture.
+        A Hugging Face causal LM or BERT-style encoder of a supported architecture.
     replacements
         ``{layer: value}``: a tensor shaped like the MLP output, or a callable
         mapping the MLP input to the output to use instead (a transcoder, an
         ablation). A callable may run the layer's own MLP (to patch its output);
         that inner call is not replaced again.
+    where
+        Which positions to replace: a boolean ``(batch, tokens)`` tensor, or a
+        callable returning one for the pass being run (``None`` from it: every
+        position). The other positions keep the MLP's own output (for example BOS
+        or [CLS], attention sinks that transcoders are usually not trained on).
+        Default: every position.
     """
     handles, stash, busy = [], {}, set()
     for key, value in replacements.items():
@@ -85,13 +91,15 @@ def replace_mlp(model, replacements: dict):
             if callable(value):
                 busy.add(layer)
                 try:
-                    return value(stash.pop(layer))
+                    new = value(stash.pop(layer))
                 finally:
                     busy.discard(layer)
-            if value.shape != output.shape:
-                raise ValueError(f"Replacement for layer {layer} has shape {tuple(value.shape)}; "
-                                 f"the MLP output has {tuple(output.shape)}.")
-            return value.to(output.dtype)
+            else:
+                if value.shape != output.shape:
+                    raise ValueError(f"Replacement for layer {layer} has shape {tuple(value.shape)}; "
+                                     f"the MLP output has {tuple(output.shape)}.")
+                new = value.to(output.dtype)
+            return _only_at(where, new, output)
 
         handles.append(site.modules[0].register_forward_pre_hook(keep_input))
         handles.append(site.modules[-1].register_forward_hook(swap))
@@ -100,3 +108,16 @@ def replace_mlp(model, replacements: dict):
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _only_at(where, new, output):
+    """``new`` at the chosen positions, the MLP's own ``output`` elsewhere."""
+    import torch
+
+    mask = where() if callable(where) else where
+    if mask is None:
+        return new
+    if tuple(mask.shape) != tuple(output.shape[:-1]):
+        raise ValueError(f"The positions mask has shape {tuple(mask.shape)}; the MLP output has "
+                         f"{tuple(output.shape[:-1])} positions.")
+    return torch.where(mask.to(output.device, torch.bool).unsqueeze(-1), new, output)

@@ -54,15 +54,16 @@ def _token_losses(model, ids, mask, loss_mask):
 
 
 @torch.no_grad()
-def mlp_output_means(model, batches, layers) -> dict:
-    """Mean MLP output per layer over the real tokens of the batches (for mean ablation)."""
+def mlp_output_means(model, batches, layers, *, positions=None) -> dict:
+    """Mean MLP output per layer over the real tokens of the batches (for mean ablation); with
+    ``positions`` (``input_ids -> bool (batch, tokens)``), over the chosen ones among them."""
     from ..harvest import MLPCapture
 
     sums, count = {}, 0
     with MLPCapture(model, layers) as capture:
         for ids, mask, _ in batches:
             model(input_ids=ids, attention_mask=mask, use_cache=False)
-            real = mask.bool()
+            real = mask.bool() if positions is None else mask.bool() & positions(ids).to(mask.device, torch.bool)
             for layer in capture.layers:
                 total = capture.outputs[layer][real].sum(0)
                 sums[layer] = total if layer not in sums else sums[layer] + total
@@ -71,7 +72,7 @@ def mlp_output_means(model, batches, layers) -> dict:
 
 
 @torch.no_grad()
-def spliced_cross_entropy(model, transcoders: dict, batches, *, each_layer: bool = True) -> dict:
+def spliced_cross_entropy(model, transcoders: dict, batches, *, each_layer: bool = True, positions=None) -> dict:
     """Next-token cross-entropy with MLPs replaced, and how much of the ablation gap the transcoders recover.
 
     Parameters
@@ -85,6 +86,10 @@ def spliced_cross_entropy(model, transcoders: dict, batches, *, each_layer: bool
         the mean over tokens whose ``loss_mask`` is 1 (predicted from the previous token).
     each_layer
         Also splice each layer alone.
+    positions
+        ``input_ids -> bool (batch, tokens)``: where the MLPs are replaced (by
+        transcoders and by the ablations alike; the mean is taken over these
+        positions too); elsewhere they keep their own output. Default: everywhere.
 
     Returns
     -------
@@ -97,12 +102,14 @@ def spliced_cross_entropy(model, transcoders: dict, batches, *, each_layer: bool
 
     model.eval()
     layers = sorted(transcoders)
-    means = mlp_output_means(model, batches, layers)
+    means = mlp_output_means(model, batches, layers, positions=positions)
 
     def ce(replacements) -> float:
-        total, n = 0.0, 0
-        with replace_mlp(model, replacements):
+        total, n, chosen = 0.0, 0, {}
+        with replace_mlp(model, replacements, where=lambda: chosen.get("mask")):
             for ids, mask, loss_mask in batches:
+                if positions is not None:
+                    chosen["mask"] = positions(ids)
                 s, c = _token_losses(model, ids, mask, loss_mask)
                 total, n = total + s, n + c
         return total / max(n, 1)
