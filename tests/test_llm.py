@@ -135,3 +135,23 @@ def test_top_activations_are_the_features_largest_with_their_tokens(neox, tokeni
     assert again[["document", "position", "token"]].equals(top[["document", "position", "token"]])
     with pytest.raises(ValueError, match="pass model="):
         sct.llm.top_activations(transcoder, texts[:3], feature, tokenizer=tokenizer)
+
+
+def test_text_circuit_maps_back_to_input_tokens(neox, tokenizer, texts):
+    import torch
+
+    from sctranscoder.tc import Transcoder, TranscoderConfig
+
+    d = neox.config.hidden_size
+    transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=32, activation="relu", seed=layer)).eval()
+                   for layer in range(2)}
+    graph = sct.llm.trace(neox, tokenizer, transcoders, texts[0], max_nodes=10, node_threshold=0.0)
+    tokens = sct.llm.document_tokens(tokenizer, texts[:1], 0, model=neox)
+    with torch.no_grad():
+        logits = neox(torch.as_tensor(tokens.token_id.to_numpy())[None]).logits[0, -1]
+    assert graph.graph["value"] == pytest.approx(float(logits.max()), abs=1e-4)  # the model's top guess
+    inputs = {d["position"]: d["label"] for _, d in graph.nodes(data=True) if d["kind"] == "input"}
+    assert inputs and all(label == tokens.token[p] for p, label in inputs.items())
+    word = tokenizer.decode([int(tokens.token_id.iloc[-1])])
+    with pytest.raises(ValueError, match="pass one token"):
+        sct.llm.trace(neox, tokenizer, transcoders, texts[0], token=word + word + " xyzzy")

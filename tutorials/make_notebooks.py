@@ -172,7 +172,10 @@ CIRCUITS = [
         "import sctranscoder as sct\n\n"
         "model = sct.models.default()\nadata = sct.datasets.pbmc68k_reduced()\n"
         "held = adata.obs_names.isin(model.metadata['held_out_cells'])\n"
-        "train_cells, test_cells = adata[np.flatnonzero(~held)[:150]].copy(), adata[held].copy()"
+        "train_cells = adata[np.flatnonzero(~held)[:150]].copy()\n"
+        "test_cells = adata[held].copy()\n"
+        "test_cells = test_cells[test_cells.obs.groupby('bulk_labels', observed=True).cumcount() < 6].copy()  # <= 6 per type\n"
+        "test_cells.obs.bulk_labels.value_counts()"
     ),
     new_markdown_cell("Transcoders for every layer, trained briefly (tutorial 2 explains the settings):"),
     new_code_cell(

@@ -201,6 +201,9 @@ def prune(graph, node_threshold: float = 0.02, n_paths: int | None = None):
     return pruned.subgraph(reaching).copy()
 
 
+_pruned = prune  # trace's own `prune` flag hides the function
+
+
 def trace(model, transcoders: dict, input_ids, target: Target, *, max_nodes: int = 100, threshold: float = 0.01,
           node_threshold: float = 0.02, n_paths: int | None = None, groups=None, labels=None,
           min_influence: float = 1e-4, prune: bool = True) -> nx.DiGraph:
@@ -266,5 +269,5 @@ def trace(model, transcoders: dict, input_ids, target: Target, *, max_nodes: int
                        n_layers=linear.n_layers, expanded=len(search.expanded) - 1,
                        **{f"share_{k}": share[k] for k in ("input", "error", "bias", "unexpanded")})
     if prune:
-        graph = prune(graph, node_threshold, n_paths)
+        graph = _pruned(graph, node_threshold, n_paths)
     return graph

@@ -114,6 +114,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     _sentence_options(p)
     _transcoder_options(p, d_hidden=1024, steps=300, batch_size=1024)
     p.add_argument("--subsample", type=float, default=0.25, help="share of the training tokens harvested")
+    p.add_argument("--train-cells", type=int, default=300, help="training cells harvested (of the model's 558)")
+    p.add_argument("--eval-cells", type=int, default=64, help="held-out cells for evaluation and circuits")
     _circuit_options(p)
     p.add_argument("--n-top-genes", type=int, default=25, help="circuit genes tested for enrichment per cell type")
     p.set_defaults(n_cells=4, max_nodes=40)

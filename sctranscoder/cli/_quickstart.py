@@ -13,7 +13,7 @@ from ._commands import UsageError, run_circuits, write_circuits
 _SECTIONS = {
     "sentences": ("n_genes", "tie_break", "seed", "chunk_size"),
     "train": ("layers", "activation", "k", "d_hidden", "skip", "steps", "batch_size", "lr", "transcoder_seed",
-              "subsample"),
+              "subsample", "train_cells", "eval_cells"),
     "circuits": ("cell_types", "n_largest", "n_cells", "max_nodes", "node_threshold", "n_top_genes"),
 }
 
@@ -23,6 +23,25 @@ def _run_sections(args) -> dict:
     # the quickstart section repeats everything, so `quickstart --config run.yaml` reruns it exactly
     sections["quickstart"] = {k: v for section in sections.values() for k, v in section.items()}
     return sections
+
+
+def _sample(adata, mask, n: int, label_key: str, seed: int):
+    """At most ``n`` of the cells in ``mask``, drawn in proportion to their labels (seeded)."""
+    import numpy as np
+
+    chosen = np.flatnonzero(mask)
+    if n >= chosen.size:
+        return chosen
+    rng = np.random.default_rng(seed)
+    labels = adata.obs[label_key].astype(str).to_numpy()[chosen]
+    order = rng.permutation(chosen.size)
+    # round-robin over labels in a random order, so small cell types are not left out
+    rank = np.empty(chosen.size, int)
+    for label in np.unique(labels):
+        members = order[labels[order] == label]
+        rank[members] = np.arange(members.size)
+    keep = np.lexsort((order.argsort(), rank))[:n]
+    return np.sort(chosen[keep])
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -61,7 +80,8 @@ def cmd_quickstart(args) -> None:
     label_key = model.metadata["label_key"]
     start = time.perf_counter()
     held_out = sct.tl.held_out_mask(adata, model)
-    store = sct.tl.harvest(adata[~held_out].copy(), model, args.layers, None, label_key=label_key,
+    train_cells = _sample(adata, ~held_out, args.train_cells, label_key, args.transcoder_seed)
+    store = sct.tl.harvest(adata[train_cells].copy(), model, args.layers, None, label_key=label_key,
                            subsample=args.subsample, seed=args.transcoder_seed)
     transcoders = sct.tl.train_transcoders(
         adata, model, args.layers, out / "transcoders", store=store, held_out=held_out, label_key=label_key,
@@ -72,20 +92,21 @@ def cmd_quickstart(args) -> None:
 
     # 3. faithfulness on the model's held-out cells
     start = time.perf_counter()
-    quality = sct.tl.evaluate_transcoders(adata, model, transcoders, label_key=label_key)
+    test_cells = adata[_sample(adata, held_out, args.eval_cells, label_key, args.transcoder_seed)].copy()
+    quality = sct.tl.evaluate_transcoders(test_cells, model, transcoders, cells=test_cells.obs_names,
+                                          label_key=label_key)
     with atomic_path(out / "transcoder_quality.csv") as tmp:
         quality.to_csv(tmp)
     timings["evaluate"] = time.perf_counter() - start
 
     # 4. circuits behind the largest cell types, traced on held-out cells
     start = time.perf_counter()
-    circuits = run_circuits(adata[held_out].copy(), model, transcoders, args, label_key)
+    circuits = run_circuits(test_cells, model, transcoders, args, label_key)
     write_circuits(circuits, out / "circuits")
     timings["circuits"] = time.perf_counter() - start
 
     # 5. what the circuits' genes and the last layer's features mean: enrichment against the bundled libraries
     start = time.perf_counter()
-    test_cells = adata[held_out].copy()
     circuit_enrichment = sct.tl.enrich_circuit(
         {name: result.input_genes(args.n_top_genes)[name] for name, result in circuits.items()},
         adata=test_cells, model=model, max_fdr=0.05)

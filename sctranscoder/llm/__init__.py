@@ -7,8 +7,10 @@ causal LM (GPT-NeoX, GPT-2, Llama, Qwen2, Mistral, Gemma-2) or BERT-style encode
 >>> tcs = sct.llm.train_transcoders(store, d_hidden=3072, k=32)       # doctest: +SKIP
 >>> sct.llm.evaluate(model, tokenizer, tcs, test_texts)               # doctest: +SKIP
 >>> sct.llm.top_activations(tcs[3], store, feature=7, tokenizer=tokenizer)   # doctest: +SKIP
+>>> sct.llm.trace(causal_lm, tok, tcs, "The capital of France is", token=" Paris")   # doctest: +SKIP
 """
 
+from ._circuits import trace
 from ._corpus import pydoc_corpus, split_by_topic
 from ._embedding import embedding_faithfulness, sentence_embeddings
 from ._features import feature_activations, top_activations
@@ -32,5 +34,6 @@ __all__ = [
     "token_strings",
     "tokenize",
     "top_activations",
+    "trace",
     "train_transcoders",
 ]
