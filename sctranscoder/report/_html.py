@@ -52,14 +52,17 @@ def _figure(figure, caption: str) -> str:
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
-def _format(value) -> tuple[str, str | None]:
+IDENTIFIERS = {"feature", "layer", "rank", "List"}  # integer columns shown without thousands separators
+
+
+def _format(value, identifier: bool = False) -> tuple[str, str | None]:
     """(text shown, sortable numeric value or None)."""
     if isinstance(value, (list, tuple, np.ndarray, pd.Index)):
         return ", ".join(str(v) for v in value), None
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value)), None
     if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}", str(int(value))
+        return (str(int(value)) if identifier else f"{int(value):,}"), str(int(value))
     if isinstance(value, (float, np.floating)):
         value = float(value)
         if np.isnan(value):
@@ -85,11 +88,12 @@ def table_html(frame: pd.DataFrame, *, index: bool = True, max_rows: int | None 
                for c in shown.columns]
     number = ' data-type="number"'
     head = "".join(f"<th{number if n else ''}>{_e(c)}</th>" for c, n in zip(shown.columns, numeric))
+    identifiers = [str(c) in IDENTIFIERS for c in shown.columns]
     rows = []
     for record in shown.itertuples(index=False, name=None):
         cells = []
-        for value, is_number in zip(record, numeric):
-            text, sortable = _format(value)
+        for value, is_number, identifier in zip(record, numeric, identifiers):
+            text, sortable = _format(value, identifier)
             if is_number and sortable is not None:
                 cells.append(f'<td class="num" data-value="{_e(sortable)}">{_e(text)}</td>')
             else:
