@@ -307,6 +307,7 @@ LLM = [
         "import numpy as np\n"
         "c2s = sct.models.default()\n"
         "pbmc = sct.datasets.pbmc68k_reduced()\n"
+        "sct.pp.cell_sentences(pbmc, progress=False)\n"
         "prompt = sct.pp.prompts(pbmc[pbmc.obs.bulk_labels == 'CD19+ B'][:1], n_genes=40).prompt.iloc[0]\n"
         "text_store = sct.llm.harvest(c2s.model, c2s.tokenizer, [prompt] * 4, prepend_bos=False, max_length=200,\n"
         "                             progress=False)\n"
