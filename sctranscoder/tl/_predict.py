@@ -107,7 +107,7 @@ def score_candidates(model, prompts: list[str], candidates: list[str], *, batch_
     return scores
 
 
-def generate_answers(model, prompts: list[str], *, batch_size: int = 32, max_new_tokens: int = 16,
+def generate_answers(model, prompts: list[str], *, batch_size: int = 32, max_new_tokens: int | None = None,
                      candidates=None, progress: bool = True) -> list[str]:
     """Greedy answers to each prompt, cut at the first period, newline or EOS.
 
@@ -118,14 +118,18 @@ def generate_answers(model, prompts: list[str], *, batch_size: int = 32, max_new
     answer is read off the trie as far as it follows a candidate. From there (or
     from the prompt, without candidates) each greedy step feeds one token per prompt
     at its own position, masking the padding and the trie branches not taken. A
-    batch stops as soon as every prompt has produced EOS or ``max_new_tokens``.
+    batch stops as soon as every prompt has produced EOS or ``max_new_tokens`` (default: as many
+    as the longest candidate answer and its EOS take, at least 16).
     """
     import torch
 
     tok, lm = model.tokenizer, model.model
     device = model.device
     eos = tok.eos_token_id
-    trie = AnswerTrie.build(_answer_tokens(tok, candidates)) if candidates and eos is not None else None
+    expected = _answer_tokens(tok, candidates) if candidates else []
+    trie = AnswerTrie.build(expected) if expected and eos is not None else None
+    if max_new_tokens is None:
+        max_new_tokens = max([16] + [len(answer) for answer in expected])
     sees = trie.sees().to(device) if trie is not None else None
     cache_argument = _cache_argument(lm)
     prompt_ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
@@ -149,24 +153,36 @@ def generate_answers(model, prompts: list[str], *, batch_size: int = 32, max_new
                     if node is not None:
                         taken[i] = sees[node]
                 visible = torch.cat([visible, taken], dim=1)
-            finished = [path[-1] == eos or len(path) >= max_new_tokens for path in paths]
-            while not all(finished):
-                # feed each path's last token, at its place after the prompt
-                feed = torch.tensor([path[-1] for path in paths], device=device)
-                position = lengths - 1 + torch.tensor([len(path) for path in paths], device=device)
-                visible = torch.cat([visible, torch.ones(b, 1, dtype=torch.bool, device=device)], dim=1)
+            active = [i for i, path in enumerate(paths) if path[-1] != eos and len(path) < max_new_tokens]
+            kept = list(range(b))  # the batch rows the cache and ``visible`` hold
+            while active:
+                if active != kept:  # step only the unfinished prompts
+                    where = torch.tensor([kept.index(i) for i in active], device=device)
+                    _select_rows(cache, where)
+                    visible, kept = visible[where], active
+                feed = torch.tensor([paths[i][-1] for i in active], device=device)
+                # each path's last token goes at its own place after its prompt
+                position = lengths[active] - 1 + torch.tensor([len(paths[i]) for i in active], device=device)
+                visible = torch.cat([visible, torch.ones(len(active), 1, dtype=torch.bool, device=device)], dim=1)
                 mask = torch.zeros(visible.shape, dtype=mask_dtype, device=device)
                 mask.masked_fill_(~visible, torch.finfo(mask_dtype).min)
                 out = lm(input_ids=feed[:, None], position_ids=position[:, None], attention_mask=mask[:, None, None],
                          use_cache=True, **{cache_argument: cache})
                 cache = _cache_of(out)
-                for i, token in enumerate(out.logits[:, -1].argmax(dim=-1).tolist()):
-                    if not finished[i]:
-                        paths[i].append(token)
-                        finished[i] = token == eos or len(paths[i]) >= max_new_tokens
+                for i, token in zip(active, out.logits[:, -1].argmax(dim=-1).tolist()):
+                    paths[i].append(token)
+                active = [i for i in active if paths[i][-1] != eos and len(paths[i]) < max_new_tokens]
             for r, path in zip(rows, paths):
                 answers[r] = parse_answer(tok.decode(path, skip_special_tokens=True))
     return answers
+
+
+def _select_rows(cache, rows) -> None:
+    """Keep only ``rows`` of a key/value cache's batch (in place)."""
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(rows)
+    else:
+        cache.reorder_cache(rows)
 
 
 def _follow_trie(trie: AnswerTrie, token: int, best: list[int], eos, max_new_tokens: int):
