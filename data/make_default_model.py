@@ -1,6 +1,7 @@
 """Train the default C2S model that sctranscoder ships, and evaluate it against a logistic regression.
 
-    python data/make_default_model.py            # about 15 minutes on 2 CPU cores
+    python data/make_default_model.py                  # about 15 minutes on 2 CPU cores
+    python data/make_default_model.py --evaluate-only  # re-evaluate the shipped model
 
 Trains a small GPT-NeoX (parallel residual, like the C2S-Pythia models) with a
 byte-level BPE tokenizer learned on the sentences, on C2S cell-type prediction
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 import sctranscoder as sct
+from sctranscoder._atomic import atomic_path
 
 OUT = Path(__file__).parent / "c2s_pbmc_default"
 SETTINGS = dict(
@@ -51,6 +53,35 @@ def logistic_regression(adata, held):
     return float(split_accuracy), float(cv.mean())
 
 
+def evaluate(model, adata, settings, minutes):
+    """Held-out accuracy, the logistic regressions, the per-type confusion: the evaluation.json dict."""
+    held = adata.obs_names.isin(model.metadata["held_out_cells"])
+    test = adata[held].copy()
+    sct.tl.predict_cell_types(test, model, progress=False)
+    truth = test.obs.bulk_labels.astype(str)
+    predicted = test.obs.c2s_prediction.astype(str)
+    lr_split, lr_cv = logistic_regression(adata, held)
+    confusion = pd.crosstab(truth, predicted, rownames=["true"], colnames=["predicted"])
+    return {
+        "held_out_cells": int(held.sum()),
+        "c2s_accuracy": float((truth == predicted).mean()),
+        "logistic_regression_same_split": lr_split,
+        "logistic_regression_5_fold": lr_cv,
+        "training_minutes": minutes,
+        "settings": settings,
+        "confusion": {t: {p: int(v) for p, v in row.items() if v} for t, row in confusion.iterrows()},
+    }
+
+
+def report(out: Path, evaluation: dict) -> None:
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 2**20
+    print(f"held-out accuracy {evaluation['c2s_accuracy']:.3f} | logistic regression "
+          f"{evaluation['logistic_regression_same_split']:.3f} (same split), "
+          f"{evaluation['logistic_regression_5_fold']:.3f} (5-fold) | {evaluation['training_minutes']} min | "
+          f"{size:.1f} MiB")
+    print(pd.DataFrame(evaluation["confusion"]).T.fillna(0).astype(int).sort_index().sort_index(axis=1).to_string())
+
+
 def main():
     import argparse
 
@@ -58,42 +89,28 @@ def main():
     parser.add_argument("--out", type=Path, default=OUT, help="model folder to write (default: the shipped one)")
     parser.add_argument("--settings", type=json.loads, default={},
                         help="JSON object overriding SETTINGS, for trying recipes (keep the shipped one's in SETTINGS)")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="re-evaluate the model already in --out (its recorded settings and training time kept)")
     args = parser.parse_args()
     out, settings = args.out, {**SETTINGS, **args.settings}
-
     adata = sct.datasets.pbmc68k_reduced()
-    start = time.perf_counter()
-    work = out.with_name(out.name + ".training")
-    model = sct.models.train_c2s(adata, "bulk_labels", work, **settings)
-    minutes = (time.perf_counter() - start) / 60
 
-    held = adata.obs_names.isin(model.metadata["held_out_cells"])
-    test = adata[held].copy()
-    sct.tl.predict_cell_types(test, model, progress=False)
-    truth = test.obs.bulk_labels.astype(str)
-    predicted = test.obs.c2s_prediction.astype(str)
-    accuracy = float((truth == predicted).mean())
-    lr_split, lr_cv = logistic_regression(adata, held)
-    confusion = pd.crosstab(truth, predicted, rownames=["true"], colnames=["predicted"])
-
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)
-    evaluation = {
-        "held_out_cells": int(held.sum()),
-        "c2s_accuracy": accuracy,
-        "logistic_regression_same_split": lr_split,
-        "logistic_regression_5_fold": lr_cv,
-        "training_minutes": round(minutes, 1),
-        "settings": settings,
-        "confusion": {t: {p: int(v) for p, v in row.items() if v} for t, row in confusion.iterrows()},
-    }
-    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
-    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
-    print(f"held-out accuracy {accuracy:.3f} | logistic regression {lr_split:.3f} (same split), "
-          f"{lr_cv:.3f} (5-fold) | {minutes:.1f} min | {size:.1f} MiB")
-    print(confusion.to_string())
+    if args.evaluate_only:
+        recorded = json.loads((out / "evaluation.json").read_text())
+        evaluation = evaluate(sct.models.load(out), adata, recorded["settings"], recorded["training_minutes"])
+    else:
+        start = time.perf_counter()
+        work = out.with_name(out.name + ".training")
+        model = sct.models.train_c2s(adata, "bulk_labels", work, **settings)
+        minutes = round((time.perf_counter() - start) / 60, 1)
+        evaluation = evaluate(model, adata, settings, minutes)
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    with atomic_path(out / "evaluation.json") as tmp:
+        tmp.write_text(json.dumps(evaluation, indent=1))
+    report(out, evaluation)
 
 
 if __name__ == "__main__":

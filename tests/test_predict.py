@@ -87,7 +87,7 @@ def test_batched_paths_equal_one_prompt_at_a_time(model_and_cells, arch):
     transformers' generate, one prompt at a time, on every architecture (random tiny weights)."""
     from tiny_models import tiny_model
 
-    from sctranscoder.tl._predict import generate_answers, score_candidates
+    from sctranscoder.tl._predict import score_candidates
 
     trained, cells = model_and_cells
     tok = trained.tokenizer
@@ -99,11 +99,58 @@ def test_batched_paths_equal_one_prompt_at_a_time(model_and_cells, arch):
     batched = score_candidates(model, prompts, candidates, batch_size=3, progress=False)
     for i, prompt in enumerate(prompts):
         np.testing.assert_allclose(batched[i], naive_scores(model, prompt, candidates), rtol=1e-4, atol=1e-4)
-    answers = generate_answers(model, prompts, batch_size=3, max_new_tokens=6, progress=False)
-    for prompt, answer in zip(prompts, answers):
+    assert_generation_equals_transformers(model, prompts, candidates)
+
+
+def assert_generation_equals_transformers(model, prompts, candidates, max_new_tokens=6):
+    """Our greedy answers, step by step and read off the candidates' trie, equal transformers' generate."""
+    from sctranscoder.tl._predict import generate_answers, parse_answer
+
+    tok = model.tokenizer
+    stepwise = generate_answers(model, prompts, batch_size=3, max_new_tokens=max_new_tokens, progress=False)
+    with_trie = generate_answers(model, prompts, batch_size=3, max_new_tokens=max_new_tokens, candidates=candidates,
+                                 progress=False)
+    for prompt, answer, fast in zip(prompts, stepwise, with_trie):
         ids = tok(prompt, add_special_tokens=False, return_tensors="pt")
         with torch.no_grad():
-            out = model.model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id,
-                                       eos_token_id=tok.eos_token_id)
+            out = model.model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         text = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-        assert answer == sct.tl._predict.parse_answer(text)
+        assert answer == fast == parse_answer(text)
+
+
+def test_trained_model_answers_are_read_off_the_trie(pbmc_template, monkeypatch):
+    """The default model mostly answers with its labels, which need no step-by-step decoding; greedy answers
+    that leave the trie go on from where they left it, and all equal transformers' generate."""
+    from sctranscoder.tl import _predict
+
+    model = sct.models.default()
+    cells = pbmc_template[pbmc_template.obs_names.isin(model.metadata["held_out_cells"])][::12].copy()
+    n_genes = model.metadata["n_genes"]
+    sct.pp.cell_sentences(cells, n_genes=n_genes, progress=False)
+    prompts = list(sct.pp.prompts(cells, n_genes=n_genes, template=0).prompt)
+    assert_generation_equals_transformers(model, prompts, model.labels, max_new_tokens=24)
+    calls = []
+    model.model.register_forward_hook(lambda *args: calls.append(1))
+    read_off = 0
+    for prompt in prompts:
+        calls.clear()
+        answer = _predict.generate_answers(model, [prompt], candidates=model.labels, max_new_tokens=24,
+                                           progress=False)[0]
+        # a label is read off the trie: the prompt pass and the trie pass, no greedy step
+        assert (len(calls) == 2) == (answer in model.labels), (answer, len(calls))
+        read_off += answer in model.labels
+    assert read_off >= len(prompts) // 2
+
+
+def test_answer_trie_shares_leading_tokens():
+    from sctranscoder.tl._answer_trie import AnswerTrie
+
+    trie = AnswerTrie.build([[5, 6, 7, 1], [5, 6, 8, 1], [9, 1]])
+    assert trie.firsts == [5, 5, 9]
+    # nodes feed 5 | 5,6 | 5,6,7 | 5,6,8 | 9
+    assert trie.feed == [5, 6, 7, 8, 9] and trie.depth == [1, 2, 3, 3, 1] and trie.parent == [-1, 0, 1, 1, -1]
+    assert trie.steps == [(0, 0, 6), (0, 1, 7), (0, 2, 1), (1, 0, 6), (1, 1, 8), (1, 3, 1), (2, 4, 1)]
+    assert trie.roots == {5: 0, 9: 4} and trie.children[1] == {7: 2, 8: 3}
+    sees = trie.sees().int().tolist()
+    assert sees == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [0, 0, 0, 0, 1]]

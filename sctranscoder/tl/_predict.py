@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._answer_trie import AnswerTrie, trie_pass
+
 logger = logging.getLogger(__name__)
 
 
@@ -64,30 +66,16 @@ def _prompt_pass(lm, input_ids, lengths):
     return torch.log_softmax(logits.float(), dim=-1), _cache_of(out)
 
 
-def _visible(lengths, width: int, device):
-    """``(b, width)`` boolean: which cached prompt columns are real tokens (not right padding)."""
-    import torch
-
-    return torch.arange(width, device=device)[None, :] < lengths[:, None]
-
-
-def _additive_mask(allowed, dtype):
-    """A 4D additive attention mask (0 where allowed, the dtype's minimum elsewhere) from a boolean one."""
-    import torch
-
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
-
-
 def score_candidates(model, prompts: list[str], candidates: list[str], *, batch_size: int = 32,
                      progress: bool = True) -> np.ndarray:
     """Log-likelihood of each candidate answer (``"{label}."`` + EOS) after each prompt.
 
     Prompts are sorted by token length and batched right-padded, so the prompt pass
     runs causal attention without a mask. Then one more pass scores every
-    candidate at once: all candidates' answer tokens follow the prompt's key/value
-    cache side by side, each position at its own place in the sequence and seeing
-    only the prompt's real tokens and its own candidate's earlier tokens.
+    candidate at once: the candidates' answer tokens, as a trie (shared leading
+    tokens fed once), follow the prompt's key/value cache side by side, each at its
+    own place in the sequence and seeing only the prompt's real tokens and its own
+    answer's earlier tokens.
 
     Returns
     -------
@@ -97,98 +85,117 @@ def score_candidates(model, prompts: list[str], candidates: list[str], *, batch_
 
     tok, lm = model.tokenizer, model.model
     device = model.device
-    answers = _answer_tokens(tok, candidates)
+    trie = AnswerTrie.build(_answer_tokens(tok, candidates))
     cache_argument = _cache_argument(lm)
     prompt_ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
     lengths_all = np.array([len(p) for p in prompt_ids])
     scores = np.zeros((len(prompts), len(candidates)))
+    firsts = torch.tensor(trie.firsts, device=device)
+    owner, node, target = (torch.tensor(column, device=device, dtype=torch.long) for column in zip(*trie.steps)) \
+        if trie.steps else (None, None, None)
 
-    # The answers' tokens after the first, laid out side by side: which candidate each belongs to,
-    # its offset after the prompt, the token it feeds and the token it predicts.
-    feed, target, owner, offset = [], [], [], []
-    for j, answer in enumerate(answers):
-        for t in range(1, len(answer)):
-            feed.append(answer[t - 1])
-            target.append(answer[t])
-            owner.append(j)
-            offset.append(t)
-    n_cont = len(feed)
-    feed_t = torch.tensor(feed, device=device, dtype=torch.long)
-    target_t = torch.tensor(target, device=device, dtype=torch.long)
-    owner_t = torch.tensor(owner, device=device, dtype=torch.long)
-    offset_t = torch.tensor(offset, device=device, dtype=torch.long)
-    # a continuation token sees the earlier tokens (and itself) of its own candidate only
-    own = (owner_t[:, None] == owner_t[None, :]) & (offset_t[None, :] <= offset_t[:, None])
-    firsts = torch.tensor([a[0] for a in answers], device=device)
-    mask_dtype = lm.dtype if lm.dtype.is_floating_point else torch.float32
-
-    batches = _length_batches(lengths_all, batch_size)
     with torch.inference_mode():
-        for rows in tqdm(batches, desc="scoring", disable=not progress):
+        for rows in tqdm(_length_batches(lengths_all, batch_size), desc="scoring", disable=not progress):
             lengths = torch.as_tensor(lengths_all[rows], device=device)
             input_ids = _right_padded([prompt_ids[r] for r in rows], tok.pad_token_id, device)
-            b, width = input_ids.shape
             first, cache = _prompt_pass(lm, input_ids, lengths)
             total = first[:, firsts]
-            if n_cont:
-                allowed = torch.cat([_visible(lengths, width, device)[:, None, :].expand(b, n_cont, width),
-                                     own[None].expand(b, -1, -1)], dim=2)
-                cont = lm(input_ids=feed_t[None].expand(b, -1), position_ids=lengths[:, None] - 1 + offset_t[None],
-                          attention_mask=_additive_mask(allowed, mask_dtype), use_cache=True,
-                          **{cache_argument: cache})
-                logp = torch.log_softmax(cont.logits.float(), dim=-1)
-                picked = logp.gather(2, target_t[None, :, None].expand(b, -1, 1)).squeeze(-1)
-                total = total.index_add(1, owner_t, picked)
+            if trie.steps:
+                logp, _ = trie_pass(lm, trie, cache, lengths, input_ids.shape[1], cache_argument)
+                total = total.index_add(1, owner, logp[:, node, target])
             scores[rows] = total.double().cpu().numpy()
     return scores
 
 
-def generate_answers(model, prompts: list[str], *, batch_size: int = 32, max_new_tokens: int = 16,
-                     progress: bool = True) -> list[str]:
+def generate_answers(model, prompts: list[str], *, batch_size: int = 32, max_new_tokens: int | None = None,
+                     candidates=None, progress: bool = True) -> list[str]:
     """Greedy answers to each prompt, cut at the first period, newline or EOS.
 
     Prompts are sorted by token length and batched right-padded: the prompt pass
-    runs causal attention without a mask, then each greedy step feeds one token per
-    prompt at its own position, masking the padding. A batch stops as soon as every
-    prompt has produced EOS.
+    runs causal attention without a mask. When ``candidates`` (expected answers,
+    e.g. the model's training labels) are given, one pass over their token trie
+    then gives the model's next token after every candidate prefix, so a greedy
+    answer is read off the trie as far as it follows a candidate. From there (or
+    from the prompt, without candidates) each greedy step feeds one token per prompt
+    at its own position, masking the padding and the trie branches not taken. A
+    batch stops as soon as every prompt has produced EOS or ``max_new_tokens`` (default: as many
+    as the longest candidate answer and its EOS take, at least 16).
     """
     import torch
 
     tok, lm = model.tokenizer, model.model
     device = model.device
+    eos = tok.eos_token_id
+    expected = _answer_tokens(tok, candidates) if candidates else []
+    trie = AnswerTrie.build(expected) if expected and eos is not None else None
+    if max_new_tokens is None:
+        max_new_tokens = max([16] + [len(answer) for answer in expected])
+    sees = trie.sees().to(device) if trie is not None else None
     cache_argument = _cache_argument(lm)
     prompt_ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
     lengths_all = np.array([len(p) for p in prompt_ids])
     answers = [""] * len(prompts)
-    eos = tok.eos_token_id
     mask_dtype = lm.dtype if lm.dtype.is_floating_point else torch.float32
     with torch.inference_mode():
         for rows in tqdm(_length_batches(lengths_all, batch_size), desc="generating", disable=not progress):
             lengths = torch.as_tensor(lengths_all[rows], device=device)
             input_ids = _right_padded([prompt_ids[r] for r in rows], tok.pad_token_id, device)
             b, width = input_ids.shape
-            logp, cache = _prompt_pass(lm, input_ids, lengths)
-            visible = _visible(lengths, width, device)
-            done = torch.zeros(b, dtype=torch.bool, device=device)
-            generated = []
-            for step in range(max_new_tokens):
-                nxt = logp.argmax(dim=-1)
-                nxt = torch.where(done, torch.full_like(nxt, eos if eos is not None else 0), nxt)
-                generated.append(nxt)
-                if eos is not None:
-                    done |= nxt == eos
-                if bool(done.all()) or step == max_new_tokens - 1:
-                    break
-                visible = torch.cat([visible, torch.ones(b, 1, dtype=torch.bool, device=device)], dim=1)
-                out = lm(input_ids=nxt[:, None], position_ids=(lengths + step)[:, None],
-                         attention_mask=_additive_mask(visible[:, None, :], mask_dtype), use_cache=True,
-                         **{cache_argument: cache})
+            first, cache = _prompt_pass(lm, input_ids, lengths)
+            visible = torch.arange(width, device=device)[None, :] < lengths[:, None]
+            paths = [[token] for token in first.argmax(dim=-1).tolist()]
+            if trie is not None and len(trie):
+                logp, cache = trie_pass(lm, trie, cache, lengths, width, cache_argument)
+                best = logp.argmax(dim=-1).tolist()
+                taken = torch.zeros(b, len(trie), dtype=torch.bool, device=device)
+                for i in range(b):
+                    paths[i], node = _follow_trie(trie, paths[i][0], best[i], eos, max_new_tokens)
+                    if node is not None:
+                        taken[i] = sees[node]
+                visible = torch.cat([visible, taken], dim=1)
+            active = [i for i, path in enumerate(paths) if path[-1] != eos and len(path) < max_new_tokens]
+            kept = list(range(b))  # the batch rows the cache and ``visible`` hold
+            while active:
+                if active != kept:  # step only the unfinished prompts
+                    where = torch.tensor([kept.index(i) for i in active], device=device)
+                    _select_rows(cache, where)
+                    visible, kept = visible[where], active
+                feed = torch.tensor([paths[i][-1] for i in active], device=device)
+                # each path's last token goes at its own place after its prompt
+                position = lengths[active] - 1 + torch.tensor([len(paths[i]) for i in active], device=device)
+                visible = torch.cat([visible, torch.ones(len(active), 1, dtype=torch.bool, device=device)], dim=1)
+                mask = torch.zeros(visible.shape, dtype=mask_dtype, device=device)
+                mask.masked_fill_(~visible, torch.finfo(mask_dtype).min)
+                out = lm(input_ids=feed[:, None], position_ids=position[:, None], attention_mask=mask[:, None, None],
+                         use_cache=True, **{cache_argument: cache})
                 cache = _cache_of(out)
-                logp = out.logits[:, -1].float()
-            texts = tok.batch_decode(torch.stack(generated, dim=1), skip_special_tokens=True)
-            for r, text in zip(rows, texts):
-                answers[r] = parse_answer(text)
+                for i, token in zip(active, out.logits[:, -1].argmax(dim=-1).tolist()):
+                    paths[i].append(token)
+                active = [i for i in active if paths[i][-1] != eos and len(paths[i]) < max_new_tokens]
+            for r, path in zip(rows, paths):
+                answers[r] = parse_answer(tok.decode(path, skip_special_tokens=True))
     return answers
+
+
+def _select_rows(cache, rows) -> None:
+    """Keep only ``rows`` of a key/value cache's batch (in place)."""
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(rows)
+    else:
+        cache.reorder_cache(rows)
+
+
+def _follow_trie(trie: AnswerTrie, token: int, best: list[int], eos, max_new_tokens: int):
+    """Greedy tokens from the first one along the trie (``best[i]``: node ``i``'s most likely next token),
+    and the deepest node whose token was fed (``None``: none was). The path's last token is not fed yet."""
+    path, node = [token], None
+    while path[-1] != eos and len(path) < max_new_tokens:
+        child = (trie.roots if node is None else trie.children[node]).get(path[-1])
+        if child is None:
+            break
+        node = child
+        path.append(best[node])
+    return path, node
 
 
 def parse_answer(text: str) -> str:
@@ -221,7 +228,9 @@ def predict_cell_types(
         ``adata.obs[key_added]`` gets the predicted label; in ``"score"`` mode
         ``adata.obsm[key_added + "_probabilities"]`` gets a cells x candidates table.
     candidates
-        Labels to choose from (score mode); default: the labels the model was trained on.
+        Labels to choose from (score mode); default: the labels the model was trained on. In
+        ``"generate"`` mode they only speed decoding up (answers that follow them are read off
+        one pass); the answers are the model's free greedy generations either way.
     mode
         ``"score"``: the log-likelihood of each candidate answer, softmaxed over
         candidates. ``"generate"``: greedy generation, answer parsed from the text.
@@ -246,8 +255,9 @@ def predict_cell_types(
         pp.cell_sentences(adata, n_genes=n_genes, progress=progress)
     prompts = list(pp.prompts(adata, n_genes=n_genes, organism=organism, template=0).prompt)
     if mode == "generate":
+        expected = list(candidates) if candidates is not None else model.labels
         adata.obs[key_added] = pd.Categorical(generate_answers(model, prompts, batch_size=batch_size,
-                                                               progress=progress))
+                                                               candidates=expected, progress=progress))
         return None
     candidates = list(candidates) if candidates is not None else model.labels
     if not candidates:
