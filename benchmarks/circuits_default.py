@@ -24,6 +24,28 @@ import numpy as np
 
 import sctranscoder as sct
 
+# each cell type's own set in the bundled immune marker library
+OWN_MARKERS = {"Dendritic": "CD1C+ dendritic cell", "CD14+ Monocyte": "CD14+ Monocyte", "CD19+ B": "B cell",
+               "CD4+/CD25 T Reg": "T regulatory cell", "CD8+ Cytotoxic T": "CD8 TEM"}
+
+
+def own_marker_enrichment(gene_lists: dict, background) -> dict:
+    """For each cell type: its own marker set's overlap, p-value and rank among all marker sets (by p-value)."""
+    table = sct.genesets.enrich(gene_lists, "immune_markers", background, min_set_size=1)
+    results = {}
+    for cell_type, genes in gene_lists.items():
+        rows = table[table.List == cell_type].sort_values("P-value").reset_index(drop=True)
+        own = OWN_MARKERS.get(cell_type)
+        hit = rows.index[rows.Term == own]
+        if own is None or hit.empty:
+            results[cell_type] = {"set": own, "overlap": "0", "p": 1.0, "rank": None}
+        else:
+            row = rows.loc[hit[0]]
+            results[cell_type] = {"set": own, "overlap": row.Overlap, "p": float(row["P-value"]),
+                                  "fdr": float(row["Adjusted P-value"]), "rank": int(hit[0]) + 1,
+                                  "genes": row.Genes}
+    return results
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,7 +84,7 @@ def main():
             "correlation_mean": float(np.nanmean(checks.correlation)),
             "spearman_mean": float(np.nanmean(checks.spearman)),
             "circuit_fraction_median": float(np.nanmedian(checks.circuit_fraction)),
-            "top_genes": genes.gene.tolist(),
+            "top_genes": result.input_genes(args.top_genes)[cell_type],
             "features": sum(1 for _, d in graph.nodes(data=True) if d["kind"] == "feature"),
         }
         s = summary[cell_type]
@@ -78,6 +100,12 @@ def main():
             args.out.mkdir(parents=True, exist_ok=True)
             safe = "".join(c if c.isalnum() else "_" for c in cell_type)
             sct.circuits.write_graphml(graph, args.out / f"circuit_{safe}.graphml")
+    background = sct.tl.visible_genes(held_out, model)
+    markers = own_marker_enrichment({t: s["top_genes"] for t, s in summary.items()}, background)
+    for cell_type, result in markers.items():
+        summary[cell_type]["own_markers"] = result
+        print(f"{cell_type}: own marker set {result['set']!r}: overlap {result['overlap']}, p {result['p']:.2g}, "
+              f"rank {result['rank']}")
     print(json.dumps(summary))
 
 
