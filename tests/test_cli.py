@@ -38,6 +38,19 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     from sctranscoder.cli import _parse
     again = _parse(["quickstart", "--out", str(tmp_path / "r"), "--config", str(out / "run.yaml")])
     assert (again.d_hidden, again.k, again.steps, again.n_largest) == (256, 8, 30, 2)
+    assert (out / "report.html").stat().st_size > 10_000
+    # the enrich and report subcommands work on what the quickstart wrote
+    background = tmp_path / "background.txt"
+    background.write_text("\n".join(sentences.cell_sentence.str.split(" ").explode().unique()))
+    assert main(["enrich", str(out / "circuits"), str(tmp_path / "e.csv"), "--background", str(background),
+                 "--max-fdr", "1"]) == 0
+    table = pd.read_csv(tmp_path / "e.csv")
+    assert set(table.List.astype(str)) <= {"Dendritic", "CD4+_CD25_T_Reg"} and "P-value" in table
+    assert main(["report", str(out), str(tmp_path / "again.html")]) == 0
+    page = (tmp_path / "again.html").read_text()
+    assert "Dendritic" in page and page.count("data:image/png;base64") >= 2
+    assert main(["enrich", str(out / "circuits"), str(tmp_path / "e2.csv")]) == 2
+    assert main(["report", str(tmp_path / "nothing"), str(tmp_path / "x.html")]) == 2
 
 
 def test_config_file_errors_are_one_line(tmp_path, capsys):

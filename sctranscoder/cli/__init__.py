@@ -9,9 +9,10 @@ from .._runconfig import read_run_config
 from ._commands import UsageError, cmd_circuits, cmd_evaluate, cmd_harvest, cmd_sentences, cmd_train
 from ._parser import build_parser
 from ._quickstart import cmd_quickstart
+from ._report_commands import cmd_enrich, cmd_report
 
 COMMANDS = {"sentences": cmd_sentences, "harvest": cmd_harvest, "train": cmd_train, "evaluate": cmd_evaluate,
-            "circuits": cmd_circuits, "quickstart": cmd_quickstart}
+            "circuits": cmd_circuits, "enrich": cmd_enrich, "report": cmd_report, "quickstart": cmd_quickstart}
 
 
 def _parse(argv):

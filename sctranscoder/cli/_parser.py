@@ -11,6 +11,8 @@ EXAMPLES = {
     "train": "sctranscoder train activations/ transcoders/ --activation topk --k 32 --d-hidden 4096 --steps 2000",
     "evaluate": "sctranscoder evaluate pbmc.h5ad data/c2s_pbmc_default transcoders/ metrics.csv --label-key cell_type",
     "circuits": "sctranscoder circuits pbmc.h5ad data/c2s_pbmc_default transcoders/ circuits/ --n-largest 5",
+    "enrich": "sctranscoder enrich circuits/ circuit_enrichment.csv --h5ad pbmc.h5ad --model data/c2s_pbmc_default",
+    "report": "sctranscoder report quickstart_out/ report.html",
     "quickstart": "sctranscoder quickstart --out quickstart_out\n  sctranscoder quickstart --out again --config quickstart_out/run.yaml",
 }
 
@@ -108,6 +110,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("out", type=Path, help="output folder")
     p.add_argument("--label-key", default=None, help="obs column of cell types (default: the model's)")
     _circuit_options(p)
+
+    p = subs["enrich"] = _sub(sub, "enrich", "gene lists in, gene-set enrichment table out")
+    p.add_argument("genes", type=Path, help="a gene table (CSV with a 'gene' column) or a folder of *_genes.csv")
+    p.add_argument("output", type=Path, help="the .csv table to write")
+    p.add_argument("--gene-sets", default="all", help="a bundled library, 'all', or a .gmt file")
+    p.add_argument("--h5ad", type=Path, default=None, help="cells, for the background: the genes the model sees")
+    p.add_argument("--model", type=Path, default=None, help="the model folder, for the background")
+    p.add_argument("--background", type=Path, default=None, help="or a file of background genes, one per line")
+    p.add_argument("--n-top", type=int, default=25, help="genes per list (best first)")
+    p.add_argument("--max-fdr", type=float, default=0.05)
+
+    p = subs["report"] = _sub(sub, "report", "a run folder in, one self-contained HTML report out")
+    p.add_argument("run", type=Path, help="folder with transcoder_quality.csv and/or circuits/ (as quickstart writes)")
+    p.add_argument("output", type=Path, help="the .html file to write")
+    p.add_argument("--title", default="sctranscoder report")
+    p.add_argument("--model-name", default="", help="the model's name, for the report's heading")
 
     p = subs["quickstart"] = _sub(sub, "quickstart", "the whole pipeline on the bundled PBMC data and default model")
     p.add_argument("--out", type=Path, default=Path("quickstart_out"), help="output folder")
