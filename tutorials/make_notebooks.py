@@ -304,7 +304,6 @@ LLM = [
         "predicts its next token, and trace that logit back to the input tokens."
     ),
     new_code_cell(
-        "import numpy as np\n"
         "c2s = sct.models.default()\n"
         "pbmc = sct.datasets.pbmc68k_reduced()\n"
         "sct.pp.cell_sentences(pbmc, progress=False)\n"
