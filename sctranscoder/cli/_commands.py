@@ -152,7 +152,8 @@ def write_circuits(results: dict, out: Path) -> None:
             result.genes.to_csv(tmp, index=False)
 
 
-def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool = True) -> dict:
+def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool = True, ranked_by=None) -> dict:
+    """Circuits for ``--cell-types``, else for the ``--n-largest`` labels of ``ranked_by`` (default: ``adata``)."""
     import sctranscoder as sct
 
     known = model.labels or sorted(adata.obs[label_key].astype(str).unique())
@@ -162,7 +163,7 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
         if unknown:
             raise UsageError(f"--cell-types {unknown} are not labels the model knows ({', '.join(known)})")
     else:
-        cell_types = largest_types(adata, label_key, args.n_largest, known)
+        cell_types = largest_types(ranked_by if ranked_by is not None else adata, label_key, args.n_largest, known)
     results = {}
     for cell_type in cell_types:
         results[cell_type] = sct.tl.cell_type_circuit(

@@ -30,7 +30,7 @@ def _sample(adata, mask, n: int, label_key: str, seed: int):
     import numpy as np
 
     chosen = np.flatnonzero(mask)
-    if n >= chosen.size:
+    if n is None or n >= chosen.size:
         return chosen
     rng = np.random.default_rng(seed)
     labels = adata.obs[label_key].astype(str).to_numpy()[chosen]
@@ -101,7 +101,7 @@ def cmd_quickstart(args) -> None:
 
     # 4. circuits behind the largest cell types, traced on held-out cells
     start = time.perf_counter()
-    circuits = run_circuits(test_cells, model, transcoders, args, label_key)
+    circuits = run_circuits(test_cells, model, transcoders, args, label_key, ranked_by=adata)
     write_circuits(circuits, out / "circuits")
     timings["circuits"] = time.perf_counter() - start
 
