@@ -21,4 +21,10 @@ x, y = sparse_data()
 store = tc_store(x, y)
 tc.train(store, 0, config(activation=sys.argv[2], n_tokens=64 * 200), out_dir=sys.argv[1], progress=False)
 if "WORLD_SIZE" in os.environ:
+    dist.barrier()
     dist.destroy_process_group()
+    # Once in CI a rank aborted at interpreter exit, after training and saving ("terminate called without an active
+    # exception": a C++ thread torn down at shutdown); what is tested is done by now, so skip the teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
