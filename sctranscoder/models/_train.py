@@ -143,6 +143,7 @@ def train_c2s(
     lr_scheduler: str = "linear",
     label_smoothing: float = 0.0,
     test_size: float = 0.2,
+    validation_size: float = 0.0,
     seed: int = 0,
     organism: str = "Homo sapiens",
     tie_break: str = "random",
@@ -190,6 +191,12 @@ def train_c2s(
         Label smoothing of the answer tokens' cross-entropy (0: none).
     test_size
         Fraction of each label held out.
+    validation_size
+        Fraction of each label's training cells set aside to choose the epoch: after
+        every epoch their accuracy (candidate scoring, as
+        :func:`sctranscoder.tl.predict_cell_types`) is measured, and the model of the
+        best epoch is kept (the earliest, on ties). 0: keep the last epoch. The
+        held-out cells are never looked at.
     seed
         Seed of the split, the initialisation and the data order.
     organism, tie_break, layer, use_raw
@@ -229,8 +236,14 @@ def train_c2s(
     labels = adata.obs[label_key].astype(str).to_numpy()
     held = held_out_split(labels, test_size, seed)
     sentence_options = dict(n_genes=n_genes, tie_break=tie_break, seed=seed, layer=layer, use_raw=use_raw)
-    train_cells = adata[~held].copy()
+    # a second split of the training cells, so the held-out split is the same with or without validation
+    validation = held_out_split(labels[~held], validation_size, seed + 1) if validation_size else None
     prompt_options = dict(label_key=label_key, n_genes=n_genes, organism=organism, template=0)
+    if validation is not None:
+        validation_cells = adata[~held][validation].copy()
+        pp.cell_sentences(validation_cells, progress=False, **sentence_options)
+        validation_table = pp.prompts(validation_cells, **prompt_options)
+    train_cells = adata[~held][~validation].copy() if validation is not None else adata[~held].copy()
     pp.cell_sentences(train_cells, progress=progress, **sentence_options)
     table = pp.prompts(train_cells, **prompt_options)
     train_prompts, train_answers = list(table.prompt), list(table.response)
@@ -271,8 +284,12 @@ def train_c2s(
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        **(dict(eval_strategy="epoch", metric_for_best_model="accuracy", greater_is_better=True)
+           if validation is not None else {}),
     )
-    trainer = Trainer(
+    trainer_class = Trainer if validation is None else _validating_trainer(
+        list(validation_table.prompt), labels[~held][validation], sorted(set(labels)))
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=examples,
@@ -280,9 +297,19 @@ def train_c2s(
         callbacks=callbacks,
         processing_class=tokenizer,
         compute_loss_func=per_example_loss if generation_task else None,
+        eval_dataset=[] if validation is not None else None,
     )
     trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
 
+    selection = {}
+    if validation is not None:
+        best = trainer.state.best_model_checkpoint  # HF keeps it (and the last) despite save_total_limit=1
+        model = load(best).model
+        history = [{"epoch": round(e["epoch"]), "accuracy": e["eval_accuracy"], "answer_nll": e["eval_answer_nll"]}
+                   for e in trainer.state.log_history if "eval_accuracy" in e]
+        selection = {"validation_cells": [str(c) for c in adata.obs_names[~held][validation]],
+                     "validation_history": history,
+                     "selected_epoch": round(_checkpoint_epoch(Path(best)))}
     model.eval()
     _save_atomically(out_dir, model, tokenizer, {
         "task": "cell_type_prediction",
@@ -296,6 +323,7 @@ def train_c2s(
         "test_size": float(test_size),
         "held_out_cells": [str(c) for c in adata.obs_names[held]],
         "n_train_cells": int(train_cells.n_obs),
+        **selection,
         "epochs": int(epochs),
         "label_smoothing": float(label_smoothing),
         "augment": int(augment),
@@ -304,6 +332,36 @@ def train_c2s(
         "base_model": None if base_model is None else str(getattr(base_model, "name_or_path", base_model)),
     })
     return load(out_dir)
+
+
+def _validating_trainer(prompts: list[str], truth_labels, labels: list[str]):
+    """A Trainer whose evaluation scores the validation prompts' candidate answers: accuracy and the mean
+    negative log-likelihood of the true answer."""
+    from transformers import Trainer
+
+    from ..tl._predict import score_candidates
+
+    truth = np.searchsorted(labels, truth_labels)  # labels are sorted
+
+    class ValidatingTrainer(Trainer):
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+            model = self.model
+            was_training = model.training
+            model.eval()
+            scores = score_candidates(C2SModel(model, self.processing_class, "training"), prompts, labels,
+                                      progress=False)
+            model.train(was_training)
+            metrics = {f"{metric_key_prefix}_accuracy": float((scores.argmax(axis=1) == truth).mean()),
+                       f"{metric_key_prefix}_answer_nll": float(-scores[np.arange(truth.size), truth].mean())}
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    return ValidatingTrainer
+
+
+def _checkpoint_epoch(checkpoint: Path) -> float:
+    return json.loads((checkpoint / "trainer_state.json").read_text())["epoch"]
 
 
 def _starting_point(last, base_model, config, texts, vocab_size):
