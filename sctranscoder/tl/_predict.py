@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,38 @@ def _right_padded(ids, pad_id: int, device):
     return batch.to(device)
 
 
+@contextmanager
+def _last_mlp_only_at(lm, positions):
+    """Run the last block's MLP only at ``positions`` (one per batch row), zeros elsewhere.
+
+    After the last block nothing reads across positions, so the last MLP's output
+    matters only where logits are read; its keys and values (the cache) come
+    before it. The other positions' hidden states are then wrong, and unused.
+    """
+    import torch
+
+    from ..harvest import mlp_sites
+
+    try:
+        (site,) = mlp_sites(lm, [-1]).values()
+    except (KeyError, ValueError):  # an architecture sctranscoder has no layout for: run it whole
+        yield
+        return
+    mlp = site.modules[0]
+    full = mlp.forward
+    rows = torch.arange(len(positions), device=positions.device)
+
+    def at_positions(hidden, *args, **kwargs):
+        out = full(hidden[rows, positions][:, None], *args, **kwargs)
+        return out.new_zeros(hidden.shape[:-1] + out.shape[-1:]).index_put_((rows, positions), out[:, 0])
+
+    mlp.forward = at_positions
+    try:
+        yield
+    finally:
+        del mlp.forward
+
+
 def _prompt_pass(lm, input_ids, lengths):
     """One causal pass over right-padded prompts: the next-token log-probabilities after each prompt's
     last real token, and the key/value cache."""
@@ -61,7 +94,8 @@ def _prompt_pass(lm, input_ids, lengths):
 
     last = lengths - 1
     keep, where = torch.unique(last, return_inverse=True)  # sorted batches have few distinct lengths
-    out = lm(input_ids=input_ids, use_cache=True, logits_to_keep=keep)
+    with _last_mlp_only_at(lm, last):
+        out = lm(input_ids=input_ids, use_cache=True, logits_to_keep=keep)
     logits = out.logits[torch.arange(len(lengths), device=input_ids.device), where]
     return torch.log_softmax(logits.float(), dim=-1), _cache_of(out)
 
