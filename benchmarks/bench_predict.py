@@ -6,8 +6,11 @@
 Both run the bundled default model on the same cells (the model's held-out
 PBMCs, repeated to --cells) with the same number of genes per sentence, on CPU.
 cell2sentence is timed through its own predict_cell_types_of_data (which
-generates one prompt at a time); ours in both modes: batched candidate scoring,
-and batched greedy generation. Prints the speed-ups and our accuracy.
+generates one prompt at a time, in float32: it has no dtype option); ours in both
+modes (batched candidate scoring, batched greedy generation), with the model in
+float32 and in bfloat16. Each side runs in a fresh process, best of --repeats
+calls; its peak memory is that process's peak resident set (VmHWM). Prints the
+speed-ups, peak memory, accuracy, and how often bfloat16 agrees with float32.
 """
 
 from __future__ import annotations
@@ -15,32 +18,42 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import multiprocessing
 import tempfile
 import time
 
-import anndata as ad
 import numpy as np
 
-import sctranscoder as sct
+
+def _peak_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cells", type=int, default=140)
-    parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
+def bench_cells(n_cells: int):
+    import sctranscoder as sct
 
+    model = sct.models.default()
+    pbmc = sct.datasets.pbmc68k_reduced()
+    held = pbmc[pbmc.obs_names.isin(model.metadata["held_out_cells"])]
+    cells = held[np.resize(np.arange(held.n_obs), n_cells)].copy()
+    cells.obs_names_make_unique()
+    return model, cells
+
+
+def cell2sentence_side(n_cells: int, repeats: int):
+    import anndata as ad
     from cell2sentence import CSData, CSModel
     from cell2sentence.tasks import predict_cell_types_of_data
 
-    model = sct.models.default()
-    n_genes = model.metadata["n_genes"]
-    pbmc = sct.datasets.pbmc68k_reduced()
-    held = pbmc[pbmc.obs_names.isin(model.metadata["held_out_cells"])]
-    cells = held[np.resize(np.arange(held.n_obs), args.cells)].copy()
-    cells.obs_names_make_unique()
-    answer_tokens = max(len(model.tokenizer(f"{c}.")["input_ids"]) for c in model.labels) + 1
+    import sctranscoder as sct
 
+    model, cells = bench_cells(n_cells)
+    n_genes = model.metadata["n_genes"]
+    answer_tokens = max(len(model.tokenizer(f"{c}.")["input_ids"]) for c in model.labels) + 1
     with tempfile.TemporaryDirectory() as tmp:
         # cell2sentence's prompt formatter reads these two columns for every cell
         obs = cells.obs[["bulk_labels"]].rename(columns={"bulk_labels": "cell_type"})
@@ -50,25 +63,68 @@ def main():
             arrow, vocab = CSData.adata_to_arrow(c2s_input, label_col_names=["cell_type", "organism"])
             csdata = CSData.csdata_from_arrow(arrow, vocab, save_dir=tmp, save_name="cells")
             csmodel = CSModel(str(sct.models._default.default_model_path()), save_dir=tmp, save_name="model")
-            start = time.perf_counter()
-            c2s_answers = predict_cell_types_of_data(csdata, csmodel, n_genes=n_genes, max_num_tokens=answer_tokens)
-            c2s_seconds = time.perf_counter() - start
+            seconds = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                answers = predict_cell_types_of_data(csdata, csmodel, n_genes=n_genes, max_num_tokens=answer_tokens)
+                seconds.append(time.perf_counter() - start)
+    return min(seconds), [str(a) for a in answers]
 
-    timings = {}
-    for mode in ("score", "generate"):
-        run = cells.copy()
-        sct.pp.cell_sentences(run, n_genes=n_genes, progress=False)
+
+def sctranscoder_side(n_cells: int, repeats: int, mode: str, dtype: str, batch_size: int):
+    import torch
+
+    import sctranscoder as sct
+
+    _, cells = bench_cells(n_cells)
+    model = sct.models.default(dtype=getattr(torch, dtype))
+    sct.pp.cell_sentences(cells, n_genes=model.metadata["n_genes"], progress=False)
+    seconds = []
+    for _ in range(repeats):
         start = time.perf_counter()
-        sct.tl.predict_cell_types(run, model, mode=mode, batch_size=args.batch_size, progress=False)
-        timings[mode] = (time.perf_counter() - start,
-                         float((run.obs.c2s_prediction.astype(str) == run.obs.bulk_labels.astype(str)).mean()))
+        sct.tl.predict_cell_types(cells, model, mode=mode, batch_size=batch_size, progress=False)
+        seconds.append(time.perf_counter() - start)
+    return min(seconds), list(cells.obs.c2s_prediction.astype(str))
 
-    print(f"{args.cells} cells, {n_genes} genes per sentence, default model ({model.architecture}), CPU")
-    print(f"cell2sentence 1.2.0 predict_cell_types_of_data: {c2s_seconds:.2f} s "
-          f"({len(c2s_answers)} answers, one prompt at a time)")
-    for mode, (seconds, accuracy) in timings.items():
-        print(f"sctranscoder mode={mode!r:11s} batch {args.batch_size}: {seconds:.2f} s, "
-              f"{c2s_seconds / seconds:.1f}x faster, accuracy {accuracy:.3f}")
+
+def _child(side, args, queue):
+    queue.put((side(*args), _peak_rss_mib()))
+
+
+def in_fresh_process(side, *args):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(side, args, queue))
+    process.start()
+    (seconds, answers), peak = queue.get()
+    process.join()
+    return seconds, np.asarray(answers), peak
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", type=int, default=140)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    model, cells = bench_cells(args.cells)
+    truth = cells.obs.bulk_labels.astype(str).to_numpy()
+    c2s_seconds, c2s_answers, c2s_peak = in_fresh_process(cell2sentence_side, args.cells, args.repeats)
+    print(f"{args.cells} cells, {model.metadata['n_genes']} genes per sentence, default model "
+          f"({model.architecture}), CPU, best of {args.repeats}")
+    print(f"cell2sentence 1.2.0 predict_cell_types_of_data, float32: {c2s_seconds:.2f} s, peak RSS {c2s_peak:,.0f} "
+          f"MiB, accuracy {(c2s_answers == truth).mean():.3f} (one prompt at a time)")
+    float32 = {}
+    for dtype in ("float32", "bfloat16"):
+        for mode in ("score", "generate"):
+            seconds, answers, peak = in_fresh_process(sctranscoder_side, args.cells, args.repeats, mode, dtype,
+                                                      args.batch_size)
+            float32.setdefault(mode, answers)
+            agreement = "" if dtype == "float32" else f", same answer as float32 {(answers == float32[mode]).mean():.3f}"
+            print(f"sctranscoder mode={mode!r:11s} {dtype:8s} batch {args.batch_size}: {seconds:.2f} s, "
+                  f"{c2s_seconds / seconds:.1f}x faster, peak RSS {peak:,.0f} MiB, "
+                  f"accuracy {(answers == truth).mean():.3f}{agreement}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,37 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(small_pbmc, trained, 
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
+def test_epoch_is_chosen_on_a_validation_split(small_pbmc, trained, tmp_path):
+    from sctranscoder.tl._predict import score_candidates
+
+    options = dict(validation_size=0.25, epochs=3, learning_rate=5e-3)
+    with pytest.raises(KeyboardInterrupt):  # and the choice survives a crash and resume
+        train(small_pbmc, tmp_path / "crashed", callbacks=[CrashAfterFirstSave()], **options)
+    resumed = train(small_pbmc, tmp_path / "crashed", **options)
+    model = train(small_pbmc, tmp_path / "whole", **options)
+    meta = model.metadata
+    validation, held = meta["validation_cells"], meta["held_out_cells"]
+    assert held == trained.metadata["held_out_cells"]  # the held-out split does not move
+    assert not set(validation) & set(held)
+    assert len(validation) + len(held) + meta["n_train_cells"] == small_pbmc.n_obs
+    assert (small_pbmc.obs.loc[validation, "bulk_labels"].value_counts() == 3).all()  # 25% of 12 per label
+    history = meta["validation_history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    best = max(history, key=lambda h: h["accuracy"])  # the first of equals
+    assert meta["selected_epoch"] == best["epoch"]
+    # the model returned is that epoch's: its answers to the validation cells score as recorded
+    cells = small_pbmc[validation].copy()
+    sct.pp.cell_sentences(cells, n_genes=12, seed=3, progress=False)
+    prompts = list(sct.pp.prompts(cells, n_genes=12, organism="Homo sapiens", template=0).prompt)
+    scores = score_candidates(model, prompts, model.labels, progress=False)
+    truth = np.searchsorted(model.labels, cells.obs.bulk_labels.astype(str))
+    assert -scores[np.arange(truth.size), truth].mean() == pytest.approx(best["answer_nll"], rel=1e-5)
+    assert (scores.argmax(axis=1) == truth).mean() == best["accuracy"]
+    assert resumed.metadata["selected_epoch"] == meta["selected_epoch"]
+    for (name, a), (_, b) in zip(model.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
 def test_fine_tune_a_given_model(small_pbmc, trained, tmp_path):
     tuned = train(small_pbmc, tmp_path, base_model=trained, epochs=1)
     assert tuned.tokenizer.get_vocab() == trained.tokenizer.get_vocab()
