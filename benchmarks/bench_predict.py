@@ -6,10 +6,12 @@
 Both run the bundled default model on the same cells (the model's held-out
 PBMCs, repeated to --cells) with the same number of genes per sentence, on CPU.
 cell2sentence is timed through its own predict_cell_types_of_data (which
-generates one prompt at a time, in float32: it has no dtype option); ours in both
+generates one prompt at a time, in float32: it has no dtype option), and for comparison
+through its own batched generation (left-padded, not used by its predict function); ours in both
 modes (batched candidate scoring, batched greedy generation), with the model in
 float32 and in bfloat16. Each side runs in a fresh process, best of --repeats
-calls; its peak memory is that process's peak resident set (VmHWM). Prints the
+calls; its peak memory is that process's peak resident set (VmHWM), and how far the
+prediction raised it over the set-up (model and data loaded). Prints the
 speed-ups, peak memory, accuracy, and how often bfloat16 agrees with float32.
 """
 
@@ -23,6 +25,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from sctranscoder.tl._predict import parse_answer
 
 
 def _peak_rss_mib() -> float:
@@ -44,10 +48,15 @@ def bench_cells(n_cells: int):
     return model, cells
 
 
-def cell2sentence_side(n_cells: int, repeats: int):
+def cell2sentence_side(n_cells: int, repeats: int, batch_size: int = 0):
+    """cell2sentence's predict_cell_types_of_data (batch_size 0), or its own batched generation
+    (``CSModel.generate_from_prompt_batched``, left-padded) on the prompts its formatter writes."""
     import anndata as ad
     from cell2sentence import CSData, CSModel
+    from cell2sentence.prompt_formatter import C2SPromptFormatter
     from cell2sentence.tasks import predict_cell_types_of_data
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM
 
     import sctranscoder as sct
 
@@ -63,12 +72,20 @@ def cell2sentence_side(n_cells: int, repeats: int):
             arrow, vocab = CSData.adata_to_arrow(c2s_input, label_col_names=["cell_type", "organism"])
             csdata = CSData.csdata_from_arrow(arrow, vocab, save_dir=tmp, save_name="cells")
             csmodel = CSModel(str(sct.models._default.default_model_path()), save_dir=tmp, save_name="model")
-            seconds = []
+            seconds, setup_peak = [], _peak_rss_mib()
             for _ in range(repeats):
                 start = time.perf_counter()
-                answers = predict_cell_types_of_data(csdata, csmodel, n_genes=n_genes, max_num_tokens=answer_tokens)
+                if batch_size:
+                    lm = AutoModelForCausalLM.from_pretrained(csmodel.save_path)
+                    formatter = C2SPromptFormatter(task="cell_type_prediction", top_k_genes=n_genes)
+                    prompts = formatter.format_hf_ds(load_from_disk(csdata.data_path))["model_input"]
+                    answers = [a for i in range(0, len(prompts), batch_size) for a in csmodel.generate_from_prompt_batched(
+                        lm, prompts[i : i + batch_size], max_num_tokens=answer_tokens)]
+                else:
+                    answers = predict_cell_types_of_data(csdata, csmodel, n_genes=n_genes,
+                                                         max_num_tokens=answer_tokens)
                 seconds.append(time.perf_counter() - start)
-    return min(seconds), [str(a) for a in answers]
+    return min(seconds), [parse_answer(str(a)) for a in answers], setup_peak
 
 
 def sctranscoder_side(n_cells: int, repeats: int, mode: str, dtype: str, batch_size: int):
@@ -79,12 +96,12 @@ def sctranscoder_side(n_cells: int, repeats: int, mode: str, dtype: str, batch_s
     _, cells = bench_cells(n_cells)
     model = sct.models.default(dtype=getattr(torch, dtype))
     sct.pp.cell_sentences(cells, n_genes=model.metadata["n_genes"], progress=False)
-    seconds = []
+    seconds, setup_peak = [], _peak_rss_mib()
     for _ in range(repeats):
         start = time.perf_counter()
         sct.tl.predict_cell_types(cells, model, mode=mode, batch_size=batch_size, progress=False)
         seconds.append(time.perf_counter() - start)
-    return min(seconds), list(cells.obs.c2s_prediction.astype(str))
+    return min(seconds), list(cells.obs.c2s_prediction.astype(str)), setup_peak
 
 
 def _child(side, args, queue):
@@ -96,9 +113,9 @@ def in_fresh_process(side, *args):
     queue = context.Queue()
     process = context.Process(target=_child, args=(side, args, queue))
     process.start()
-    (seconds, answers), peak = queue.get()
+    (seconds, answers, setup_peak), peak = queue.get()
     process.join()
-    return seconds, np.asarray(answers), peak
+    return seconds, np.asarray(answers), f"peak RSS {peak:,.0f} MiB (+{peak - setup_peak:,.0f} over its set-up)"
 
 
 def main():
@@ -113,8 +130,11 @@ def main():
     c2s_seconds, c2s_answers, c2s_peak = in_fresh_process(cell2sentence_side, args.cells, args.repeats)
     print(f"{args.cells} cells, {model.metadata['n_genes']} genes per sentence, default model "
           f"({model.architecture}), CPU, best of {args.repeats}")
-    print(f"cell2sentence 1.2.0 predict_cell_types_of_data, float32: {c2s_seconds:.2f} s, peak RSS {c2s_peak:,.0f} "
-          f"MiB, accuracy {(c2s_answers == truth).mean():.3f} (one prompt at a time)")
+    print(f"cell2sentence 1.2.0 predict_cell_types_of_data, float32: {c2s_seconds:.2f} s, {c2s_peak}, "
+          f"accuracy {(c2s_answers == truth).mean():.3f} (one prompt at a time: the reference)")
+    seconds, answers, peak = in_fresh_process(cell2sentence_side, args.cells, args.repeats, args.batch_size)
+    print(f"cell2sentence 1.2.0 generate_from_prompt_batched, batch {args.batch_size}: {seconds:.2f} s "
+          f"({c2s_seconds / seconds:.1f}x the reference), {peak}, accuracy {(answers == truth).mean():.3f}")
     float32 = {}
     for dtype in ("float32", "bfloat16"):
         for mode in ("score", "generate"):
@@ -123,7 +143,7 @@ def main():
             float32.setdefault(mode, answers)
             agreement = "" if dtype == "float32" else f", same answer as float32 {(answers == float32[mode]).mean():.3f}"
             print(f"sctranscoder mode={mode!r:11s} {dtype:8s} batch {args.batch_size}: {seconds:.2f} s, "
-                  f"{c2s_seconds / seconds:.1f}x faster, peak RSS {peak:,.0f} MiB, "
+                  f"{c2s_seconds / seconds:.1f}x faster, {peak}, "
                   f"accuracy {(answers == truth).mean():.3f}{agreement}")
 
 
