@@ -28,8 +28,12 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     assert {p.name for p in (out / "transcoders").glob("layer*")} == {"layer0", "layer1", "layer2"}
     # circuits for the two largest cell types of the whole data set, each as a graph and a gene table
     assert {p.stem for p in (out / "circuits").glob("*.graphml")} == {"Dendritic", "CD14+_Monocyte"}
-    genes = pd.read_csv(out / "circuits" / "Dendritic_genes.csv")
-    assert genes.gene.str.len().min() > 0 and genes.n_cells.max() == 1
+    # with 30-step transcoders (FVU near 1) a circuit may run through error nodes only and reach no gene,
+    # so the genes are checked over both types
+    tables = [pd.read_csv(out / "circuits" / f"{name}_genes.csv") for name in ("Dendritic", "CD14+_Monocyte")]
+    assert all(list(t.columns[:2]) == ["gene", "attribution"] for t in tables)
+    genes = pd.concat(tables)
+    assert len(genes) and genes.gene.str.len().min() > 0 and genes.n_cells.max() == 1
     printed = capsys.readouterr().out
     assert "FVU" in printed and "top input genes" in printed and str(out) in printed
     # the run configuration names every setting, and reading it back gives the same run
