@@ -109,11 +109,15 @@ def test_transcoders_spliced_into_the_default_model(pbmc_template):
     assert len(cells.uns["transcoders"]["held_out_cells"]) == 24
     table = sct.tl.evaluate_transcoders(cells, model, transcoders, label_key="bulk_labels", progress=False)
     assert list(table.index) == ["0", "1", "2", "all"]
-    for _, row in table.iterrows():
+    for layer, row in table.iterrows():
         for kind in ("zero", "mean"):
             gap = row[f"ce_{kind}"] - row["ce_clean"]
-            assert gap > 0  # the MLPs matter for the answer
-            assert row[f"recovered_{kind}"] == pytest.approx((row[f"ce_{kind}"] - row["ce"]) / gap)
+            if layer in ("0", "all"):
+                assert gap > 1  # layer 0's MLP carries the answer; on this model layers 1-2 alone barely do
+            if gap > 0:
+                assert row[f"recovered_{kind}"] == pytest.approx((row[f"ce_{kind}"] - row["ce"]) / gap)
+            else:  # ablating the MLP does not hurt the answer: nothing to recover, so no ratio
+                assert np.isnan(row[f"recovered_{kind}"])
         assert row["accuracy_kept"] == pytest.approx(row["accuracy"] / row["accuracy_clean"])
     assert table.loc["all", "recovered_zero"] > 0.5  # the transcoders explain most of what the MLPs do
     assert (table.l0[:3] == 16).all() and (table.fvu < 0.5).all()
