@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -39,6 +42,9 @@ def test_trained_model_and_metadata(trained, small_pbmc):
     held_labels = small_pbmc.obs.loc[held, "bulk_labels"].value_counts()
     assert (held_labels == 3).all()
     assert meta["n_train_cells"] == 60 - 12
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (Path(trained.name_or_path) / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     # gene names take several tokens, as in the real C2S models
     spans = sct.models.gene_spans(trained.tokenizer, "Cell sentence: HLA-DRA CD74 MALAT1.", "HLA-DRA CD74 MALAT1")
     assert (spans.spans[:, 1] - spans.spans[:, 0]).max() > 1

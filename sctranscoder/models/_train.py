@@ -400,6 +400,10 @@ def _save_atomically(out_dir: Path, model, tokenizer, metadata: dict) -> None:
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+    umask = os.umask(0)
+    os.umask(umask)
     for item in staging.iterdir():
+        if item.is_file():
+            item.chmod(0o666 & ~umask)  # transformers writes the weights private (0600); others may read the model
         os.replace(item, out_dir / item.name)
     staging.rmdir()
