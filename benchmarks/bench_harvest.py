@@ -20,14 +20,7 @@ import tempfile
 import time
 
 import sctranscoder as sct
-
-
-def _peak_rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from _memory import peak_rss_mib  # benchmarks/ is on the path when a script runs
 
 
 def _setup(model_name, cells):
@@ -78,7 +71,7 @@ def _timed(side, model, docs, cells, batch_size, chunk_size):
 def _peak_child(side, model_name, cells, batch_size, chunk_size, queue):
     model, docs = _setup(model_name, cells)
     _timed(side, model, docs, cells, batch_size, chunk_size)
-    queue.put(_peak_rss_mib())
+    queue.put(peak_rss_mib())
 
 
 def peak_rss(side, model_name, cells, batch_size, chunk_size) -> float:

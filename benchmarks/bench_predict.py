@@ -25,16 +25,9 @@ import tempfile
 import time
 
 import numpy as np
+from _memory import peak_rss_mib  # benchmarks/ is on the path when a script runs
 
 from sctranscoder.tl._predict import parse_answer
-
-
-def _peak_rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def bench_cells(n_cells: int):
@@ -72,7 +65,7 @@ def cell2sentence_side(n_cells: int, repeats: int, batch_size: int = 0):
             arrow, vocab = CSData.adata_to_arrow(c2s_input, label_col_names=["cell_type", "organism"])
             csdata = CSData.csdata_from_arrow(arrow, vocab, save_dir=tmp, save_name="cells")
             csmodel = CSModel(str(sct.models._default.default_model_path()), save_dir=tmp, save_name="model")
-            seconds, setup_peak = [], _peak_rss_mib()
+            seconds, setup_peak = [], peak_rss_mib()
             for _ in range(repeats):
                 start = time.perf_counter()
                 if batch_size:
@@ -96,7 +89,7 @@ def sctranscoder_side(n_cells: int, repeats: int, mode: str, dtype: str, batch_s
     _, cells = bench_cells(n_cells)
     model = sct.models.default(dtype=getattr(torch, dtype))
     sct.pp.cell_sentences(cells, n_genes=model.metadata["n_genes"], progress=False)
-    seconds, setup_peak = [], _peak_rss_mib()
+    seconds, setup_peak = [], peak_rss_mib()
     for _ in range(repeats):
         start = time.perf_counter()
         sct.tl.predict_cell_types(cells, model, mode=mode, batch_size=batch_size, progress=False)
@@ -105,7 +98,7 @@ def sctranscoder_side(n_cells: int, repeats: int, mode: str, dtype: str, batch_s
 
 
 def _child(side, args, queue):
-    queue.put((side(*args), _peak_rss_mib()))
+    queue.put((side(*args), peak_rss_mib()))
 
 
 def in_fresh_process(side, *args):
