@@ -115,6 +115,8 @@ def test_fine_tune_a_given_model(small_pbmc, trained, tmp_path):
 def test_bad_arguments(small_pbmc, tmp_path):
     with pytest.raises(KeyError, match="label_key='cell_type'"):
         sct.models.train_c2s(small_pbmc, "cell_type", tmp_path)
+    with pytest.raises(ValueError, match="validation_size=0.01 sets aside no cell"):
+        train(small_pbmc, tmp_path, validation_size=0.01)
     with pytest.raises(ValueError, match="lower n_genes"):
         train(small_pbmc, tmp_path, n_genes=200, config=dict(TINY, max_positions=64))
 

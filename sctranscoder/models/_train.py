@@ -238,6 +238,9 @@ def train_c2s(
     sentence_options = dict(n_genes=n_genes, tie_break=tie_break, seed=seed, layer=layer, use_raw=use_raw)
     # a second split of the training cells, so the held-out split is the same with or without validation
     validation = held_out_split(labels[~held], validation_size, seed + 1) if validation_size else None
+    if validation is not None and not validation.any():
+        raise ValueError(f"validation_size={validation_size} sets aside no cell (each label keeps at least one "
+                         "training cell); raise it, or pass validation_size=0 to keep the last epoch.")
     prompt_options = dict(label_key=label_key, n_genes=n_genes, organism=organism, template=0)
     if validation is not None:
         validation_cells = adata[~held][validation].copy()

@@ -69,11 +69,12 @@ def _last_mlp_only_at(lm, positions):
 
     try:
         (site,) = mlp_sites(lm, [-1]).values()
-    except (KeyError, ValueError):  # an architecture sctranscoder has no layout for: run it whole
+    except ValueError:  # an architecture sctranscoder has no layout for: run it whole
         yield
         return
     mlp = site.modules[0]
     full = mlp.forward
+    patched_before = mlp.__dict__.get("forward")  # someone else's patch, put back afterwards
     rows = torch.arange(len(positions), device=positions.device)
 
     def at_positions(hidden, *args, **kwargs):
@@ -84,7 +85,10 @@ def _last_mlp_only_at(lm, positions):
     try:
         yield
     finally:
-        del mlp.forward
+        if patched_before is None:
+            del mlp.forward
+        else:
+            mlp.forward = patched_before
 
 
 def _prompt_pass(lm, input_ids, lengths):
