@@ -4,7 +4,8 @@
     python benchmarks/bench_predict.py
 
 Both run the bundled default model on the same cells (the model's held-out
-PBMCs, repeated to --cells) with the same number of genes per sentence, on CPU.
+PBMCs, repeated to --cells) with the same number of genes per sentence, on the
+same device: a GPU when there is one (cell2sentence picks it by itself), else CPU.
 cell2sentence is timed through its own predict_cell_types_of_data (which
 generates one prompt at a time, in float32: it has no dtype option), and for comparison
 through its own batched generation (left-padded, not used by its predict function); ours in both
@@ -87,7 +88,8 @@ def sctranscoder_side(n_cells: int, repeats: int, mode: str, dtype: str, batch_s
     import sctranscoder as sct
 
     _, cells = bench_cells(n_cells)
-    model = sct.models.default(dtype=getattr(torch, dtype))
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # cell2sentence's rule
+    model = sct.models.default(dtype=getattr(torch, dtype), device=device)
     sct.pp.cell_sentences(cells, n_genes=model.metadata["n_genes"], progress=False)
     seconds, setup_peak = [], peak_rss_mib()
     for _ in range(repeats):
@@ -95,6 +97,12 @@ def sctranscoder_side(n_cells: int, repeats: int, mode: str, dtype: str, batch_s
         sct.tl.predict_cell_types(cells, model, mode=mode, batch_size=batch_size, progress=False)
         seconds.append(time.perf_counter() - start)
     return min(seconds), list(cells.obs.c2s_prediction.astype(str)), setup_peak
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
 
 
 def _child(side, args, queue):
@@ -122,7 +130,7 @@ def main():
     truth = cells.obs.bulk_labels.astype(str).to_numpy()
     c2s_seconds, c2s_answers, c2s_peak = in_fresh_process(cell2sentence_side, args.cells, args.repeats)
     print(f"{args.cells} cells, {model.metadata['n_genes']} genes per sentence, default model "
-          f"({model.architecture}), CPU, best of {args.repeats}")
+          f"({model.architecture}), {_device_name()}, best of {args.repeats}")
     print(f"cell2sentence 1.2.0 predict_cell_types_of_data, float32: {c2s_seconds:.2f} s, {c2s_peak}, "
           f"accuracy {(c2s_answers == truth).mean():.3f} (one prompt at a time: the reference)")
     seconds, answers, peak = in_fresh_process(cell2sentence_side, args.cells, args.repeats, args.batch_size)
