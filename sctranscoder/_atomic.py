@@ -8,6 +8,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def ordinary_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path, *, prefix: str = ".tmp-"):
     """Yield a temporary path in ``path``'s folder; on success it is fsynced and renamed to ``path``.
@@ -18,9 +25,7 @@ def atomic_path(path, *, prefix: str = ".tmp-"):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=path.suffix)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result should be an ordinary file
+    os.chmod(tmp, ordinary_file_mode())  # mkstemp makes it private; the result should be an ordinary file
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as handle:

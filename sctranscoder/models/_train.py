@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import ordinary_file_mode
 from ._load import METADATA_FILE, C2SModel, load
 from ._tokenizer import train_tokenizer
 
@@ -291,7 +292,7 @@ def train_c2s(
            if validation is not None else {}),
     )
     trainer_class = Trainer if validation is None else _validating_trainer(
-        list(validation_table.prompt), labels[~held][validation], sorted(set(labels)))
+        list(validation_table.prompt), validation_cells.obs[label_key].astype(str), sorted(set(labels)))
     trainer = trainer_class(
         model=model,
         args=args,
@@ -310,7 +311,7 @@ def train_c2s(
         model = load(best).model
         history = [{"epoch": round(e["epoch"]), "accuracy": e["eval_accuracy"], "answer_nll": e["eval_answer_nll"]}
                    for e in trainer.state.log_history if "eval_accuracy" in e]
-        selection = {"validation_cells": [str(c) for c in adata.obs_names[~held][validation]],
+        selection = {"validation_cells": [str(c) for c in validation_cells.obs_names],
                      "validation_history": history,
                      "selected_epoch": round(_checkpoint_epoch(Path(best)))}
     model.eval()
@@ -403,10 +404,8 @@ def _save_atomically(out_dir: Path, model, tokenizer, metadata: dict) -> None:
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
-    umask = os.umask(0)
-    os.umask(umask)
     for item in staging.iterdir():
         if item.is_file():
-            item.chmod(0o666 & ~umask)  # transformers writes the weights private (0600); others may read the model
+            item.chmod(ordinary_file_mode())  # transformers writes the weights private (0600); others may read them
         os.replace(item, out_dir / item.name)
     staging.rmdir()
