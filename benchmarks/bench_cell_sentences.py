@@ -85,8 +85,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs (cell2sentence: one fewer)")
     args = parser.parse_args()
 
-    import sctranscoder as sct
     from cell2sentence.utils import generate_sentences, generate_vocabulary
+
+    import sctranscoder as sct
 
     matrix = synthetic_csr(args.cells, args.genes, args.density)
     input_bytes = matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes

@@ -19,8 +19,9 @@ import multiprocessing as mp
 import tempfile
 import time
 
-import sctranscoder as sct
 from _memory import peak_rss_mib  # benchmarks/ is on the path when a script runs
+
+import sctranscoder as sct
 
 
 def _setup(model_name, cells):

@@ -1,9 +1,9 @@
 import anndata as ad
 import numpy as np
 import pytest
+from conftest import make_adata, make_counts
 
 import sctranscoder as sct
-from conftest import make_adata, make_counts
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

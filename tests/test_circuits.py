@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from planted_circuit import A, B, C, SEQUENCE, W, Y, exact_transcoders, planted_graph, planted_model
+from planted_circuit import SEQUENCE, A, B, C, W, Y, exact_transcoders, planted_graph, planted_model
 from tiny_models import ARCHITECTURES, tiny_model
 
 from sctranscoder.circuits import LinearizedModel, Target, trace

@@ -8,7 +8,6 @@ from conftest import make_adata, make_counts
 
 from sctranscoder.cli import main
 
-
 QUICK = ["--d-hidden", "256", "--k", "8", "--steps", "30", "--batch-size", "256", "--n-largest", "2", "--n-cells", "1",
          "--max-nodes", "8"]
 

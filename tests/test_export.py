@@ -2,9 +2,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_adata, make_counts
 
 import sctranscoder as sct
-from conftest import make_adata, make_counts
 
 
 def test_to_dataset(pbmc):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from conftest import make_adata
 
 import sctranscoder as sct
-from conftest import make_adata
 
 
 def test_recovers_a_planted_line():

@@ -2,9 +2,9 @@ import time
 
 import pytest
 import torch
+from tiny_models import ARCHITECTURES, save_tiny_model
 
 import sctranscoder as sct
-from tiny_models import ARCHITECTURES, save_tiny_model
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

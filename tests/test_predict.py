@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from test_models_train import train  # noqa: F401  (shared tiny training recipe)
 
 import sctranscoder as sct
-from test_models_train import train  # noqa: F401  (shared tiny training recipe)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
 import anndata as ad
 import numpy as np
 import pytest
+from conftest import make_adata, make_counts
+from reference import c2s_rankings, rankings_of, stable_rankings
 from scipy import sparse
 
 import sctranscoder as sct
-from conftest import make_adata, make_counts
-from reference import c2s_rankings, rankings_of, stable_rankings
 
 
 @pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])

@@ -118,8 +118,8 @@ class LinearizedModel:
     # -- the linearized pass -------------------------------------------------------------
     def _linear_pass(self) -> None:
         model = self.model
-        self.feature_leaves = {l: f.clone().requires_grad_() for l, f in self.activations.items()}
-        self.error_leaves = {l: e.clone().requires_grad_() for l, e in self.errors.items()}
+        self.feature_leaves = {layer: f.clone().requires_grad_() for layer, f in self.activations.items()}
+        self.error_leaves = {layer: e.clone().requires_grad_() for layer, e in self.errors.items()}
         self.mlp_inputs, self.head_outputs, self.head_leaves, state = {}, {}, {}, {}
         handles = []
 
@@ -192,8 +192,8 @@ class LinearizedModel:
     def attribute(self, scalar: torch.Tensor) -> Attribution:
         """Split ``scalar`` over all sources with one backward pass."""
         layers_f, layers_e, layers_h = list(self.feature_leaves), list(self.error_leaves), list(self.head_leaves)
-        leaves = [self.embeddings] + [self.feature_leaves[l] for l in layers_f] \
-            + [self.error_leaves[l] for l in layers_e] + [self.head_leaves[l] for l in layers_h]
+        leaves = [self.embeddings] + [self.feature_leaves[layer] for layer in layers_f] \
+            + [self.error_leaves[layer] for layer in layers_e] + [self.head_leaves[layer] for layer in layers_h]
         grads = torch.autograd.grad(scalar, leaves, retain_graph=True, allow_unused=True)
         grads = [torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, grads)]
         g_emb, rest = grads[0], grads[1:]
@@ -208,8 +208,8 @@ class LinearizedModel:
             return Attribution(
                 value=float(scalar.detach()),
                 embeddings=(self.embeddings * g_emb).sum(-1),
-                features={l: self.feature_leaves[l].detach() * g for l, g in zip(layers_f, g_feat)},
-                errors={l: (self.error_leaves[l] * g).sum(-1) for l, g in zip(layers_e, g_err)},
+                features={layer: self.feature_leaves[layer].detach() * g for layer, g in zip(layers_f, g_feat)},
+                errors={layer: (self.error_leaves[layer] * g).sum(-1) for layer, g in zip(layers_e, g_err)},
                 heads=heads,
                 head_gradients=head_grads,
             )

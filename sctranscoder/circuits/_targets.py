@@ -26,11 +26,11 @@ class Target:
     label: str = ""
 
     @classmethod
-    def logit(cls, token: int, position: int = -1, label: str = "") -> "Target":
+    def logit(cls, token: int, position: int = -1, label: str = "") -> Target:
         return cls(token=int(token), position=position, label=label or f"logit[{token}]")
 
     @classmethod
-    def logit_difference(cls, token: int, against, position: int = -1, label: str = "") -> "Target":
+    def logit_difference(cls, token: int, against, position: int = -1, label: str = "") -> Target:
         against = tuple(int(t) for t in (against if hasattr(against, "__iter__") else [against]))
         if not against or int(token) in against:
             raise ValueError("A logit difference needs at least one contrast token, different from the target token.")
@@ -38,7 +38,7 @@ class Target:
                    label=label or f"logit[{token}] - logit{list(against)}")
 
     @classmethod
-    def of_feature(cls, layer: int, index: int, position: int = -1, label: str = "") -> "Target":
+    def of_feature(cls, layer: int, index: int, position: int = -1, label: str = "") -> Target:
         return cls(feature=(int(layer), int(index)), position=position, label=label or f"L{layer}/F{index}")
 
     def direction(self, unembedding: torch.Tensor, bias: torch.Tensor | None = None):

@@ -35,7 +35,7 @@ class MLPCapture:
         self.inputs.clear()
         self.outputs.clear()
 
-    def __enter__(self) -> "MLPCapture":
+    def __enter__(self) -> MLPCapture:
         for layer, site in self.sites.items():
             self._handles.append(site.modules[0].register_forward_pre_hook(self._keep_input(layer)))
             self._handles.append(site.modules[-1].register_forward_hook(self._keep_output(layer)))

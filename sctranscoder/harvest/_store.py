@@ -205,7 +205,7 @@ class ActivationStore(_Store):
 
     @classmethod
     def create(cls, path, layers, d_in: dict, d_out: dict, dtype: str = "float16", info: dict | None = None,
-               resume: bool = True) -> "ActivationStore":
+               resume: bool = True) -> ActivationStore:
         """Make a new store, or reopen one made with the same settings when ``resume`` is true.
 
         ``info`` is free-form (model name, harvest settings) and must match too,

@@ -46,7 +46,7 @@ class C2SModel:
         """Cell-type labels seen in training (empty when unknown)."""
         return list(self.metadata.get("labels", []))
 
-    def to(self, device) -> "C2SModel":
+    def to(self, device) -> C2SModel:
         self.model.to(device)
         return self
 

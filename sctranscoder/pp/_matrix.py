@@ -3,8 +3,9 @@ read them as CSR row chunks (dense, CSR, CSC and backed h5ad alike)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd

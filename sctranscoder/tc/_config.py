@@ -80,7 +80,7 @@ class TranscoderConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TranscoderConfig":
+    def from_dict(cls, values: dict) -> TranscoderConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:

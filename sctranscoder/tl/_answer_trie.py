@@ -32,7 +32,7 @@ class AnswerTrie:
     roots: dict[int, int]
 
     @classmethod
-    def build(cls, answers: list[list[int]]) -> "AnswerTrie":
+    def build(cls, answers: list[list[int]]) -> AnswerTrie:
         index: dict[tuple[int, ...], int] = {}
         feed, depth, parent, steps, children, roots = [], [], [], [], [], {}
         for j, answer in enumerate(answers):
