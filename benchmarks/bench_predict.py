@@ -28,7 +28,7 @@ import time
 import numpy as np
 from _memory import peak_rss_mib  # benchmarks/ is on the path when a script runs
 
-from sctranscoder.tl._predict import parse_answer
+from sctranscoder.models import parse_answer
 
 
 def bench_cells(n_cells: int):

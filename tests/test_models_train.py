@@ -74,7 +74,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(small_pbmc, trained, 
 
 
 def test_epoch_is_chosen_on_a_validation_split(small_pbmc, trained, tmp_path):
-    from sctranscoder.tl._predict import score_candidates
+    from sctranscoder.models import score_candidates
 
     options = dict(validation_size=0.25, epochs=3, learning_rate=5e-3)
     with pytest.raises(KeyboardInterrupt):  # and the choice survives a crash and resume

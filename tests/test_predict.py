@@ -32,7 +32,7 @@ def naive_scores(model, prompt, candidates):
 
 
 def test_cached_scoring_equals_full_forward(model_and_cells):
-    from sctranscoder.tl._predict import score_candidates
+    from sctranscoder.models import score_candidates
 
     model, cells = model_and_cells
     sct.pp.cell_sentences(cells, n_genes=12, progress=False)
@@ -64,7 +64,7 @@ def test_predict_generate_mode(model_and_cells):
 
 
 def test_parse_answer():
-    from sctranscoder.tl._predict import parse_answer
+    from sctranscoder.models import parse_answer
 
     assert parse_answer(" CD19+ B.") == "CD19+ B"
     assert parse_answer("CD56+ NK.\nextra text") == "CD56+ NK"
@@ -87,7 +87,7 @@ def test_batched_paths_equal_one_prompt_at_a_time(model_and_cells, arch):
     transformers' generate, one prompt at a time, on every architecture (random tiny weights)."""
     from tiny_models import tiny_model
 
-    from sctranscoder.tl._predict import score_candidates
+    from sctranscoder.models import score_candidates
 
     trained, cells = model_and_cells
     tok = trained.tokenizer
@@ -104,7 +104,7 @@ def test_batched_paths_equal_one_prompt_at_a_time(model_and_cells, arch):
 
 def assert_generation_equals_transformers(model, prompts, candidates, max_new_tokens=6):
     """Our greedy answers, step by step and read off the candidates' trie, equal transformers' generate."""
-    from sctranscoder.tl._predict import generate_answers, parse_answer
+    from sctranscoder.models import generate_answers, parse_answer
 
     tok = model.tokenizer
     stepwise = generate_answers(model, prompts, batch_size=3, max_new_tokens=max_new_tokens, progress=False)
@@ -122,7 +122,7 @@ def assert_generation_equals_transformers(model, prompts, candidates, max_new_to
 def test_trained_model_answers_are_read_off_the_trie(pbmc_template, monkeypatch):
     """The default model mostly answers with its labels, which need no step-by-step decoding; greedy answers
     that leave the trie go on from where they left it, and all equal transformers' generate."""
-    from sctranscoder.tl import _predict
+    from sctranscoder.models import _scoring
 
     model = sct.models.default()
     cells = pbmc_template[pbmc_template.obs_names.isin(model.metadata["held_out_cells"])][::12].copy()
@@ -135,7 +135,7 @@ def test_trained_model_answers_are_read_off_the_trie(pbmc_template, monkeypatch)
     read_off = 0
     for prompt in prompts:
         calls.clear()
-        answer = _predict.generate_answers(model, [prompt], candidates=model.labels, max_new_tokens=24,
+        answer = _scoring.generate_answers(model, [prompt], candidates=model.labels, max_new_tokens=24,
                                            progress=False)[0]
         # a label is read off the trie: the prompt pass and the trie pass, no greedy step
         assert (len(calls) == 2) == (answer in model.labels), (answer, len(calls))
@@ -144,7 +144,7 @@ def test_trained_model_answers_are_read_off_the_trie(pbmc_template, monkeypatch)
 
 
 def test_answer_trie_shares_leading_tokens():
-    from sctranscoder.tl._answer_trie import AnswerTrie
+    from sctranscoder.models._answer_trie import AnswerTrie
 
     trie = AnswerTrie.build([[5, 6, 7, 1], [5, 6, 8, 1], [9, 1]])
     assert trie.firsts == [5, 5, 9]

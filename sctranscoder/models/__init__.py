@@ -2,18 +2,23 @@
 
 from ._default import default
 from ._load import C2SModel, hub_reachable, load
+from ._scoring import answer_tokens, generate_answers, parse_answer, score_candidates
 from ._spans import GeneSpans, gene_spans
 from ._tokenizer import train_tokenizer
 from ._train import default_config, train_c2s
 
 __all__ = [
     "C2SModel",
+    "answer_tokens",
     "GeneSpans",
     "default",
     "default_config",
     "gene_spans",
+    "generate_answers",
     "hub_reachable",
     "load",
+    "parse_answer",
+    "score_candidates",
     "train_c2s",
     "train_tokenizer",
 ]

@@ -343,7 +343,7 @@ def _validating_trainer(prompts: list[str], truth_labels, labels: list[str]):
     negative log-likelihood of the true answer."""
     from transformers import Trainer
 
-    from ..tl._predict import score_candidates
+    from ._scoring import score_candidates
 
     truth = np.searchsorted(labels, truth_labels)  # labels are sorted
 

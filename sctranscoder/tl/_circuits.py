@@ -124,9 +124,10 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     from .. import pp
     from ..circuits import Target, faithfulness, merge, prune, trace
     from ..get._sentences import stored_genes
+    from ..models._scoring import answer_tokens
     from ..pp._sentences import RANKS_KEY
     from ._harvest import cell_encoder
-    from ._predict import _answer_tokens, _prompt_settings
+    from ._predict import _prompt_settings
 
     label_key = label_key or model.metadata.get("label_key")
     if label_key is None or label_key not in adata.obs:
@@ -138,7 +139,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     if RANKS_KEY not in adata.obsm:
         pp.cell_sentences(adata, n_genes=n_genes, progress=False)
     tokenizer = model.tokenizer
-    answers = dict(zip(candidates, _answer_tokens(tokenizer, candidates)))
+    answers = dict(zip(candidates, answer_tokens(tokenizer, candidates)))
     prefix, token, rivals = answer_contrast(answers, cell_type)
     target = Target.logit_difference(token, rivals, label=f"{cell_type} vs rivals")
 
