@@ -4,8 +4,10 @@ from ._export import to_dataset, write_sentences
 from ._inverse import fit_rank_expression, reconstruct_expression
 from ._prompts import prompts
 from ._sentences import cell_sentences
+from ._settings import PromptSettings
 
 __all__ = [
+    "PromptSettings",
     "cell_sentences",
     "fit_rank_expression",
     "prompts",
