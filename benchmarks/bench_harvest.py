@@ -28,8 +28,6 @@ def _setup(model_name, cells):
     import torch
     from transformers import AutoModelForCausalLM, GPTNeoXConfig
 
-    from sctranscoder.tl._harvest import cell_encoder
-
     c2s = sct.models.default()
     model = c2s.model
     if model_name == "wide":
@@ -40,9 +38,7 @@ def _setup(model_name, cells):
         model = AutoModelForCausalLM.from_config(config)
     model.eval()
     adata = sct.datasets.pbmc68k_reduced()[:cells].copy()
-    sct.pp.cell_sentences(adata, n_genes=200, progress=False)
-    encode = cell_encoder(adata, c2s.tokenizer, n_genes=200, organism="Homo sapiens", label_key="bulk_labels")
-    docs = encode(0, cells)
+    docs = sct.tl.encode_cells(adata, c2s, label_key="bulk_labels", progress=False).documents(0, cells)
     return model, docs
 
 

@@ -57,11 +57,12 @@ def test_feature_genes_plot(tmp_path):
     genes = [f"G{i}" for i in range(12)]
     adata.uns["features"] = {"genes": genes, "gene_activity": np.abs(rng.normal(size=(12, 8))),
                              "gene_occurrences": np.full(12, 5)}
-    axes = sct.pl.feature_genes(adata, [2, 5, 6], n_top=4, label_key="cell_type", show=False)
+    table = sct.tl.feature_genes(adata, [2, 5, 6], n_top=4, label_key="cell_type")
+    axes = sct.pl.feature_genes(table, n_top=4, show=False)
     assert len(axes) == 3
     activity = adata.uns["features"]["gene_activity"][:, 2]
     top = [genes[i] for i in np.argsort(-activity)[:4]]
     assert [t.get_text() for t in axes[0].get_yticklabels()] == top[::-1]
     assert "a (AUROC" in axes[0].get_title()
-    sct.pl.feature_genes(adata, 5, save=tmp_path / "genes.png")
+    sct.pl.feature_genes(table, 5, save=tmp_path / "genes.png")
     assert (tmp_path / "genes.png").stat().st_size > 2000

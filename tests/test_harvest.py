@@ -14,9 +14,9 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def cells(pbmc_template):
+def cells(pbmc_template, model):
     adata = pbmc_template[:20].copy()
-    sct.pp.cell_sentences(adata, n_genes=200, progress=False)
+    sct.pp.cell_sentences(adata, **sct.pp.PromptSettings.of_model(model).sentence_options(), progress=False)
     return adata
 
 

@@ -35,6 +35,7 @@ def test_cached_scoring_equals_full_forward(model_and_cells):
     from sctranscoder.models import score_candidates
 
     model, cells = model_and_cells
+    cells = cells.copy()  # the fixture's cells keep no sentences: predict_cell_types makes the model's own
     sct.pp.cell_sentences(cells, n_genes=12, progress=False)
     prompts = list(sct.pp.prompts(cells, n_genes=12, template=0).prompt)[:7]
     candidates = model.labels + ["CD4+/CD45RA+/CD25- Naive T"]  # answers of different lengths
@@ -90,6 +91,7 @@ def test_batched_paths_equal_one_prompt_at_a_time(model_and_cells, arch):
     from sctranscoder.models import score_candidates
 
     trained, cells = model_and_cells
+    cells = cells.copy()
     tok = trained.tokenizer
     model = sct.models.C2SModel(tiny_model(arch, tok, positions=1024), tok, arch, {})
     sct.pp.cell_sentences(cells, n_genes=12, progress=False)

@@ -130,9 +130,8 @@ def test_transcoders_spliced_into_the_default_model(pbmc_template):
 def test_live_training_from_the_model(pbmc_template):
     model = sct.models.default()
     cells = pbmc_template[:40].copy()
-    sct.pp.cell_sentences(cells, n_genes=200, progress=False)
-    batches = sct.harvest.stream(model.model, sct.tl._harvest.cell_encoder(cells, model.tokenizer, n_genes=200,
-                                 organism="Homo sapiens"), cells.n_obs, 1, batch_size=512, buffer_rows=4096,
+    encoded = sct.tl.encode_cells(cells, model, progress=False)
+    batches = sct.harvest.stream(model.model, encoded.documents, cells.n_obs, 1, batch_size=512, buffer_rows=4096,
                                  epochs=1, seed=0)
     rows = torch.cat([x for x, _ in batches])
     stored = sct.tl.harvest(cells, model, [1], dtype="float32", progress=False).read(1)[0]

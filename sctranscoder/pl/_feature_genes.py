@@ -7,20 +7,25 @@ import numpy as np
 from ._utils import finish
 
 
-def feature_genes(adata, features, *, key: str = "features", n_top: int = 10, min_occurrences: int = 3,
-                  ncols: int = 4, label_key: str | None = None, ax=None, show=None, save=None):
-    """Horizontal bars of the top genes of each feature (activity per gene, see
-    :func:`sctranscoder.tl.feature_genes`); with ``label_key`` the panel title names the label the
-    feature is most specific to and its AUROC.
+def feature_genes(table, features=None, *, n_top: int = 10, ncols: int = 4, ax=None, show=None, save=None):
+    """Horizontal bars of the top genes of each feature.
+
+    Parameters
+    ----------
+    table
+        The table of :func:`sctranscoder.tl.feature_genes` (plots draw what the tools computed); when
+        it has ``top_label`` and ``auroc`` (``label_key`` given there), each panel's title names the
+        label the feature is most specific to.
+    features
+        Features to draw (default: every row of ``table``).
+    n_top
+        Genes per panel.
 
     Returns the axes (one per feature), unless the figure was shown.
     """
     import matplotlib.pyplot as plt
 
-    from ..tl import feature_genes as table_of
-
-    features = [int(f) for f in np.atleast_1d(features)]
-    table = table_of(adata, features, key=key, n_top=n_top, min_occurrences=min_occurrences, label_key=label_key)
+    features = list(table.index) if features is None else [int(f) for f in np.atleast_1d(features)]
     if ax is not None:
         if len(features) != 1:
             raise ValueError("ax= draws one feature; pass a single feature or no ax.")
@@ -37,12 +42,12 @@ def feature_genes(adata, features, *, key: str = "features", n_top: int = 10, mi
         fig.tight_layout()
     for axis, feature in zip(axes, features):
         row = table.loc[feature]
-        genes, scores = row.genes[::-1], row.gene_scores[::-1]
+        genes, scores = list(row.genes[:n_top])[::-1], list(row.gene_scores[:n_top])[::-1]
         axis.barh(range(len(genes)), scores, color="tab:purple")
         axis.set_yticks(range(len(genes)), genes, fontsize="small")
         axis.set_ylim(len(genes) - n_top - 0.5, len(genes) - 0.5)  # same bar height in every panel, best on top
         title = f"feature {feature}"
-        if label_key is not None and isinstance(row.get("top_label"), str):
+        if isinstance(row.get("top_label"), str):
             title += f"\n{row.top_label} (AUROC {row.auroc:.2f})"
         axis.set_title(title, fontsize="medium")
         axis.set_xlabel("mean activity per occurrence", fontsize="small")

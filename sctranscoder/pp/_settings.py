@@ -80,7 +80,8 @@ class PromptSettings:
         """The settings ``adata``'s cell sentences were made with (prompt fields from ``defaults``, or as last
         recorded with them)."""
         stored = adata.uns[PARAMS_KEY]
-        recorded = {k: (None if v == "" else v) for k, v in dict(stored.get(SETTINGS_KEY, {})).items()}
+        recorded = {k: (None if isinstance(v, str) and v == "" else v)
+                    for k, v in dict(stored.get(SETTINGS_KEY, {})).items()}
         values = {**{k: v for k, v in recorded.items() if k in ("organism", "template", "add_special_tokens")},
                   **{k: v for k, v in defaults.items() if v is not None}}
         n_genes = int(stored.get("n_genes", -1))
@@ -142,10 +143,12 @@ class PromptSettings:
             "options, or pass the model's.)"
         )
 
-    def ensure_sentences(self, adata, *, progress: bool = True, whose: str = "the model") -> None:
+    def ensure_sentences(self, adata, *, progress: bool = True, whose: str = "the model",
+                         model_name: str | None = None) -> None:
         """Build ``adata``'s cell sentences with these settings when it has none; check them when it has.
 
-        Records these settings with the sentences (``adata.uns['c2s']['prompt']``).
+        Records these settings with the sentences (``adata.uns['c2s']['prompt']``, with ``model_name``), so
+        later calls for the same model read them back (:meth:`recorded`).
         """
         from ._sentences import cell_sentences
 
@@ -153,4 +156,18 @@ class PromptSettings:
             cell_sentences(adata, progress=progress, **self.sentence_options())
         else:
             self.check_sentences(adata, whose=whose)
-        adata.uns[PARAMS_KEY][SETTINGS_KEY] = {k: ("" if v is None else v) for k, v in self.to_dict().items()}
+        if not adata.is_view:  # a view's uns is its parent's; writing would copy the view
+            record = {k: ("" if v is None else v) for k, v in self.to_dict().items()}
+            adata.uns[PARAMS_KEY][SETTINGS_KEY] = {**record, "model": model_name or ""}
+
+    @classmethod
+    def recorded(cls, adata, model_name: str) -> PromptSettings | None:
+        """The settings last used on ``adata``'s sentences for the model ``model_name`` (``None``: none were)."""
+        if RANKS_KEY not in adata.obsm or PARAMS_KEY not in adata.uns:
+            return None
+        record = dict(adata.uns[PARAMS_KEY].get(SETTINGS_KEY, {}))
+        if not record or str(record.pop("model", "")) != model_name:
+            return None
+        values = {k: (None if isinstance(v, str) and v == "" else v) for k, v in record.items()}
+        values = {k: (v.item() if hasattr(v, "item") else v) for k, v in values.items()}
+        return cls.from_dict(values)

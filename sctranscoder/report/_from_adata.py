@@ -57,8 +57,7 @@ def cell_type_sections(
 
             from .. import pl
 
-            axes = pl.feature_genes(adata, list(table.index[:3]), key=key, n_top=n_genes,
-                                    min_occurrences=min_occurrences, ncols=3, show=False)
+            axes = pl.feature_genes(genes, list(table.index[:3]), n_top=n_genes, ncols=3, show=False)
             section.figures[f"Top genes of the three features most specific to {label}"] = axes[0].figure
             plt.close(axes[0].figure)
         if circuit_figures and label in circuit_figures:

@@ -2,6 +2,7 @@
 
 from ._circuits import CellTypeCircuit, answer_contrast, cell_type_circuit
 from ._de_embedding import gene_de_embedding, gene_tokens
+from ._encode import EncodedCells, encode_cells
 from ._enrich import enrich_circuit, enrich_features, enriched_fraction, prerank_feature
 from ._features import (
     alive_features,
@@ -14,9 +15,13 @@ from ._features import (
 )
 from ._harvest import harvest
 from ._predict import predict_cell_types
+from ._spine import prompt_settings
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 
 __all__ = [
+    "EncodedCells",
+    "encode_cells",
+    "prompt_settings",
     "alive_features",
     "answer_contrast",
     "cell_type_circuit",

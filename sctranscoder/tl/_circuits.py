@@ -89,7 +89,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
                       candidates=None, n_cells: int = 8, n_genes: int | None = None, organism: str | None = None,
                       max_nodes: int = 60, threshold: float = 0.01, node_threshold: float = 0.02,
                       n_paths: int | None = None, check_faithfulness: bool = False, seed: int = 0,
-                      key_added: str = "circuits", progress: bool = True) -> CellTypeCircuit:
+                      key_added: str = "circuits", encoded=None, progress: bool = True) -> CellTypeCircuit:
     """Trace why a C2S model calls cells ``cell_type``, over a sample of that type's cells.
 
     Each cell's prompt is traced from the target (the logit of the cell type's
@@ -113,6 +113,11 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
         The labels it competes with (default: the model's training labels).
     n_cells
         How many cells of that type to trace (a seeded sample).
+    n_genes, organism
+        Change single prompt settings; default: the model's.
+    encoded
+        ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`); default: the sampled
+        cells are tokenized here.
     max_nodes, threshold, node_threshold, n_paths
         Passed to :func:`sctranscoder.circuits.trace`.
     check_faithfulness
@@ -121,13 +126,10 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     """
     import torch
 
-    from .. import pp
     from ..circuits import Target, faithfulness, merge, prune, trace
-    from ..get._sentences import stored_genes
     from ..models._scoring import answer_tokens
-    from ..pp._sentences import RANKS_KEY
-    from ._harvest import cell_encoder
-    from ._predict import _prompt_settings
+    from ._encode import encode_cells
+    from ._spine import prompt_settings
 
     label_key = label_key or model.metadata.get("label_key")
     if label_key is None or label_key not in adata.obs:
@@ -135,18 +137,20 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     candidates = list(candidates) if candidates is not None else model.labels
     if cell_type not in candidates:
         raise ValueError(f"{cell_type!r} is not among the candidate labels ({', '.join(candidates)}).")
-    n_genes, organism = _prompt_settings(model, n_genes, organism)
-    if RANKS_KEY not in adata.obsm:
-        pp.cell_sentences(adata, n_genes=n_genes, progress=False)
+    if encoded is None:
+        settings = prompt_settings(adata, model, label_key=label_key, progress=False, n_genes=n_genes,
+                                   organism=organism)
+    else:
+        encoded.matches(adata, None, None)
     tokenizer = model.tokenizer
     answers = dict(zip(candidates, answer_tokens(tokenizer, candidates)))
     prefix, token, rivals = answer_contrast(answers, cell_type)
     target = Target.logit_difference(token, rivals, label=f"{cell_type} vs rivals")
 
     cells = _cells_of(adata, cell_type, label_key, n_cells, seed)
-    genes = stored_genes(adata)
-    encode = cell_encoder(adata[cells], tokenizer, n_genes=n_genes, organism=organism)
-    documents = encode(0, len(cells))
+    documents = encoded.subset(cells) if encoded is not None else \
+        encode_cells(adata[cells], model, settings=settings, progress=False)
+    genes = documents.genes
     graphs, full_graphs, checks = [], [], []
     for i in tqdm(range(len(cells)), desc=f"circuit {cell_type}", disable=not progress):
         ids = np.concatenate([documents.input_ids[i], np.asarray(prefix, np.int64)])

@@ -15,15 +15,15 @@ def visible_genes(adata, model=None, *, n_genes: int | None = None) -> list[str]
 
     This is the background for enrichment: a gene the model never reads cannot be in a feature's list.
     """
-    from .. import pp
     from ..get._sentences import ranked_genes, stored_genes
+    from ..pp import PromptSettings
     from ..pp._sentences import RANKS_KEY
-    from ._predict import _prompt_settings
+    from ._spine import prompt_settings
 
-    if n_genes is None and model is not None:
-        n_genes, _ = _prompt_settings(model, None, None)
-    if RANKS_KEY not in adata.obsm:
-        pp.cell_sentences(adata, n_genes=n_genes, progress=False)
+    if model is not None:
+        n_genes = prompt_settings(adata, model, n_genes=n_genes, progress=False).n_genes
+    elif RANKS_KEY not in adata.obsm:  # no model: the default settings' sentences
+        PromptSettings().updated(n_genes=n_genes).ensure_sentences(adata, progress=False)
     _, ordered = ranked_genes(adata, n_genes)
     names = stored_genes(adata)
     return [str(names[i]).upper() for i in np.unique(ordered)]
@@ -52,6 +52,7 @@ def feature_activity(
     pool: str = "max",
     tokens: str = "genes",
     n_genes: int | None = None,
+    encoded=None,
     key_added: str = FEATURES_KEY,
     batch_size: int = 16,
     cells_per_pass: int = 256,
@@ -84,6 +85,9 @@ def feature_activity(
         How the per-cell activity is pooled, and over which tokens.
     n_genes
         Genes per prompt (default: the model's setting).
+    encoded
+        ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`); default: each pass of
+        ``cells_per_pass`` cells is tokenized once, here.
     key_added
         ``adata.obsm[key_added]``: cells x features; ``adata.uns[key_added]``: the
         settings, ``genes``, ``gene_activity`` (genes x features), ``gene_occurrences``.
@@ -95,16 +99,21 @@ def feature_activity(
     """
     import torch
 
+    from ._encode import encode_cells
     from ._harvest import harvest
-    from ._predict import _prompt_settings
+    from ._spine import prompt_settings
 
     if pool not in ("max", "mean"):
         raise ValueError(f"pool={pool!r} must be 'max' or 'mean'.")
     if tokens not in ("genes", "all"):
         raise ValueError(f"tokens={tokens!r} must be 'genes' or 'all'.")
     transcoder, layer = _pick_transcoder(transcoders, layer)
-    n_genes, _ = _prompt_settings(model, n_genes, None)
-    visible_genes(adata, model, n_genes=n_genes)  # computes the sentences when missing
+    if encoded is None:
+        settings = prompt_settings(adata, model, n_genes=n_genes, progress=progress)
+    else:
+        encoded.matches(adata, None, None)
+        settings = encoded.settings
+    n_genes = settings.n_genes
     d_hidden = int(transcoder.cfg.d_hidden)
     cells_sum = torch.zeros(adata.n_obs, d_hidden)
     cells_max = torch.zeros(adata.n_obs, d_hidden)
@@ -118,8 +127,11 @@ def feature_activity(
         iterator = tqdm(iterator, desc=f"feature activity, layer {layer}", unit="pass")
     for start in iterator:
         stop = min(start + cells_per_pass, adata.n_obs)
-        store = harvest(adata[start:stop], model, [layer], None, n_genes=n_genes, batch_size=batch_size,
-                        dtype="float32", only_genes=tokens == "genes", progress=False)
+        cells = adata[start:stop]
+        chunk = encoded.subset(np.arange(start, stop)) if encoded is not None else \
+            encode_cells(cells, model, settings=settings, progress=False)
+        store = harvest(cells, model, [layer], None, encoded=chunk, batch_size=batch_size, dtype="float32",
+                        only_genes=tokens == "genes", progress=False)
         if genes is None:
             genes = list(store.info["genes"])
             gene_sum = torch.zeros(len(genes), d_hidden, dtype=torch.float64)

@@ -12,13 +12,6 @@ from ..models._scoring import generate_answers, score_candidates
 logger = logging.getLogger(__name__)
 
 
-def _prompt_settings(model, n_genes, organism):
-    meta = model.metadata
-    n_genes = n_genes if n_genes is not None else meta.get("n_genes", 200)
-    organism = organism if organism is not None else meta.get("organism", "Homo sapiens")
-    return n_genes, organism
-
-
 def predict_cell_types(
     adata,
     model,
@@ -28,6 +21,7 @@ def predict_cell_types(
     mode: str = "score",
     n_genes: int | None = None,
     organism: str | None = None,
+    encoded=None,
     batch_size: int = 32,
     progress: bool = True,
 ):
@@ -50,7 +44,10 @@ def predict_cell_types(
         ``"score"``: the log-likelihood of each candidate answer, softmaxed over
         candidates. ``"generate"``: greedy generation, answer parsed from the text.
     n_genes, organism
-        Prompt settings; default: those the model was trained with.
+        Change single prompt settings; default: those the model was trained with
+        (:class:`sctranscoder.pp.PromptSettings`).
+    encoded
+        These cells already tokenized (:func:`sctranscoder.tl.encode_cells`); default: tokenize them here.
     batch_size
         Prompts per forward pass.
     progress
@@ -60,15 +57,19 @@ def predict_cell_types(
     -------
     ``None``; writes into ``adata``.
     """
-    from .. import pp
-    from ..pp._sentences import RANKS_KEY
+    from ._encode import encode_cells
+    from ._spine import prompt_settings
 
     if mode not in ("score", "generate"):
         raise ValueError(f"mode={mode!r} must be 'score' or 'generate'.")
-    n_genes, organism = _prompt_settings(model, n_genes, organism)
-    if RANKS_KEY not in adata.obsm:
-        pp.cell_sentences(adata, n_genes=n_genes, progress=progress)
-    prompts = list(pp.prompts(adata, n_genes=n_genes, organism=organism, template=0).prompt)
+    if encoded is None:
+        # the cells' own labels, when they have the model's label column: warned about if the model lacks them
+        settings = prompt_settings(adata, model, label_key=model.metadata.get("label_key"), progress=progress,
+                                   n_genes=n_genes, organism=organism)
+        encoded = encode_cells(adata, model, settings=settings, progress=progress)
+    else:
+        encoded.matches(adata, None, None)
+    prompts = encoded.prompt_ids()
     if mode == "generate":
         expected = list(candidates) if candidates is not None else model.labels
         adata.obs[key_added] = pd.Categorical(generate_answers(model, prompts, batch_size=batch_size,

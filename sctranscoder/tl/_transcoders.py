@@ -49,6 +49,7 @@ def train_transcoders(
     eval_fraction: float = 0.2,
     label_key: str | None = None,
     live: bool = False,
+    encoded=None,
     progress: bool = True,
     **settings,
 ) -> dict:
@@ -78,46 +79,41 @@ def train_transcoders(
         Harvest on the fly into a shuffle buffer (:func:`sctranscoder.harvest.stream`)
         instead of into a store, for data sets whose store would not fit on disk.
         Checkpoints still resume, but the data order after a restart is a new one.
+    encoded
+        ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`, with the same
+        ``label_key``); default: tokenize them here, once.
 
     Returns
     -------
     ``{layer: Transcoder}``; ``adata.uns["transcoders"]`` records where they are and which cells were held out.
     """
-    from ..harvest import mlp_sites
+    from ..harvest import mlp_sites, stream
     from ..tc import train
+    from ._encode import encode_cells
     from ._harvest import harvest
 
     cfg = _config_for(model, cfg, settings)
     layers = list(mlp_sites(model.model, layers))
     held = held_out_mask(adata, model, eval_fraction) if held_out is None else np.asarray(held_out, bool)
     out_dir = Path(out_dir) if out_dir is not None else None
-    cells = adata[~held].copy()
+    if encoded is None:
+        encoded = encode_cells(adata, model, label_key=label_key, progress=progress)
+    else:
+        encoded.matches(adata, None, label_key)
+    cells, encoded = adata[~held].copy(), encoded.subset(~held)
     if store is None and not live:
         store = harvest(cells, model, layers, out_dir / "activations" if out_dir else None,
-                        label_key=label_key, progress=progress)
+                        label_key=label_key, encoded=encoded, progress=progress)
     transcoders = {}
     for layer in layers:
-        source = store if store is not None else _live_source(cells, model, layer, cfg, label_key)
+        source = store if store is not None else stream(
+            model.model, encoded.documents, cells.n_obs, layer, batch_size=cfg.batch_size,
+            buffer_rows=max(16 * cfg.batch_size, 65_536), seed=cfg.seed)
         transcoders[layer] = train(source, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
                                    model_name=str(model.name_or_path), progress=progress)
     adata.uns["transcoders"] = {"path": str(out_dir) if out_dir else None, "layers": layers,
                                 "held_out_cells": list(map(str, adata.obs_names[held]))}
     return transcoders
-
-
-def _live_source(cells, model, layer, cfg, label_key):
-    from .. import pp
-    from ..harvest import stream
-    from ..pp._sentences import RANKS_KEY
-    from ._harvest import cell_encoder
-    from ._predict import _prompt_settings
-
-    n_genes, organism = _prompt_settings(model, None, None)
-    if RANKS_KEY not in cells.obsm:
-        pp.cell_sentences(cells, n_genes=n_genes, progress=False)
-    encode = cell_encoder(cells, model.tokenizer, n_genes=n_genes, organism=organism, label_key=label_key)
-    return stream(model.model, encode, cells.n_obs, layer, batch_size=cfg.batch_size,
-                  buffer_rows=max(16 * cfg.batch_size, 65_536), seed=cfg.seed)
 
 
 def evaluate_transcoders(
@@ -127,6 +123,7 @@ def evaluate_transcoders(
     *,
     cells=None,
     label_key: str | None = None,
+    encoded=None,
     batch_size: int = 16,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -143,6 +140,11 @@ def evaluate_transcoders(
     label_key
         ``adata.obs`` column of true cell types: adds the cell-type accuracy with the
         MLPs replaced, scored as in :func:`sctranscoder.tl.predict_cell_types`.
+    encoded
+        ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`, with the same
+        ``label_key``); default: the evaluated cells are tokenized here, once, for every measure.
+    progress
+        One progress bar over the evaluation's passes (harvest, spliced losses, accuracy per layer).
 
     Returns
     -------
@@ -153,27 +155,38 @@ def evaluate_transcoders(
     C2S models are trained on those only, else over every token); with ``label_key``: ``accuracy``,
     ``accuracy_clean`` and ``accuracy_kept``.
     """
+    from tqdm.auto import tqdm
+
     from ..harvest import replace_mlp
     from ..tc import as_replacements, evaluate, spliced_cross_entropy, token_batches
-    from ._harvest import cell_encoder, harvest
-    from ._predict import _prompt_settings, predict_cell_types
+    from ._encode import encode_cells
+    from ._harvest import harvest
+    from ._predict import predict_cell_types
+    from ._spine import prompt_settings
 
-    subset = adata[_cell_mask(adata, model, cells)].copy()
+    mask = _cell_mask(adata, model, cells)
+    if encoded is None:
+        settings = prompt_settings(adata, model, label_key=label_key, progress=progress)
+        subset = adata[mask].copy()
+        encoded = encode_cells(subset, model, settings=settings, label_key=label_key, progress=progress)
+    else:
+        encoded.matches(adata, None, label_key)
+        subset, encoded = adata[mask].copy(), encoded.subset(mask)
     layers = sorted(transcoders)
-    store = harvest(subset, model, layers, None, label_key=label_key, dtype="float32", progress=False)
+    accuracy_passes = len(layers) + 2 if label_key is not None else 0
+    bar = tqdm(total=2 + len(layers) + accuracy_passes, desc="evaluating transcoders", disable=not progress)
+    store = harvest(subset, model, layers, None, label_key=label_key, encoded=encoded, dtype="float32",
+                    progress=False)
+    bar.update(1)
     rows = {}
     for layer in layers:
         rows[layer] = evaluate(transcoders[layer], store.batches(layer, 4096, shuffle=False))
-    n_genes, organism = _prompt_settings(model, None, None)
-    encode = cell_encoder(subset, model.tokenizer, n_genes=n_genes, organism=organism, label_key=label_key)
-    docs = encode(0, subset.n_obs)
-    loss_masks = None
-    if label_key is not None:  # C2S models learn the answer only: score the answer tokens (and EOS)
-        answers = model.tokenizer([f"{label}." for label in subset.obs[label_key].astype(str)],
-                                  add_special_tokens=False)["input_ids"]
-        loss_masks = [np.arange(len(ids)) >= len(ids) - len(a) - 1 for ids, a in zip(docs.input_ids, answers)]
-    batches = token_batches(docs.input_ids, loss_masks, batch_size=batch_size, device=model.device)
+        bar.update(1)
+    # C2S models learn the answer only: with labels, score the answer tokens (and EOS)
+    loss_masks = encoded.answer_masks() if label_key is not None else None
+    batches = token_batches(encoded.input_ids, loss_masks, batch_size=batch_size, device=model.device)
     ce = spliced_cross_entropy(model.model, transcoders, batches)
+    bar.update(1)
     for key, summary in [*ce["layers"].items(), ("all", ce["all"])]:
         row = rows.setdefault(key, {})
         row.update({"ce": summary["ce"], "ce_clean": ce["clean"], "ce_zero": summary["ce_zero"],
@@ -187,7 +200,8 @@ def evaluate_transcoders(
         def accuracy(replacements) -> float:
             run = subset.copy()
             with replace_mlp(model.model, replacements):
-                predict_cell_types(run, model, batch_size=batch_size, progress=progress)
+                predict_cell_types(run, model, encoded=encoded, batch_size=batch_size, progress=False)
+            bar.update(1)
             return float((run.obs["c2s_prediction"].astype(str).to_numpy() == truth).mean())
 
         clean = accuracy({})
@@ -195,6 +209,7 @@ def evaluate_transcoders(
             chosen = transcoders if key == "all" else {key: transcoders[key]}
             kept = accuracy(as_replacements(chosen))
             rows[key].update({"accuracy": kept, "accuracy_clean": clean, "accuracy_kept": kept / clean})
+    bar.close()
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = table.index.map(str)
     table.index.name = "layer"
