@@ -69,15 +69,18 @@ def cmd_quickstart(args) -> None:
         tie_break=args.tie_break, seed=args.seed, chunk_size=args.chunk_size, progress=False,
     )
     fit = sct.pp.fit_rank_expression(adata, inplace=False)
-    prompts = sct.pp.prompts(adata, label_key="bulk_labels", n_genes=100, seed=args.seed)
+    # the model reads sentences made with its own prompt settings: the spine builds them on a fresh copy
+    model = sct.models.default()
+    label_key = model.metadata["label_key"]
+    adata = sct.datasets.pbmc68k_reduced()
+    settings = sct.tl.prompt_settings(adata, model, label_key=label_key)
+    prompts = sct.pp.prompts(adata, label_key=label_key, **settings.prompt_options())
     with atomic_path(out / "prompts.parquet") as tmp:
         prompts.to_parquet(tmp)
     _write_text(out / "rank_expression_fit.json", json.dumps(fit, indent=2))
     timings["sentences"] = time.perf_counter() - clock
 
     # 2. transcoders on every layer of the default model, from one harvest of a sample of the training cells' tokens
-    model = sct.models.default()
-    label_key = model.metadata["label_key"]
     start = time.perf_counter()
     held_out = sct.tl.held_out_mask(adata, model)
     train_cells = _sample(adata, ~held_out, args.train_cells, label_key, args.transcoder_seed)
