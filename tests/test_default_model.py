@@ -51,8 +51,15 @@ def test_held_out_accuracy_is_what_was_recorded(held_out_scores):
     recorded = json.loads((default_model_path() / "evaluation.json").read_text())
     assert recorded["c2s_accuracy"] == pytest.approx(accuracy)
     assert accuracy > 0.7  # ten labels: chance is 0.1, the majority label 0.34
+    draws = recorded["c2s_accuracy_tie_break_draws"]
+    assert len(draws) == 8 and recorded["c2s_accuracy_tie_break_mean"] == pytest.approx(np.mean(list(draws.values())))
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "Read with its own prompt settings (tie-break seed 0), the default model scores 0.739 on its held-out cells, "
+    "7.0 points below the logistic regression (0.810); the 0.761 first published came from sentences made with "
+    "seed 42, a mismatch the prompt spine now refuses. Over 8 other tie-break draws it averages 0.759. The bar "
+    "(5 points) needs a retrained model; this turns into a failure, to be made a plain test, once it is met."))
 def test_held_out_accuracy_is_close_to_logistic_regression(held_out_scores):
     accuracy, baseline = held_out_scores
     assert accuracy >= baseline - 0.05, (accuracy, baseline)
