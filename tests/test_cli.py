@@ -95,6 +95,17 @@ def test_help_shows_an_example():
     assert "example:" in result.stdout and "sctranscoder sentences" in result.stdout
 
 
+def test_version():
+    from importlib.metadata import version
+
+    import sctranscoder
+
+    result = subprocess.run([sys.executable, "-m", "sctranscoder", "--version"], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == f"sctranscoder {sctranscoder.__version__}"
+    assert sctranscoder.__version__ == version("sctranscoder")
+
+
 def test_harvest_then_train(tmp_path, capsys, pbmc_template):
     from sctranscoder.harvest import ActivationStore
     from sctranscoder.models._default import default_model_path

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import __version__
+
 EXAMPLES = {
     "sentences": "sctranscoder sentences pbmc.h5ad pbmc_sentences.parquet --n-genes 200 --obs-columns cell_type,donor",
     "harvest": "sctranscoder harvest pbmc.h5ad c2s_model/ activations/ --label-key cell_type --layers 0,1,2",
@@ -63,6 +65,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="sctranscoder",
                                      description="Cell sentences, transcoders and circuits for C2S models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     subs = {}
 
