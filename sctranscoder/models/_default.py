@@ -16,7 +16,7 @@ def default_model_path() -> Path:
     return Path(os.environ.get("SCTRANSCODER_DEFAULT_MODEL", DEFAULT_FOLDER))
 
 
-def default(*, dtype=None, device=None) -> C2SModel:
+def default(*, dtype=None, device=None, progress: bool = True) -> C2SModel:
     """Load the bundled default C2S model.
 
     A GPT-NeoX with parallel residual (like the C2S-Pythia models), with a
@@ -24,6 +24,13 @@ def default(*, dtype=None, device=None) -> C2SModel:
     prediction prompts of pbmc68k_reduced (``bulk_labels``). Its held-out cells,
     labels and prompt settings are in ``model.metadata``; its evaluation is in
     ``evaluation.json`` beside it.
+
+    Parameters
+    ----------
+    dtype, device
+        As for :func:`load`.
+    progress
+        Show transformers' loading bar (on a terminal only); False prints nothing.
     """
     path = default_model_path()
     if not (path / "config.json").is_file():
@@ -32,4 +39,4 @@ def default(*, dtype=None, device=None) -> C2SModel:
             "an install without it is incomplete: reinstall sctranscoder, or rebuild the model from a source "
             "checkout with python data/make_default_model.py; SCTRANSCODER_DEFAULT_MODEL may point to another copy."
         )
-    return load(path, dtype=dtype, device=device)
+    return load(path, dtype=dtype, device=device, progress=progress)

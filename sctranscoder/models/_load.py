@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .._progress import transformers_progress
+
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "sctranscoder.json"
@@ -104,6 +106,7 @@ def load(
     device=None,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    progress: bool = True,
 ) -> C2SModel:
     """Load a causal LM and its tokenizer from a local folder or the Hugging Face Hub.
 
@@ -123,6 +126,8 @@ def load(
         Passed to transformers; never on unless you ask.
     revision
         Hub revision (branch, tag or commit).
+    progress
+        Show transformers' loading and download bars (on a terminal only); False prints nothing.
 
     Returns
     -------
@@ -148,8 +153,9 @@ def load(
         source, local_only = name, _in_cache(name, revision)
         if not local_only and not hub_reachable():
             raise OSError(_offline_message(name, revision))
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **kwargs)
+    with transformers_progress(progress):  # transformers draws its bars whatever we are asked
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
