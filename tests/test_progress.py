@@ -70,7 +70,8 @@ def test_transformers_settings_are_restored():
     assert _progress.wanted(True)
 
 
-def test_progress_false_prints_nothing(pbmc_template, capfd):
+def test_progress_false_prints_nothing(pbmc_template, capfd, monkeypatch):
+    monkeypatch.setattr(_progress, "interactive", lambda: True)  # even on a terminal
     model = sct.models.default(progress=False)
     held = pbmc_template.obs_names.isin(model.metadata["held_out_cells"])
     cells = pbmc_template[np.r_[np.flatnonzero(~held)[:16], np.flatnonzero(held)[:6]]].copy()
@@ -82,6 +83,7 @@ def test_progress_false_prints_nothing(pbmc_template, capfd):
     sct.tl.evaluate_transcoders(cells, model, transcoders, label_key="bulk_labels", progress=False)
     assert capfd.readouterr() == ("", "")
     # the same with progress on: stage lines on stderr (not a terminal here), no redraws, nothing on stdout
+    monkeypatch.setattr(_progress, "interactive", lambda: False)
     sct.tl.harvest(cells[:6].copy(), model, [0], None, progress=True)
     out, err = capfd.readouterr()
     assert out == "" and "\r" not in err
@@ -96,10 +98,12 @@ def small_pbmc(pbmc_template):
     return pbmc_template[sorted(keep)].copy()
 
 
-def test_training_a_c2s_model_is_quiet_or_one_line_per_epoch(small_pbmc, tmp_path, capfd):
+def test_training_a_c2s_model_is_quiet_or_one_line_per_epoch(small_pbmc, tmp_path, capfd, monkeypatch):
     options = dict(n_genes=8, config=TINY, epochs=2, batch_size=8, vocab_size=300, seed=3, validation_size=0.2)
+    monkeypatch.setattr(_progress, "interactive", lambda: True)  # even on a terminal
     sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path / "quiet", progress=False, **options)
     assert capfd.readouterr() == ("", "")  # no loss dicts, no "Writing model shards", no "Loading weights"
+    monkeypatch.setattr(_progress, "interactive", lambda: False)
     sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path / "loud", progress=True, **options)
     out, err = capfd.readouterr()
     assert out == "" and "\r" not in err and "{" not in err
