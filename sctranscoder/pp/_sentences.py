@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from . import _ranking
 from ._matrix import (
     ExpressionSource,
@@ -92,7 +92,7 @@ def rank_chunks(
     limit = -1 if n_genes is None else int(n_genes)
     rank_dtype = rank_dtype_for(len(source.genes))
     offset = 0
-    with tqdm(total=source.n_obs, unit="cells", desc="cell sentences", disable=not progress) as bar:
+    with progress_bar(total=source.n_obs, unit="cells", desc="cell sentences", enabled=progress) as bar:
         for chunk in iter_csr_chunks(source.matrix, chunk_size):
             codes, n_expressed = _codes_and_counts(chunk, source)
             kept = n_expressed if limit < 0 else np.minimum(n_expressed, limit)

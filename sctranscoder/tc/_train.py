@@ -11,10 +11,10 @@ from itertools import count
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .._atomic import atomic_path
 from .._distributed import rank_and_world
+from .._progress import progress_bar
 from ._config import TranscoderConfig
 from ._io import CONFIG, WEIGHTS, load, save
 from ._model import Transcoder
@@ -217,7 +217,8 @@ def train(
 
     if out_dir is not None and rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=cfg.n_steps, initial=start, desc=f"transcoder layer {layer}", disable=not progress or rank)
+    bar = progress_bar(total=cfg.n_steps, initial=start, desc=f"transcoder layer {layer}", unit="steps",
+                       enabled=progress and not rank)
     running: dict[str, float] = {}
     step = start
     for step in range(start, cfg.n_steps):

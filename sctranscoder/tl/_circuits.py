@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from .._progress import progress_bar
 
 
 @dataclass
@@ -152,7 +153,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
         encode_cells(adata[cells], model, settings=settings, progress=False)
     genes = documents.genes
     graphs, full_graphs, checks = [], [], []
-    for i in tqdm(range(len(cells)), desc=f"circuit {cell_type}", disable=not progress):
+    for i in progress_bar(range(len(cells)), desc=f"circuit {cell_type}", unit="cells", enabled=progress):
         ids = np.concatenate([documents.input_ids[i], np.asarray(prefix, np.int64)])
         spans = documents.span_ids[i]
         token_gene = np.concatenate([documents.token_gene[i], np.full(len(prefix), -1)])

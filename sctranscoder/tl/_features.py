@@ -122,9 +122,9 @@ def feature_activity(
     transcoder.eval()
     iterator = range(0, adata.n_obs, cells_per_pass)
     if progress:
-        from tqdm.auto import tqdm
+        from .._progress import progress_bar
 
-        iterator = tqdm(iterator, desc=f"feature activity, layer {layer}", unit="pass")
+        iterator = progress_bar(iterator, desc=f"feature activity, layer {layer}", unit="passes")
     for start in iterator:
         stop = min(start + cells_per_pass, adata.n_obs)
         cells = adata[start:stop]
