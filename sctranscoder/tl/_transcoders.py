@@ -155,8 +155,7 @@ def evaluate_transcoders(
     C2S models are trained on those only, else over every token); with ``label_key``: ``accuracy``,
     ``accuracy_clean`` and ``accuracy_kept``.
     """
-    from tqdm.auto import tqdm
-
+    from .._progress import progress_bar
     from ..harvest import replace_mlp
     from ..tc import as_replacements, evaluate, spliced_cross_entropy, token_batches
     from ._encode import encode_cells
@@ -174,7 +173,8 @@ def evaluate_transcoders(
         subset, encoded = adata[mask].copy(), encoded.subset(mask)
     layers = sorted(transcoders)
     accuracy_passes = len(layers) + 2 if label_key is not None else 0
-    bar = tqdm(total=2 + len(layers) + accuracy_passes, desc="evaluating transcoders", disable=not progress)
+    bar = progress_bar(total=2 + len(layers) + accuracy_passes, desc="evaluating transcoders", unit="passes",
+                       enabled=progress)
     store = harvest(subset, model, layers, None, label_key=label_key, encoded=encoded, dtype="float32",
                     progress=False)
     bar.update(1)
