@@ -84,7 +84,7 @@ def test_progress_false_prints_nothing(pbmc_template, capfd, monkeypatch):
     assert capfd.readouterr() == ("", "")
     # the same with progress on: stage lines on stderr (not a terminal here), no redraws, nothing on stdout
     monkeypatch.setattr(_progress, "interactive", lambda: False)
-    sct.tl.harvest(cells[:6].copy(), model, [0], None, progress=True)
+    sct.tl.harvest(pbmc_template[:6].copy(), model, [0], None, progress=True)  # cells with no sentences yet
     out, err = capfd.readouterr()
     assert out == "" and "\r" not in err
     assert [line.split(":")[0] for line in err.splitlines()] == ["cell sentences", "harvest"]
