@@ -44,7 +44,7 @@ def imports_of(path: Path) -> set[str]:
 def violations(subpackage: str, forbidden: set[str]) -> list[str]:
     found = []
     for path in sorted((PACKAGE / subpackage).rglob("*.py")):
-        for name in imports_of(path):
+        for name in sorted(imports_of(path)):
             if any(name == f or name.startswith(f + ".") for f in forbidden):
                 found.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
     return found
