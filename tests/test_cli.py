@@ -214,3 +214,22 @@ def test_evaluate_and_circuits_commands(tmp_path, capsys, pbmc_template):
     assert "not labels the model knows" in capsys.readouterr().err
     assert main(["evaluate", cells, model_dir, str(tmp_path), str(tmp_path / "m2.csv")]) == 2
     assert "No layer*/ transcoder folders" in capsys.readouterr().err
+
+
+def test_harvest_says_when_genes_and_labels_are_new_to_the_model(tmp_path, capsys):
+    """A new user's h5ad, whose genes (Ensembl-like ids) and labels the default model never saw: the harvest
+    runs, and says so with numbers."""
+    import sctranscoder as sct
+    from sctranscoder.models._default import default_model_path
+
+    adata = sct.datasets.simulated(n_cells=9, n_types=3, n_genes=200, seed=0)
+    adata.var_names = [f"ENSG{i:011d}" for i in range(adata.n_vars)]
+    adata.write_h5ad(tmp_path / "new.h5ad")
+    assert main(["harvest", str(tmp_path / "new.h5ad"), str(default_model_path()), str(tmp_path / "acts"),
+                 "--layers", "0", "--label-key", "cell_type"]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("sctranscoder harvest: warning: ")]
+    assert len(warnings) == 2, err
+    assert "100% of the genes in these cells' sentences (top 200) never occurred in the model's training" in err
+    assert ("3 of the 3 labels in adata.obs['cell_type'] are not among the model's 10 training labels "
+            "(9 of 9 cells): 'type 1', 'type 2', 'type 3'") in err

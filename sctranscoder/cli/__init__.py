@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 from .._hints import ArgumentHints
 from .._runconfig import read_run_config
@@ -60,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         args = _parse(argv)
         command = args.command
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-        COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            # the library's warnings (unknown genes, an unconverged transcoder) as one plain line each
+            warnings.showwarning = lambda message, *_, **__: print(
+                f"sctranscoder {command}: warning: {message}", file=sys.stderr)
+            COMMANDS[args.command](args)
     except (UsageError, ValueError, KeyError, OSError) as error:
         print(f"sctranscoder {command}: error: {_message(error, command)}", file=sys.stderr)
         return 2

@@ -3,15 +3,12 @@ builds or checks the cell sentences, and says when the cells are not what the mo
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import numpy as np
 
 from ..pp._sentences import PARAMS_KEY, RANKS_KEY
 from ..pp._settings import SETTINGS_KEY, PromptSettings
-
-logger = logging.getLogger(__name__)
 
 UNKNOWN_GENE_WARNING = 0.25
 """Warn when more than this share of the genes in the cells' sentences never occurred in the model's training."""
@@ -76,7 +73,6 @@ def warn_unknown_genes(adata, model, settings: PromptSettings) -> float | None:
                    "gene_symbols) hold the same kind of gene symbols, of the same organism, as the model was "
                    "trained on, or train a model on these data (sct.models.train_c2s).")
         warnings.warn(message, UserWarning, stacklevel=3)
-        logger.warning(message)
     return unknown_share
 
 
@@ -95,5 +91,4 @@ def warn_unknown_labels(adata, model, label_key: str | None) -> list[str]:
                    f"answer with its own labels ({', '.join(map(repr, labels[:5]))}{' ...' if len(labels) > 5 else ''})"
                    "; map your labels onto them, or train a model on these labels (sct.models.train_c2s).")
         warnings.warn(message, UserWarning, stacklevel=3)
-        logger.warning(message)
     return unknown
