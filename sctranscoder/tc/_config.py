@@ -69,9 +69,9 @@ class TranscoderConfig:
     """Tokens per optimizer step (over all processes). None: 4096, halved (down to 64) while a pass over
     the training rows would give fewer than ``min_steps_per_epoch`` steps; 4096 when the row count is unknown."""
     n_tokens: int | None = None
-    """Training tokens in all (the step count is ``n_tokens // batch_size``). None: ``min_steps`` steps."""
-    min_steps: int = 1000
-    """Optimizer steps of the automatic training length (``n_tokens=None``)."""
+    """Training tokens in all (the step count is ``n_tokens // batch_size``). None: ``auto_steps`` steps."""
+    auto_steps: int = 1000
+    """Optimizer steps when ``n_tokens`` is None (the automatic length: ``auto_steps * batch_size`` tokens)."""
     min_steps_per_epoch: int = 256
     """Steps a pass over the training rows should give at least, for the automatic batch size."""
     seed: int = 0
@@ -84,7 +84,7 @@ class TranscoderConfig:
             raise ValueError(f"revival={self.revival!r} must be one of {REVIVAL}.")
         if self.decay not in ("cosine", "linear", "none"):
             raise ValueError(f"decay={self.decay!r} must be 'cosine', 'linear' or 'none'.")
-        for name in ("d_in", "d_out", "d_hidden", "k", "batch_size", "n_tokens", "min_steps", "min_steps_per_epoch"):
+        for name in ("d_in", "d_out", "d_hidden", "k", "batch_size", "n_tokens", "auto_steps", "min_steps_per_epoch"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}={value} must be at least 1.")
@@ -126,7 +126,7 @@ class TranscoderConfig:
                 batch_size //= 2
             values["batch_size"] = batch_size = max(world_size, batch_size - batch_size % world_size)
         if self.n_tokens is None:
-            values["n_tokens"] = self.min_steps * batch_size
+            values["n_tokens"] = self.auto_steps * batch_size
         return replace(self, **values)
 
     def to_dict(self) -> dict:

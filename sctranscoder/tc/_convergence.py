@@ -27,17 +27,24 @@ def final_quality(transcoder, last_batches, tokens_trained: int) -> dict:
             "measured_on": "last training batches"}
 
 
-def advice(quality: dict, cfg, layer: int, steps: int) -> str | None:
-    """A warning naming what fell short and what to change, or None when training converged."""
+def advice(quality: dict, cfg, layer: int, steps: int, automatic: tuple = ()) -> str | None:
+    """A warning naming what fell short and what to change, or None when training converged.
+
+    ``cfg`` is the resolved config; ``automatic`` names the settings its rules filled in.
+    """
     problems, changes = [], []
     lr = cfg.learning_rate
     high_fvu, many_dead = quality["fvu"] > MAX_FVU, quality["dead_fraction"] > MAX_DEAD
     if high_fvu:
         problems.append(f"FVU {quality['fvu']:.3f} > {MAX_FVU} on its last {quality['n_tokens']:,} training tokens "
                         "(held-out FVU is usually higher)")
-        automatic = cfg.min_steps * cfg.batch_size
-        changes.append(f"raise n_tokens to at least {automatic:,} (n_tokens=None trains {cfg.min_steps} steps)"
-                       if cfg.n_tokens < automatic else f"raise n_tokens to {2 * cfg.n_tokens:,}")
+        if "n_tokens" in automatic:
+            changes.append(f"raise auto_steps to {2 * cfg.auto_steps} (or set n_tokens)")
+        elif cfg.n_tokens < cfg.auto_steps * cfg.batch_size:
+            changes.append(f"raise n_tokens to at least {cfg.auto_steps * cfg.batch_size:,} (n_tokens=None trains "
+                           f"{cfg.auto_steps} steps)")
+        else:
+            changes.append(f"raise n_tokens to {2 * cfg.n_tokens:,}")
     if many_dead:
         problems.append(f"{quality['dead_fraction']:.0%} of features dead (> {MAX_DEAD:.0%})")
         if cfg.revival == "none":

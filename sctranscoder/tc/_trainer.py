@@ -159,7 +159,7 @@ class TranscoderTrainer:
         if finished and self.last_batches:
             metrics["final"] = quality = final_quality(self.transcoder, list(self.last_batches),
                                                        self.completed * cfg.batch_size)
-            message = advice(quality, cfg, self.layer, self.completed)
+            message = advice(quality, cfg, self.layer, self.completed, self.requested.automatic)
             if message is not None and self.rank == 0:
                 logger.warning(message)
                 warnings.warn(message, UserWarning, stacklevel=4)
