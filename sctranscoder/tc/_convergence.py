@@ -10,7 +10,8 @@ MAX_FVU = 0.1
 MAX_DEAD = 0.2
 """Above this fraction of dead features at the end of training, likewise."""
 FINAL_ROWS = 16_384
-"""Rows of the last training batches kept to measure the final FVU on (at least one batch)."""
+"""Rows of the last training batches kept to measure the final FVU on (at most a tenth of the batches, at
+least one)."""
 
 
 def final_quality(transcoder, last_batches, tokens_trained: int) -> dict:

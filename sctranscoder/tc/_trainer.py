@@ -83,7 +83,8 @@ class TranscoderTrainer:
         self.optimizer = torch.optim.Adam(list(self.transcoder.parameters()), lr=cfg.learning_rate,
                                           betas=(0.9, 0.999))
         self.completed = 0
-        self.last_batches = deque(maxlen=max(1, FINAL_ROWS * self.world // cfg.batch_size))
+        # the last tenth of training (at most FINAL_ROWS rows) is what the end's convergence check measures
+        self.last_batches = deque(maxlen=max(1, min(FINAL_ROWS * self.world // cfg.batch_size, cfg.n_steps // 10)))
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.completed = load_checkpoint(self.checkpoint_path, self.transcoder, self.optimizer)
             logger.info("Resuming layer %d from step %d.", self.layer, self.completed)
