@@ -67,7 +67,8 @@ class TranscoderConfig:
     """Learning-rate decay after warmup: ``"cosine"``, ``"linear"`` (both to 10% of the peak) or ``"none"``."""
     batch_size: int | None = None
     """Tokens per optimizer step (over all processes). None: 4096, halved (down to 64) while a pass over
-    the training rows would give fewer than ``min_steps_per_epoch`` steps; 4096 when the row count is unknown."""
+    the training rows would give fewer than ``min_steps_per_epoch`` (256) steps; 4096 when the row count is
+    unknown (a stream)."""
     n_tokens: int | None = None
     """Training tokens in all (the step count is ``n_tokens // batch_size``). None: ``auto_steps`` steps."""
     auto_steps: int = 1000

@@ -112,6 +112,7 @@ def _live_source(cells, model, layer, cfg, label_key):
     from ._harvest import cell_encoder
     from ._predict import _prompt_settings
 
+    cfg = cfg.resolve()  # a stream's length is unknown: its automatic batch size is the full one
     n_genes, organism = _prompt_settings(model, None, None)
     if RANKS_KEY not in cells.obsm:
         pp.cell_sentences(cells, n_genes=n_genes, progress=False)
