@@ -54,6 +54,16 @@ def cmd_harvest(args) -> None:
     print(store)
 
 
+def transcoder_settings(args) -> dict:
+    """:class:`sctranscoder.tc.TranscoderConfig` settings from the transcoder options; those left at None
+    (learning rate, batch size, training length) are filled in by the config's rules when training starts."""
+    settings = {"activation": args.activation, "k": args.k, "d_hidden": args.d_hidden, "skip": args.skip,
+                "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.transcoder_seed}
+    if args.steps is not None:  # the automatic length, at this many steps, with a tenth of them as warmup
+        settings.update(auto_steps=args.steps, warmup_steps=min(100, max(1, args.steps // 10)))
+    return settings
+
+
 def cmd_train(args) -> None:
     import sctranscoder as sct
     from sctranscoder.harvest import ActivationStore
@@ -75,10 +85,7 @@ def cmd_train(args) -> None:
         raise UsageError("the store has too few shards to hold some out; lower --eval-fraction")
     train_chunks, eval_chunks = store.chunks[: store.n_shards - n_eval], store.chunks[store.n_shards - n_eval :]
     for layer in layers:
-        cfg = sct.tc.TranscoderConfig(d_in=store.d_in[layer], d_out=store.d_out[layer], d_hidden=args.d_hidden,
-                                      activation=args.activation, k=args.k, skip=args.skip,
-                                      batch_size=args.batch_size, n_tokens=args.batch_size * args.steps,
-                                      learning_rate=args.lr, seed=args.transcoder_seed)
+        cfg = sct.tc.TranscoderConfig(d_in=store.d_in[layer], d_out=store.d_out[layer], **transcoder_settings(args))
         folder = args.out / f"layer{layer}"
         transcoder = sct.tc.train(store, layer, cfg, out_dir=folder, chunks=train_chunks,
                                   model_name=store.info.get("model"))

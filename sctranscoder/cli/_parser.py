@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from .. import __version__
@@ -10,7 +11,7 @@ from .. import __version__
 EXAMPLES = {
     "sentences": "sctranscoder sentences pbmc.h5ad pbmc_sentences.parquet --n-genes 200 --obs-columns cell_type,donor",
     "harvest": "sctranscoder harvest pbmc.h5ad c2s_model/ activations/ --label-key cell_type --layers 0,1,2",
-    "train": "sctranscoder train activations/ transcoders/ --activation topk --k 32 --d-hidden 4096 --steps 2000",
+    "train": "sctranscoder train activations/ transcoders/ --activation topk --k 32 --d-hidden 4096",
     "evaluate": "sctranscoder evaluate pbmc.h5ad c2s_model/ transcoders/ metrics.csv --label-key cell_type",
     "circuits": "sctranscoder circuits pbmc.h5ad c2s_model/ transcoders/ circuits/ --n-largest 5",
     "enrich": "sctranscoder enrich circuits/ circuit_enrichment.csv --h5ad pbmc.h5ad --model c2s_model/",
@@ -33,16 +34,32 @@ def _sentence_options(parser) -> None:
     parser.add_argument("--chunk-size", type=int, default=8192, help="cells per chunk (bounds memory)")
 
 
-def _transcoder_options(parser, *, d_hidden: int, steps: int, batch_size: int) -> None:
+def _transcoder_options(parser, *, d_hidden: int | None = None) -> None:
+    """Transcoder options: defaults and help from :class:`sctranscoder.tc.TranscoderConfig` (``None``: its rule)."""
+    from ..tc import TranscoderConfig, activation_names, get_activation
+    from ..tc._config import field_docs
+
+    defaults = {f.name: f.default for f in fields(TranscoderConfig) if f.default is not MISSING}
+    docs = field_docs()
+
+    def about(name: str) -> str:
+        return docs[name].replace("%", "%%").replace("``", "")
+
     parser.add_argument("--layers", type=layers, default=None, help="comma-separated layers (default: all)")
-    parser.add_argument("--activation", choices=["topk", "batchtopk", "relu", "jumprelu"], default="topk")
-    parser.add_argument("--k", type=int, default=32)
-    parser.add_argument("--d-hidden", type=int, default=d_hidden)
+    names = activation_names()
+    parser.add_argument("--activation", choices=names, default=defaults["activation"],
+                        help="; ".join(f"{n}: {get_activation(n).description}" for n in names))
+    parser.add_argument("--k", type=int, default=defaults["k"], help=about("k"))
+    parser.add_argument("--d-hidden", type=int, default=d_hidden or defaults["d_hidden"], help=about("d_hidden"))
     parser.add_argument("--skip", action="store_true", help="add a linear skip connection")
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--transcoder-seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"optimizer steps (default: automatic, {defaults['auto_steps']}; warmup is a tenth of "
+                             "them, at most 100)")
+    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"],
+                        help=about("batch_size").replace("None:", "Default:"))
+    parser.add_argument("--lr", type=float, default=defaults["learning_rate"],
+                        help=about("learning_rate").replace("None:", "Default:"))
+    parser.add_argument("--transcoder-seed", type=int, default=defaults["seed"], help=about("seed"))
 
 
 def _circuit_options(parser) -> None:
@@ -94,7 +111,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p = subs["train"] = _sub(sub, "train", "activation store in, one transcoder per layer out (resumable)")
     p.add_argument("store", type=Path, help="an activation store folder")
     p.add_argument("out", type=Path, help="folder for layer{L}/ transcoders")
-    _transcoder_options(p, d_hidden=4096, steps=2000, batch_size=4096)
+    _transcoder_options(p)
     p.add_argument("--eval-fraction", type=float, default=0.1, help="shards held out for evaluation")
 
     p = subs["evaluate"] = _sub(sub, "evaluate", "FVU, L0, CE recovered and accuracy kept on held-out cells")
@@ -133,7 +150,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p = subs["quickstart"] = _sub(sub, "quickstart", "the whole pipeline on the bundled PBMC data and default model")
     p.add_argument("--out", type=Path, default=Path("quickstart_out"), help="output folder")
     _sentence_options(p)
-    _transcoder_options(p, d_hidden=1024, steps=400, batch_size=1024)
+    _transcoder_options(p, d_hidden=1024)  # narrower than the library's, for a quick run; the rest as there
     p.add_argument("--subsample", type=float, default=0.25, help="share of the training tokens harvested")
     p.add_argument("--train-cells", type=int, default=None, help="training cells harvested (default: all 558)")
     p.add_argument("--eval-cells", type=int, default=64, help="held-out cells for evaluation and circuits")

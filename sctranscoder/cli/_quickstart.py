@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._atomic import atomic_path
 from .._runconfig import RUN_FILE, write_run_config
-from ._commands import UsageError, run_circuits, write_circuits
+from ._commands import UsageError, run_circuits, transcoder_settings, write_circuits
 
 _SECTIONS = {
     "sentences": ("n_genes", "tie_break", "seed", "chunk_size"),
@@ -88,9 +88,7 @@ def cmd_quickstart(args) -> None:
                            subsample=args.subsample, seed=args.transcoder_seed)
     transcoders = sct.tl.train_transcoders(
         adata, model, args.layers, out / "transcoders", store=store, held_out=held_out, label_key=label_key,
-        activation=args.activation, k=args.k, d_hidden=args.d_hidden, skip=args.skip, batch_size=args.batch_size,
-        n_tokens=args.batch_size * args.steps, learning_rate=args.lr, seed=args.transcoder_seed,
-        warmup_steps=min(50, args.steps // 10))
+        **transcoder_settings(args))
     timings["transcoders"] = time.perf_counter() - start
 
     # 3. faithfulness on the model's held-out cells

@@ -53,7 +53,7 @@ def train_transcoders(store, layers=None, out_dir=None, *, cfg=None, progress: b
     for layer in layers:
         widths = {"d_in": store.d_in[layer], "d_out": store.d_out[layer]}
         layer_cfg = TranscoderConfig(**widths, **settings) if cfg is None else replace(cfg, **widths, **settings)
-        if len(store) < layer_cfg.batch_size:
+        if layer_cfg.batch_size is not None and len(store) < layer_cfg.batch_size:
             raise ValueError(f"The store holds {len(store)} rows, fewer than one batch ({layer_cfg.batch_size}); "
                              "pass a smaller batch_size or harvest more texts.")
         folder = Path(out_dir) / f"layer{layer}" if out_dir is not None else None

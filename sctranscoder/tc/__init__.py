@@ -10,22 +10,31 @@ from ._evaluate import (
 )
 from ._io import load, load_layers, save
 from ._model import Transcoder, TranscoderOutput, fraction_of_variance_unexplained
-from ._train import learning_rate_factor, train
+from ._registry import Activation, activation_names, get_activation, register_activation, unregister_activation
+from ._schedule import learning_rate_factor
+from ._train import train
+from ._trainer import TranscoderTrainer
 
 __all__ = [
     "ACTIVATIONS",
+    "Activation",
     "Transcoder",
     "TranscoderConfig",
     "TranscoderOutput",
+    "TranscoderTrainer",
+    "activation_names",
     "as_replacements",
     "evaluate",
     "fraction_of_variance_unexplained",
+    "get_activation",
     "learning_rate_factor",
     "load",
     "load_layers",
     "mlp_output_means",
+    "register_activation",
     "save",
     "spliced_cross_entropy",
     "token_batches",
     "train",
+    "unregister_activation",
 ]

@@ -61,3 +61,57 @@ def batch_topk(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     dense = torch.zeros_like(flat).scatter(0, indices, values).view_as(pre)
     positive = values[values > 0]
     return dense, positive.min().detach() if positive.numel() else values.new_zeros(())
+
+
+# -- the built-in activations, as the registry calls them ------------------------------------------
+# activate(transcoder, pre) -> (dense features or None, indices or None, values or None)
+def relu_activate(transcoder, pre):
+    return torch.relu(pre), None, None
+
+
+def topk_activate(transcoder, pre):
+    return None, *topk(pre, transcoder.cfg.k)
+
+
+def batchtopk_activate(transcoder, pre):
+    if transcoder.training:
+        dense, smallest = batch_topk(pre, transcoder.cfg.k)
+        transcoder.threshold.lerp_(smallest.to(transcoder.threshold), 0.01)
+        return dense, None, None
+    return pre * (pre > transcoder.threshold).to(pre.dtype), None, None
+
+
+def batchtopk_prepare(transcoder, x):
+    """Start the inference threshold at the mean k-th largest pre-activation of the sample."""
+    kth = transcoder.pre_activations(x).topk(transcoder.cfg.k, dim=-1).values[:, -1]
+    transcoder.threshold.copy_(kth.clamp_min(0).mean())
+
+
+def jumprelu_setup(transcoder, device, dtype):
+    cfg = transcoder.cfg
+    start = torch.full((cfg.d_hidden,), cfg.jumprelu_threshold, device=device, dtype=dtype)
+    transcoder.log_threshold = torch.nn.Parameter(start.log())
+    transcoder.register_buffer("bandwidth", torch.tensor(cfg.jumprelu_bandwidth, device=device, dtype=dtype))
+
+
+def jumprelu_calibrate(transcoder, x):
+    """Thresholds and kernel width in units of the pre-activations' spread."""
+    spread = transcoder.pre_activations(x).std()
+    transcoder.log_threshold.fill_(float((transcoder.cfg.jumprelu_threshold * spread).log()))
+    transcoder.bandwidth.fill_(float(transcoder.cfg.jumprelu_bandwidth * spread))
+
+
+def jumprelu_activate(transcoder, pre):
+    return JumpReLU.apply(pre, transcoder.log_threshold.exp(), float(transcoder.bandwidth)), None, None
+
+
+def l1_penalty(transcoder, pre, features):
+    """Feature activations weighted by decoder norms, relative to the outputs' norm."""
+    weighted = (features * transcoder.W_dec.norm(dim=1)).sum(-1).mean()
+    return transcoder.cfg.l1_coefficient * weighted / transcoder.cfg.d_out**0.5
+
+
+def l0_penalty(transcoder, pre, features):
+    """Active features per token, with straight-through gradients for the thresholds."""
+    l0 = Step.apply(pre, transcoder.log_threshold.exp(), float(transcoder.bandwidth)).sum(-1).mean()
+    return transcoder.cfg.l0_coefficient * l0

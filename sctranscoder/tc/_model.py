@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._activations import JumpReLU, Step, batch_topk, topk
 from ._config import TranscoderConfig
+from ._registry import get_activation
 
 
 class TranscoderOutput(NamedTuple):
@@ -57,6 +57,7 @@ class Transcoder(nn.Module):
     def __init__(self, cfg: TranscoderConfig, *, device=None, dtype=torch.float32):
         super().__init__()
         self.cfg = cfg
+        self.activation = get_activation(cfg.activation)
         generator = torch.Generator().manual_seed(cfg.seed)
         encoder = torch.randn(cfg.d_hidden, cfg.d_in, generator=generator, dtype=dtype)
         encoder /= encoder.norm(dim=1, keepdim=True)
@@ -70,10 +71,8 @@ class Transcoder(nn.Module):
         self.W_dec = nn.Parameter(decoder.to(device))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_out, device=device, dtype=dtype))
         self.W_skip = nn.Parameter(torch.zeros(cfg.d_out, cfg.d_in, device=device, dtype=dtype)) if cfg.skip else None
-        if cfg.activation == "jumprelu":
-            start = torch.full((cfg.d_hidden,), cfg.jumprelu_threshold, device=device, dtype=dtype)
-            self.log_threshold = nn.Parameter(start.log())
-            self.register_buffer("bandwidth", torch.tensor(cfg.jumprelu_bandwidth, device=device, dtype=dtype))
+        if self.activation.setup is not None:  # its own parameters (e.g. JumpReLU's thresholds)
+            self.activation.setup(self, device, dtype)
         self.register_buffer("b_in", torch.zeros(cfg.d_in, device=device, dtype=dtype))
         self.register_buffer("input_scale", torch.ones((), device=device, dtype=dtype))
         self.register_buffer("output_scale", torch.ones((), device=device, dtype=dtype))
@@ -91,7 +90,7 @@ class Transcoder(nn.Module):
 
     @property
     def uses_unit_decoder(self) -> bool:
-        return self.cfg.activation != "relu"
+        return self.activation.unit_decoder
 
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -105,16 +104,14 @@ class Transcoder(nn.Module):
         self.output_scale.copy_((self.target_variance / self.cfg.d_out).sqrt())
         # start with outputs of the targets' size, not k (or, for ReLU, thousands of) unit vectors' worth
         self.train(False)
-        if self.cfg.activation == "batchtopk":
-            self.threshold.copy_(self.pre_activations(x).topk(self.cfg.k, dim=-1).values[:, -1].clamp_min(0).mean())
+        if self.activation.prepare is not None:
+            self.activation.prepare(self, x)
         spread = (self.decode(self.encode(x)) - self.b_dec).pow(2).sum(-1).mean()
         scale = (self.target_variance / spread.clamp_min(1e-12)).sqrt()
         self.W_enc *= scale
         self.threshold *= scale
-        if self.cfg.activation == "jumprelu":  # thresholds and kernel width in units of the pre-activations' spread
-            spread = self.pre_activations(x).std()
-            self.log_threshold.fill_(float((self.cfg.jumprelu_threshold * spread).log()))
-            self.bandwidth.fill_(float(self.cfg.jumprelu_bandwidth * spread))
+        if self.activation.calibrate is not None:
+            self.activation.calibrate(self, x)
         self.train(True)
 
     # -- encoding ------------------------------------------------------------------------
@@ -126,19 +123,7 @@ class Transcoder(nn.Module):
 
     def _activate(self, pre: torch.Tensor):
         """(dense features or None, indices, values) for this activation, in train or eval mode."""
-        act = self.cfg.activation
-        if act == "topk":
-            indices, values = topk(pre, self.cfg.k)
-            return None, indices, values
-        if act == "batchtopk":
-            if self.training:
-                dense, smallest = batch_topk(pre, self.cfg.k)
-                self.threshold.lerp_(smallest.to(self.threshold), 0.01)
-                return dense, None, None
-            return pre * (pre > self.threshold).to(pre.dtype), None, None
-        if act == "jumprelu":
-            return JumpReLU.apply(pre, self.log_threshold.exp(), float(self.bandwidth)), None, None
-        return torch.relu(pre), None, None
+        return self.activation.activate(self, pre)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Dense feature activations ``(rows, d_hidden)``."""
@@ -149,10 +134,13 @@ class Transcoder(nn.Module):
         return features
 
     def encode_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """TopK only: ``(indices, values)`` of each row's active features, never the dense matrix."""
-        if self.cfg.activation != "topk":
-            raise ValueError(f"encode_sparse needs activation='topk'; this transcoder uses {self.cfg.activation!r}.")
-        return topk(self.pre_activations(x), self.cfg.k)
+        """Sparse activations (TopK) only: ``(indices, values)`` of each row's active features, never the dense
+        matrix."""
+        if not self.activation.sparse:
+            raise ValueError(f"encode_sparse needs activation='topk' (or another sparse activation); this "
+                             f"transcoder uses {self.cfg.activation!r}.")
+        _, indices, values = self._activate(self.pre_activations(x))
+        return indices, values
 
     # -- decoding ------------------------------------------------------------------------
     def _finish(self, decoded, x):
@@ -196,14 +184,9 @@ class Transcoder(nn.Module):
         return TranscoderOutput(output, features, indices, values, fvu + sparsity + auxk, fvu, sparsity, auxk, l0)
 
     def _sparsity(self, pre, features):
-        act = self.cfg.activation
-        if act == "relu":
-            weighted = (features * self.W_dec.norm(dim=1)).sum(-1).mean()
-            return self.cfg.l1_coefficient * weighted / self.cfg.d_out**0.5  # relative to the outputs' norm
-        if act == "jumprelu":
-            l0 = Step.apply(pre, self.log_threshold.exp(), float(self.bandwidth)).sum(-1).mean()
-            return self.cfg.l0_coefficient * l0
-        return pre.new_zeros(())
+        if self.activation.penalty is None:
+            return pre.new_zeros(())
+        return self.activation.penalty(self, pre, features)
 
     def _auxk(self, pre, dead, residual):
         """Normalized error of the ``auxk_k`` largest dead features reconstructing the residual (Gao et al. 2024)."""
@@ -233,6 +216,6 @@ class Transcoder(nn.Module):
 
     def __repr__(self) -> str:
         c = self.cfg
-        sparsity = f"k={c.k}" if c.activation in ("topk", "batchtopk") else c.activation
+        sparsity = f"k={c.k}" if self.activation.uses_k else c.activation
         return (f"Transcoder({c.d_in} -> {c.d_hidden} {c.activation} ({sparsity}) -> {c.d_out}"
                 f"{', skip' if c.skip else ''})")

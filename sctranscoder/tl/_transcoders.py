@@ -105,6 +105,8 @@ def train_transcoders(
         store = harvest(cells, model, layers, out_dir / "activations" if out_dir else None,
                         label_key=label_key, encoded=encoded, progress=progress)
     transcoders = {}
+    if store is None:
+        cfg = cfg.resolve()  # a stream's length is unknown: its automatic batch size is the full one
     for layer in layers:
         source = store if store is not None else stream(
             model.model, encoded.documents, cells.n_obs, layer, batch_size=cfg.batch_size,
