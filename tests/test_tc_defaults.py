@@ -89,26 +89,25 @@ def test_training_records_and_logs_the_resolved_settings(tmp_path, caplog):
     x, y = planted(2048)
     store = tc_store(x, y)
     cfg = tc.TranscoderConfig(d_in=32, d_out=32, d_hidden=64, k=4, auto_steps=20, warmup_steps=2)
-    with caplog.at_level(logging.INFO, logger="sctranscoder.tc"):
+    with caplog.at_level(logging.INFO, logger="sctranscoder.tc"), \
+            pytest.warns(UserWarning, match="raise auto_steps to 40 \\(or set n_tokens\\)"):  # 20 steps are too few
         t = tc.train(store, 0, cfg, out_dir=tmp_path / "tc", progress=False)
     assert (t.cfg.batch_size, t.cfg.n_tokens) == (64, 64 * 20)  # 2,048 rows: the smallest batch
     assert t.cfg.learning_rate == pytest.approx(2e-4 * 16)
     saved = json.loads((tmp_path / "tc" / "config.json").read_text())
     assert saved["config"] == t.cfg.to_dict() and saved["metrics"]["final"]["measured_on"] == "last training batches"
     assert "learning_rate 0.0032, batch_size 64, n_tokens 1,280 (automatic" in caplog.text
-    assert "raise auto_steps to 40 (or set n_tokens)" in caplog.text  # 20 steps are too few, and it says so
     with pytest.raises(ValueError, match="fewer than one batch \\(4096\\)"):
         tc.train(store, 0, tc.TranscoderConfig(d_in=32, d_out=32, batch_size=4096), progress=False)
 
 
-def test_a_tiny_run_warns_and_a_converged_one_does_not(caplog):
+def test_a_tiny_run_warns_and_a_converged_one_does_not():
     store = tc_store(*planted())
     with pytest.warns(UserWarning, match="may not have converged after 5 steps") as caught:
         tiny = tc.train(store, 0, config(d_in=32, d_out=32, k=4, n_tokens=64 * 5), progress=False)
     message = str(caught[0].message)
     assert "raise n_tokens to at least 64,000" in message and "FVU" in message
     assert tiny.metadata["metrics"]["final"]["fvu"] > 0.1
-    assert "may not have converged" in caplog.text  # logged too
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         converged = tc.train(store, 0, config(d_in=32, d_out=32, k=4, n_tokens=64 * 150), progress=False)
