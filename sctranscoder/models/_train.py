@@ -11,6 +11,15 @@ from ._recipe import MIN_STEPS, Recipe
 from ._trainer import CHECKPOINTS, C2STrainer  # noqa: F401
 
 
+def prompt_settings(settings, *, seed: int, **overrides):
+    """``settings`` (default :class:`~sctranscoder.pp.PromptSettings` with the sentence seed ``seed``) with the
+    given keyword arguments (those not ``None``) in place of its fields."""
+    from ..pp._settings import PromptSettings
+
+    # the sentence seed followed the training seed before settings were one object; keep that by default
+    return (settings if settings is not None else PromptSettings(seed=seed)).updated(**overrides)
+
+
 def train_c2s(
     adata,
     label_key: str,
@@ -37,7 +46,7 @@ def train_c2s(
     tie_break: str | None = None,
     layer: str | None = None,
     use_raw: bool | None = None,
-    augment: int = 0,
+    augment: int | None = None,
     augment_dropout: float = 0.1,
     generation_task: bool = False,
     resume: bool = True,
@@ -77,6 +86,8 @@ def train_c2s(
     config
         For a model trained from scratch: a transformers config (its vocabulary is
         set to the new tokenizer's), or a dict of :func:`default_config` arguments.
+        ``None``: :func:`default_config`'s, narrower (``hidden_size=64``, 2 layers)
+        below 500 training cells, where it overfits less and trains faster.
     vocab_size
         Vocabulary of the new tokenizer (from scratch only).
     epochs
@@ -112,7 +123,9 @@ def train_c2s(
         Extra copies of each training cell in which a random ``augment_dropout``
         fraction of its expressed genes is zeroed (simulated dropout, as in
         scRNA-seq capture) before its sentence is built; held-out cells are never
-        augmented.
+        augmented. ``None``: 2 when ``epochs`` is ``None`` (the steps are then
+        set by ``min_steps``, so copies cost no time) and there are fewer than 500
+        training cells, else 0.
     augment_dropout
         Fraction of expressed genes zeroed in each augmented copy.
     generation_task
@@ -133,11 +146,8 @@ def train_c2s(
     records the prompt settings, the held-out (and validation) cells, the genes its
     training sentences use (``"genes"``) and the held-out evaluation.
     """
-    from ..pp._settings import PromptSettings
-
-    # the sentence seed followed the training seed before settings were one object; keep that by default
-    settings = (settings if settings is not None else PromptSettings(seed=seed)).updated(
-        n_genes=n_genes, organism=organism, tie_break=tie_break, layer=layer, use_raw=use_raw)
+    settings = prompt_settings(settings, seed=seed, n_genes=n_genes, organism=organism, tie_break=tie_break,
+                               layer=layer, use_raw=use_raw)
     recipe = Recipe(epochs=epochs, min_steps=min_steps, batch_size=batch_size, learning_rate=learning_rate,
                     weight_decay=weight_decay, warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler,
                     label_smoothing=label_smoothing, test_size=test_size, validation_size=validation_size,

@@ -68,7 +68,8 @@ class C2STrainer:
         self.train_cells = self.adata[self.train_index].copy()
         self._build_sentences(self.train_cells, progress=self.progress)
         copies = [self.train_cells]
-        for copy in range(recipe.augment):
+        self.augment = recipe.copies(self.train_cells.n_obs)
+        for copy in range(self.augment):
             noisy = dropout_copy(self.train_cells, recipe.augment_dropout, recipe.seed + 1 + copy,
                                  layer=settings.layer, use_raw=settings.use_raw)
             self._build_sentences(noisy)
@@ -124,7 +125,8 @@ class C2STrainer:
             n_cells = self.train_cells.n_obs  # the tokenizer is learned on the real cells, not their copies
             texts = self.prompts[:n_cells] + self.answers[:n_cells]
             self.tokenizer = train_tokenizer(texts, vocab_size=self.vocab_size)
-            self.lm = AutoModelForCausalLM.from_config(config_for(self.config, self.tokenizer))
+            self.model_config = self.recipe.model_config(self.config, n_cells)
+            self.lm = AutoModelForCausalLM.from_config(config_for(self.model_config, self.tokenizer))
             return
         start.model.train()
         self.tokenizer, self.lm = start.tokenizer, start.model
@@ -261,9 +263,11 @@ class C2STrainer:
             **selection,
             "held_out_evaluation": evaluation or None,
             "epochs": int(self.epochs),
+            "recipe": {**recipe.to_dict(), "augment": int(self.augment), "epochs": int(self.epochs),
+                       "validation_size": float(self.validation_size)},
             "steps": int(self.trainer.state.global_step),
             "label_smoothing": float(recipe.label_smoothing),
-            "augment": int(recipe.augment),
+            "augment": int(self.augment),
             "augment_dropout": float(recipe.augment_dropout),
             "generation_task": bool(recipe.generation_task),
             "base_model": None if base is None else str(getattr(base, "name_or_path", base)),
