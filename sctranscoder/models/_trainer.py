@@ -226,13 +226,13 @@ class C2STrainer:
         a logistic regression on the same split; warn when the model is far below it."""
         from ._scoring import score_candidates
 
-        if not self.held.any():
+        if not self.held.any() or len(self.candidates) < 2:  # nothing held out, or nothing to tell apart
             return {}
         held_cells = self.adata[self.held].copy()
         self._build_sentences(held_cells)
         ids = self._prompt_ids(self._prompts(held_cells).prompt)
         scores = score_candidates(C2SModel(self.lm, self.tokenizer, "training"), ids, self.candidates,
-                                  progress=False)
+                                  progress=self.progress)
         truth = np.searchsorted(self.candidates, self.labels[self.held])
         model_accuracy = float((scores.argmax(axis=1) == truth).mean())
         x = baseline_expression(self.adata, self.settings, self.genes)
