@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,15 @@ def test_trained_model_and_metadata(trained, small_pbmc):
     assert (held_labels == 3).all()
     assert meta["n_train_cells"] == 60 - 12
     assert (Path(trained.name_or_path) / "model.safetensors").stat().st_mode & 0o777 == ordinary_file_mode()
+    # the prompt settings, as one object and flat for older readers; the sentence seed follows seed= by default
+    assert meta["prompt"] == sct.pp.PromptSettings(n_genes=12, seed=3).to_dict()
+    assert sct.pp.PromptSettings.of_model(trained) == sct.pp.PromptSettings(n_genes=12, seed=3)
+    assert (meta["seed"], meta["tie_break"], meta["template"]) == (3, "random", 0)
+    # the gene vocabulary: every gene of the training cells' sentences, and no other
+    train_cells = small_pbmc[~small_pbmc.obs_names.isin(held)].copy()
+    sct.pp.cell_sentences(train_cells, n_genes=12, seed=3, progress=False)
+    expected = sorted({g for s in sct.get.sentences(train_cells) for g in s.split()})
+    assert meta["genes"] == expected and len(expected) > 12
     # gene names take several tokens, as in the real C2S models
     spans = sct.models.gene_spans(trained.tokenizer, "Cell sentence: HLA-DRA CD74 MALAT1.", "HLA-DRA CD74 MALAT1")
     assert (spans.spans[:, 1] - spans.spans[:, 0]).max() > 1
@@ -148,3 +158,84 @@ def test_per_example_loss_weighs_examples_equally():
     second = -logp[1, 3, 6]
     expected = (first + second) / 2
     torch.testing.assert_close(per_example_loss({"logits": logits}, labels), expected)
+
+
+def test_prompt_settings_and_their_overrides(small_pbmc, tmp_path):
+    settings = sct.pp.PromptSettings(n_genes=30, seed=7, organism="Mus musculus", tie_break="stable")
+    model = train(small_pbmc, tmp_path, settings=settings, n_genes=10, epochs=1)
+    assert model.metadata["prompt"] == settings.updated(n_genes=10).to_dict()  # keywords override settings
+    assert model.metadata["training_seed"] == 3 and model.metadata["seed"] == 7
+    cell = small_pbmc[:1].copy()
+    sct.pp.PromptSettings.of_model(model).ensure_sentences(cell, progress=False)
+    prompt = sct.pp.prompts(cell, **sct.pp.PromptSettings.of_model(model).prompt_options()).prompt.iloc[0]
+    assert "Mus musculus" in prompt and len(prompt.split("Cell sentence: ")[1].split(".")[0].split()) == 10
+
+
+def test_held_out_comparison_is_recorded_and_warns_when_far_below(small_pbmc, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sctranscoder.models import score_candidates
+
+    # one epoch of a tiny model: the label prior at best, far below a regression on 4 well-separated types
+    with pytest.warns(UserWarning, match=r"points below a logistic regression.*Try: more cells"):
+        model = train(small_pbmc, tmp_path, epochs=1)
+    evaluation = model.metadata["held_out_evaluation"]
+    held = small_pbmc.obs_names.isin(model.metadata["held_out_cells"])
+    assert evaluation["n_cells"] == held.sum() == 12
+    cells = small_pbmc[held].copy()
+    sct.pp.cell_sentences(cells, n_genes=12, seed=3, progress=False)
+    scores = score_candidates(model, list(sct.pp.prompts(cells, n_genes=12, template=0).prompt), model.labels,
+                              progress=False)
+    truth = np.searchsorted(model.labels, cells.obs.bulk_labels.astype(str))
+    assert evaluation["c2s_accuracy"] == (scores.argmax(axis=1) == truth).mean()
+    # the regression: the same split, the model's genes, .raw (log-normalized) scaled to unit variance
+    genes = small_pbmc.raw.var_names.str.upper().isin(model.metadata["genes"])  # sentences write names uppercased
+    x = small_pbmc.raw.X[:, np.flatnonzero(genes)]
+    y = small_pbmc.obs.bulk_labels.astype(str).to_numpy()
+    clf = make_pipeline(StandardScaler(with_mean=False), LogisticRegression(max_iter=2000))
+    assert evaluation["logistic_regression_accuracy"] == clf.fit(x[~held], y[~held]).score(x[held], y[held])
+    assert evaluation["logistic_regression_accuracy"] - evaluation["c2s_accuracy"] > 0.10
+    assert evaluation["below_baseline"]
+
+
+def test_the_warning_is_for_gaps_over_ten_points():
+    from sctranscoder.models._baseline import compare_to_baseline
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record = compare_to_baseline(0.75, 0.84, 100)  # 9 points: no warning
+    assert not record["below_baseline"] and record["n_cells"] == 100
+    with pytest.warns(UserWarning, match="0.700 on its 100 held-out cells, 14 points below"):
+        assert compare_to_baseline(0.70, 0.84, 100)["below_baseline"]
+
+
+def test_small_data_defaults():
+    from sctranscoder.models._recipe import Recipe
+
+    recipe = Recipe()
+    assert recipe.validation_fraction(48) == 0  # 7 validation cells would choose an epoch by noise
+    assert recipe.validation_fraction(160) == 0.15 and Recipe(validation_size=0.3).validation_fraction(48) == 0.3
+    assert recipe.epochs_for(10_000) == 10  # large data: the usual epochs
+    steps_per_epoch = -(-136 // recipe.batch_size)
+    assert recipe.epochs_for(136) == -(-recipe.min_steps // steps_per_epoch)  # small data: enough steps
+    assert Recipe(epochs=3).epochs_for(136) == 3
+
+    from sctranscoder.models._train import prompt_settings
+
+    # the default call's prompts are the default prompts, with the sentence seed the training seed (as before)
+    assert prompt_settings(None, seed=0) == sct.pp.PromptSettings(seed=0) and sct.pp.PromptSettings().n_genes == 200
+    assert prompt_settings(sct.pp.PromptSettings(seed=5), seed=0, n_genes=50).seed == 5
+
+
+def test_patience_stops_where_the_log_says():
+    from types import SimpleNamespace
+
+    from sctranscoder.models._trainer import patience_callback
+
+    callback = patience_callback(2)
+    for history, stop in [([0.5, 0.6, 0.6], False), ([0.5, 0.6, 0.6, 0.55], True), ([0.7, 0.5, 0.6], True)]:
+        state = SimpleNamespace(log_history=[{"loss": 1.0}] + [{"eval_accuracy": a} for a in history])
+        control = SimpleNamespace(should_training_stop=False)
+        assert callback.on_evaluate(None, state, control).should_training_stop is stop

@@ -1,0 +1,76 @@
+"""How a C2S model is trained: the split and the optimisation, with defaults that scale to the data's size."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+DEFAULT_EPOCHS = 10
+VALIDATION_SIZE = 0.15
+MIN_VALIDATION_CELLS = 20  # fewer validation cells measure an epoch too coarsely to choose it
+MIN_STEPS = 400  # few cells give few steps an epoch; a model trained from scratch needs this many to leave chance
+MAX_AUTO_EPOCHS = 100
+SMALL_DATA_CELLS = 500  # fewer training cells than this: a smaller model and dropout copies (see Recipe)
+SMALL_CONFIG = {"hidden_size": 64, "layers": 2, "heads": 4}
+SMALL_DATA_AUGMENT = 2
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The optimisation of :func:`sctranscoder.models.train_c2s` (see it for each field)."""
+
+    epochs: int | None = None
+    """Passes over the training examples; ``None``: :data:`DEFAULT_EPOCHS`, or more to reach ``min_steps``."""
+    min_steps: int = MIN_STEPS
+    """Optimizer steps that ``epochs=None`` reaches at least (at most :data:`MAX_AUTO_EPOCHS` epochs)."""
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    lr_scheduler: str = "linear"
+    label_smoothing: float = 0.0
+    test_size: float = 0.2
+    validation_size: float | None = None
+    """Fraction of each label's training cells to choose the epoch on; ``None``: :data:`VALIDATION_SIZE` when
+    that gives at least :data:`MIN_VALIDATION_CELLS` cells, else none."""
+    patience: int | None = None
+    """Stop when validation accuracy has not improved for this many epochs (``None``: never stop early)."""
+    seed: int = 0
+    augment: int | None = None
+    """Dropout copies of each training cell; ``None``: :data:`SMALL_DATA_AUGMENT` when the steps are set by
+    ``min_steps`` (``epochs=None``: copies then cost no time) on fewer than :data:`SMALL_DATA_CELLS` cells, else 0."""
+    augment_dropout: float = 0.1
+    generation_task: bool = False
+
+    def validation_fraction(self, n_cells: int) -> float:
+        """The validation fraction for ``n_cells`` non-held-out cells."""
+        if self.validation_size is not None:
+            return float(self.validation_size)
+        return VALIDATION_SIZE if VALIDATION_SIZE * n_cells >= MIN_VALIDATION_CELLS else 0.0
+
+    def small(self, n_cells: int) -> bool:
+        """Whether ``n_cells`` training cells are a small data set."""
+        return n_cells < SMALL_DATA_CELLS
+
+    def copies(self, n_cells: int) -> int:
+        """Dropout copies of each of ``n_cells`` training cells."""
+        if self.augment is not None:
+            return int(self.augment)
+        return SMALL_DATA_AUGMENT if self.epochs is None and self.small(n_cells) else 0
+
+    def model_config(self, config, n_cells: int):
+        """The architecture to train from scratch: ``config``, or for ``None`` the default one, narrower and
+        shallower (:data:`SMALL_CONFIG`) on a small data set, where it overfits less and trains faster."""
+        if config is not None:
+            return config
+        return dict(SMALL_CONFIG) if self.small(n_cells) else None
+
+    def epochs_for(self, n_examples: int) -> int:
+        """Epochs to run over ``n_examples`` training examples."""
+        if self.epochs is not None:
+            return int(self.epochs)
+        steps_per_epoch = math.ceil(n_examples / self.batch_size)
+        return min(max(DEFAULT_EPOCHS, math.ceil(self.min_steps / steps_per_epoch)), MAX_AUTO_EPOCHS)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
