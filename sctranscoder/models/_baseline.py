@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 MAX_GAP = 0.10  # a model further than this below the regression is not trustworthy
 MAX_FIT_CELLS = 20_000  # the regression is a yardstick; a sample of this many training cells is enough
