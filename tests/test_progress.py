@@ -111,5 +111,6 @@ def test_training_a_c2s_model_is_quiet_or_one_line_per_epoch(small_pbmc, tmp_pat
     assert lines[0].startswith("cell sentences: ")
     epochs = [line for line in lines if line.startswith("training: epoch ")]
     assert any("loss=" in line for line in epochs) and any("eval_accuracy=" in line for line in epochs)
-    assert re.match(r"training: \d+ steps done in [\d.]+ s \(", lines[-1]), lines[-1]
-    assert len(lines) == 2 + len(epochs)
+    assert re.match(r"training: \d+ steps done in [\d.]+ s \(", lines[-2]), lines[-2]
+    assert lines[-1].startswith("scoring: ")  # the held-out cells, scored against the regression
+    assert len(lines) == 3 + len(epochs)
