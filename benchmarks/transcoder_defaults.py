@@ -51,7 +51,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=["pbmc", "simulated"], default="pbmc")
     parser.add_argument("--out", type=Path, default=None, help="keep the models and transcoders here (resumes)")
-    parser.add_argument("--epochs", type=int, default=30, help="C2S training epochs (simulated)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="C2S training epochs (simulated; default: train_c2s' own rule)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
