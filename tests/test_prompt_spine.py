@@ -124,3 +124,16 @@ def test_warns_when_labels_are_not_the_models(cells, model):
         sct.tl.harvest(other, model, [0], label_key="bulk_labels", progress=False)
     with pytest.warns(UserWarning, match="'T cell'"):
         sct.tl.predict_cell_types(other, model, progress=False)
+
+
+def test_the_recorded_settings_survive_write_h5ad(cells, model, tmp_path):
+    import anndata as ad
+
+    sct.tl.predict_cell_types(cells, model, n_genes=60, progress=False)
+    cells.obsm.pop("c2s_prediction_probabilities")  # its label columns hold slashes, which h5 keys will refuse
+    cells.write_h5ad(tmp_path / "cells.h5ad")
+    back = ad.read_h5ad(tmp_path / "cells.h5ad")
+    assert sct.pp.PromptSettings.recorded(back, model.name_or_path) == \
+        sct.pp.PromptSettings.of_model(model).updated(n_genes=60)
+    sct.tl.predict_cell_types(back, model, progress=False)  # read back: 60 genes, no error, the same calls
+    assert (back.obs.c2s_prediction == cells.obs.c2s_prediction).all()
