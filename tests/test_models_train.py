@@ -222,11 +222,11 @@ def test_small_data_defaults():
     assert recipe.epochs_for(136) == -(-recipe.min_steps // steps_per_epoch)  # small data: enough steps
     assert Recipe(epochs=3).epochs_for(136) == 3
 
-    from sctranscoder.models._train import prompt_settings
+    from sctranscoder.models._train import training_prompt_settings
 
     # the default call's prompts are the default prompts, with the sentence seed the training seed (as before)
-    assert prompt_settings(None, seed=0) == sct.pp.PromptSettings(seed=0) and sct.pp.PromptSettings().n_genes == 200
-    assert prompt_settings(sct.pp.PromptSettings(seed=5), seed=0, n_genes=50).seed == 5
+    assert training_prompt_settings(None, seed=0) == sct.pp.PromptSettings(seed=0) and sct.pp.PromptSettings().n_genes == 200
+    assert training_prompt_settings(sct.pp.PromptSettings(seed=5), seed=0, n_genes=50).seed == 5
 
 
 def test_patience_stops_where_the_log_says():

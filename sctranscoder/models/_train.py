@@ -12,7 +12,7 @@ from ._recipe import MIN_STEPS, Recipe
 from ._trainer import CHECKPOINTS, C2STrainer  # noqa: F401
 
 
-def prompt_settings(settings, *, seed: int, **overrides):
+def training_prompt_settings(settings, *, seed: int, **overrides):
     """``settings`` (default :class:`~sctranscoder.pp.PromptSettings` with the sentence seed ``seed``) with the
     given keyword arguments (those not ``None``) in place of its fields."""
     from ..pp._settings import PromptSettings
@@ -148,7 +148,7 @@ def train_c2s(
     records the prompt settings, the held-out (and validation) cells, the genes its
     training sentences use (``"genes"``) and the held-out evaluation.
     """
-    settings = prompt_settings(settings, seed=seed, n_genes=n_genes, organism=organism, tie_break=tie_break,
+    settings = training_prompt_settings(settings, seed=seed, n_genes=n_genes, organism=organism, tie_break=tie_break,
                                layer=layer, use_raw=use_raw)
     recipe = Recipe(epochs=epochs, min_steps=min_steps, batch_size=batch_size, learning_rate=learning_rate,
                     weight_decay=weight_decay, warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler,

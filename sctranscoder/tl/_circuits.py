@@ -142,7 +142,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
         settings = prompt_settings(adata, model, label_key=label_key, progress=False, n_genes=n_genes,
                                    organism=organism)
     else:
-        encoded.matches(adata, None, None)
+        encoded.matches(adata)
     tokenizer = model.tokenizer
     answers = dict(zip(candidates, answer_tokens(tokenizer, candidates)))
     prefix, token, rivals = answer_contrast(answers, cell_type)

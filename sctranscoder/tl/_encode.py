@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,6 @@ class EncodedCells:
     settings: object
     label_key: str | None = None
     labels: np.ndarray | None = None
-    _answer_mask: list | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -83,13 +82,11 @@ class EncodedCells:
         return Documents(self.input_ids[start:stop], self.token_gene[start:stop], self.span_ids[start:stop],
                          self.special[start:stop])
 
-    def matches(self, adata, settings, label_key) -> None:
-        """Raise unless these encodings are of ``adata``'s cells, with ``settings`` and ``label_key``."""
+    def matches(self, adata, label_key: str | None = None) -> None:
+        """Raise unless these encodings are of ``adata``'s cells (and carry ``label_key``'s answers when given)."""
         if not self.obs_names.equals(adata.obs_names):
             raise ValueError(f"encoded holds {len(self)} cells that are not adata's {adata.n_obs} cells in order; "
                              "encode these cells with sct.tl.encode_cells(adata, model).")
-        if settings is not None and settings != self.settings:
-            raise ValueError(f"encoded was made with {self.settings}, this call reads {settings}; encode again.")
         if label_key is not None and label_key != self.label_key:
             raise ValueError(f"encoded carries answers from {self.label_key!r}, this call needs {label_key!r}; "
                              f"encode again with label_key={label_key!r}.")

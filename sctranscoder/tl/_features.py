@@ -111,7 +111,7 @@ def feature_activity(
     if encoded is None:
         settings = prompt_settings(adata, model, n_genes=n_genes, progress=progress)
     else:
-        encoded.matches(adata, None, None)
+        encoded.matches(adata)
         settings = encoded.settings
     n_genes = settings.n_genes
     d_hidden = int(transcoder.cfg.d_hidden)

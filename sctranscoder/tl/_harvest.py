@@ -89,7 +89,7 @@ def harvest(
         encoded = encode_cells(adata, model, label_key=label_key, progress=progress, n_genes=n_genes,
                                organism=organism, template=template, add_special_tokens=add_special_tokens)
     else:
-        encoded.matches(adata, None, label_key)
+        encoded.matches(adata, label_key)
     settings = encoded.settings
     info = {"model": str(model.name_or_path), "n_genes": settings.n_genes, "organism": settings.organism,
             "template": settings.template, "prompt": settings.to_dict(), "label_key": label_key,

@@ -68,7 +68,7 @@ def predict_cell_types(
                                    n_genes=n_genes, organism=organism)
         encoded = encode_cells(adata, model, settings=settings, progress=progress)
     else:
-        encoded.matches(adata, None, None)
+        encoded.matches(adata)
     prompts = encoded.prompt_ids()
     if mode == "generate":
         expected = list(candidates) if candidates is not None else model.labels

@@ -99,7 +99,7 @@ def train_transcoders(
     if encoded is None:
         encoded = encode_cells(adata, model, label_key=label_key, progress=progress)
     else:
-        encoded.matches(adata, None, label_key)
+        encoded.matches(adata, label_key)
     cells, encoded = adata[~held].copy(), encoded.subset(~held)
     if store is None and not live:
         store = harvest(cells, model, layers, out_dir / "activations" if out_dir else None,
@@ -171,7 +171,7 @@ def evaluate_transcoders(
         subset = adata[mask].copy()
         encoded = encode_cells(subset, model, settings=settings, label_key=label_key, progress=progress)
     else:
-        encoded.matches(adata, None, label_key)
+        encoded.matches(adata, label_key)
         subset, encoded = adata[mask].copy(), encoded.subset(mask)
     layers = sorted(transcoders)
     accuracy_passes = len(layers) + 2 if label_key is not None else 0
