@@ -14,7 +14,7 @@ from ._architectures import (
 from ._harvest import Documents, harvest, last_of_span
 from ._hooks import MLPCapture, replace_mlp
 from ._store import METADATA, ActivationStore, MemoryStore
-from ._stream import stream
+from ._stream import buffer_bytes, stream, stream_layers
 
 __all__ = [
     "LAYOUTS",
@@ -26,6 +26,7 @@ __all__ = [
     "MLPSite",
     "MemoryStore",
     "attention_outputs",
+    "buffer_bytes",
     "blocks_of",
     "first_block",
     "harvest",
@@ -35,4 +36,5 @@ __all__ = [
     "n_layers",
     "replace_mlp",
     "stream",
+    "stream_layers",
 ]

@@ -9,6 +9,7 @@ from ._evaluate import (
     token_batches,
 )
 from ._io import load, load_layers, save
+from ._live import live_memory, resolve_precision, train_live
 from ._model import Transcoder, TranscoderOutput, fraction_of_variance_unexplained
 from ._registry import Activation, activation_names, get_activation, register_activation, unregister_activation
 from ._schedule import learning_rate_factor
@@ -28,13 +29,16 @@ __all__ = [
     "fraction_of_variance_unexplained",
     "get_activation",
     "learning_rate_factor",
+    "live_memory",
     "load",
     "load_layers",
     "mlp_output_means",
     "register_activation",
+    "resolve_precision",
     "save",
     "spliced_cross_entropy",
     "token_batches",
     "train",
+    "train_live",
     "unregister_activation",
 ]

@@ -155,7 +155,9 @@ class Transcoder(nn.Module):
     def decode_sparse(self, indices: torch.Tensor, values: torch.Tensor, x: torch.Tensor | None = None):
         """MLP output from each row's active features, a gather-and-sum over ``k`` decoder rows."""
         flat_indices, flat_values = indices.reshape(-1, indices.shape[-1]), values.reshape(-1, values.shape[-1])
-        out = F.embedding_bag(flat_indices, self.W_dec, per_sample_weights=flat_values, mode="sum")
+        # float32 weights for the gather-and-sum even under bf16 autocast (embedding_bag is not on autocast's lists)
+        out = F.embedding_bag(flat_indices, self.W_dec, per_sample_weights=flat_values.to(self.W_dec.dtype),
+                              mode="sum")
         return self._finish(out.reshape(*indices.shape[:-1], -1), x)
 
     # -- forward and losses --------------------------------------------------------------
@@ -194,7 +196,7 @@ class Transcoder(nn.Module):
         masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
         values, indices = masked.topk(k, dim=-1, sorted=False)
         values = torch.relu(values)
-        estimate = F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
+        estimate = F.embedding_bag(indices, self.W_dec, per_sample_weights=values.to(self.W_dec.dtype), mode="sum")
         return fraction_of_variance_unexplained(estimate * self.output_scale, residual)
 
     # -- training-time bookkeeping -------------------------------------------------------

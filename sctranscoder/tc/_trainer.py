@@ -43,14 +43,17 @@ class TranscoderTrainer:
 
     def __init__(self, source, layer: int, cfg: TranscoderConfig, *, out_dir=None, chunks=None,
                  checkpoint_every: int = 200, init_rows: int = 65_536, device=None, model_name: str | None = None,
-                 hook_point: str = "mlp", progress: bool = True):
+                 hook_point: str = "mlp", progress: bool = True, data_parallel: bool = True,
+                 autocast_dtype=None):
         self.source, self.layer, self.requested, self.chunks = source, layer, cfg, chunks
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.checkpoint_path = self.out_dir / CHECKPOINT if self.out_dir is not None else None
         self.checkpoint_every, self.init_rows = checkpoint_every, init_rows
         self.device = torch.device(device or "cpu")
         self.model_name, self.hook_point, self.progress = model_name, hook_point, progress
-        self.rank, self.world = rank_and_world()
+        # data_parallel=False: this process alone trains this layer (layers spread over processes)
+        self.rank, self.world = rank_and_world() if data_parallel else (0, 1)
+        self.autocast_dtype = autocast_dtype  # torch.bfloat16: the forward and loss in bf16, weights stay float32
         self.cfg: TranscoderConfig | None = None  # the resolved settings, after setup
         self.transcoder: Transcoder | None = None
         self.optimizer = None
@@ -67,7 +70,23 @@ class TranscoderTrainer:
     # -- setup ---------------------------------------------------------------------------------
     def setup(self) -> None:
         """Resolve the automatic settings, build the transcoder and optimizer, then resume or initialize."""
-        rows = training_rows(self.source, self.chunks)
+        self.prepare(training_rows(self.source, self.chunks))
+        cfg = self.cfg
+        self.batches = global_batches(self.source, self.layer, cfg, self.chunks)
+        if self.completed == 0:
+            sample = initialization_sample(self.source, self.layer, cfg, self.chunks, self.init_rows)
+            if sample is None:
+                sample = next(self.batches)
+                self.batches = prepend(sample, self.batches)
+            self.initialize(*sample)
+        else:
+            for _ in range(self.completed):  # the same data order as an uninterrupted run
+                next(self.batches)
+
+    def prepare(self, rows: int | None) -> None:
+        """Everything of :meth:`setup` but the data: settings, transcoder, optimizer, and the checkpoint's step
+        (``completed``) when there is one. For trainers whose batches come from elsewhere (one forward pass
+        feeding every layer's trainer)."""
         cfg = self.cfg = self.requested.resolve(rows, world_size=self.world)
         if cfg.batch_size % self.world:
             raise ValueError(f"batch_size={cfg.batch_size} must divide evenly over {self.world} processes.")
@@ -88,19 +107,13 @@ class TranscoderTrainer:
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.completed = load_checkpoint(self.checkpoint_path, self.transcoder, self.optimizer)
             logger.info("Resuming layer %d from step %d.", self.layer, self.completed)
-        self.batches = global_batches(self.source, self.layer, cfg, self.chunks)
-        if self.completed == 0:
-            sample = initialization_sample(self.source, self.layer, cfg, self.chunks, self.init_rows)
-            if sample is None:
-                sample = next(self.batches)
-                self.batches = prepend(sample, self.batches)
-            self.transcoder.init_from_data(*sample)
-            self.transcoder.normalize_decoder()
-        else:
-            for _ in range(self.completed):  # the same data order as an uninterrupted run
-                next(self.batches)
         if self.out_dir is not None and self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def initialize(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Set a new transcoder's centre, scales and output bias from a sample of rows."""
+        self.transcoder.init_from_data(x, y)
+        self.transcoder.normalize_decoder()
 
     # -- one step ------------------------------------------------------------------------------
     def step(self, x: torch.Tensor, y: torch.Tensor):
@@ -110,7 +123,11 @@ class TranscoderTrainer:
         y = y[self.rank :: self.world].to(self.device, torch.float32)
         for group in optimizer.param_groups:
             group["lr"] = cfg.learning_rate * learning_rate_factor(self.completed, cfg)
-        out = transcoder(x, y, dead=transcoder.dead_features())
+        if self.autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                out = transcoder(x, y, dead=transcoder.dead_features())
+        else:
+            out = transcoder(x, y, dead=transcoder.dead_features())
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         transcoder.remove_parallel_gradient()

@@ -49,6 +49,7 @@ def train_transcoders(
     eval_fraction: float = 0.2,
     label_key: str | None = None,
     live: bool = False,
+    precision: str = "auto",
     encoded=None,
     progress: bool = True,
     **settings,
@@ -76,9 +77,13 @@ def train_transcoders(
     label_key
         ``adata.obs`` column: harvest prompts with their answers, as in training.
     live
-        Harvest on the fly into a shuffle buffer (:func:`sctranscoder.harvest.stream`)
-        instead of into a store, for data sets whose store would not fit on disk.
-        Checkpoints still resume, but the data order after a restart is a new one.
+        Train every layer from one shared forward pass per batch of cells, through
+        per-layer shuffle buffers in memory (:func:`sctranscoder.tc.train_live`),
+        instead of harvesting a store: for data sets whose store would not fit on
+        disk (:func:`sctranscoder.tl.plan` says which). Checkpoints resume exactly.
+    precision
+        Live path: ``"auto"`` (bf16 autocast on a GPU that supports it), ``"bfloat16"`` or ``"float32"``
+        for the model pass and the transcoder steps; weights stay float32.
     encoded
         ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`, with the same
         ``label_key``); default: tokenize them here, once.
@@ -87,8 +92,8 @@ def train_transcoders(
     -------
     ``{layer: Transcoder}``; ``adata.uns["transcoders"]`` records where they are and which cells were held out.
     """
-    from ..harvest import mlp_sites, stream
-    from ..tc import train
+    from ..harvest import mlp_sites
+    from ..tc import train, train_live
     from ._encode import encode_cells
     from ._harvest import harvest
 
@@ -101,18 +106,16 @@ def train_transcoders(
     else:
         encoded.matches(adata, label_key)
     cells, encoded = adata[~held].copy(), encoded.subset(~held)
-    if store is None and not live:
-        store = harvest(cells, model, layers, out_dir / "activations" if out_dir else None,
-                        label_key=label_key, encoded=encoded, progress=progress)
-    transcoders = {}
-    if store is None:
-        cfg = cfg.resolve()  # a stream's length is unknown: its automatic batch size is the full one
-    for layer in layers:
-        source = store if store is not None else stream(
-            model.model, encoded.documents, cells.n_obs, layer, batch_size=cfg.batch_size,
-            buffer_rows=max(16 * cfg.batch_size, 65_536), seed=cfg.seed)
-        transcoders[layer] = train(source, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
-                                   model_name=str(model.name_or_path), progress=progress)
+    if store is None and live:
+        model.model.eval()
+        transcoders = train_live(model.model, encoded.documents, cells.n_obs, layers, cfg, out_dir=out_dir,
+                                 model_name=str(model.name_or_path), precision=precision, progress=progress)
+    else:
+        if store is None:
+            store = harvest(cells, model, layers, out_dir / "activations" if out_dir else None,
+                            label_key=label_key, encoded=encoded, progress=progress)
+        transcoders = {layer: train(store, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
+                                    model_name=str(model.name_or_path), progress=progress) for layer in layers}
     adata.uns["transcoders"] = {"path": str(out_dir) if out_dir else None, "layers": layers,
                                 "held_out_cells": list(map(str, adata.obs_names[held]))}
     return transcoders
