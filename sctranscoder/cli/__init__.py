@@ -8,12 +8,12 @@ import warnings
 
 from .._hints import ArgumentHints
 from .._runconfig import read_run_config
-from ._commands import UsageError, cmd_circuits, cmd_evaluate, cmd_harvest, cmd_sentences, cmd_train
+from ._commands import UsageError, cmd_circuits, cmd_evaluate, cmd_harvest, cmd_plan, cmd_sentences, cmd_train
 from ._parser import build_parser
 from ._quickstart import cmd_quickstart
 from ._report_commands import cmd_enrich, cmd_report
 
-COMMANDS = {"sentences": cmd_sentences, "harvest": cmd_harvest, "train": cmd_train, "evaluate": cmd_evaluate,
+COMMANDS = {"sentences": cmd_sentences, "plan": cmd_plan, "harvest": cmd_harvest, "train": cmd_train, "evaluate": cmd_evaluate,
             "circuits": cmd_circuits, "enrich": cmd_enrich, "report": cmd_report, "quickstart": cmd_quickstart}
 
 

@@ -35,6 +35,22 @@ def cmd_sentences(args) -> None:
     print(f"wrote {args.output}")
 
 
+def cmd_plan(args) -> None:
+    import anndata as ad
+
+    import sctranscoder as sct
+
+    if not args.input.is_file() or args.input.suffix != ".h5ad":
+        raise UsageError(f"input {args.input} is not an .h5ad file")
+    if not (args.model / "config.json").is_file():
+        raise UsageError(f"model {args.model} is not a Hugging Face model folder (no config.json)")
+    adata = ad.read_h5ad(args.input)
+    model = sct.models.load(args.model)
+    settings = {"d_hidden": args.d_hidden} if args.d_hidden is not None else {}
+    print(sct.tl.plan(adata, model, args.layers, out_dir=args.out, label_key=args.label_key, dtype=args.dtype,
+                      only_genes=args.only_genes, measure_cells=args.measure_cells, **settings))
+
+
 def cmd_harvest(args) -> None:
     import anndata as ad
 

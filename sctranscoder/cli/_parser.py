@@ -10,6 +10,7 @@ from .. import __version__
 
 EXAMPLES = {
     "sentences": "sctranscoder sentences pbmc.h5ad pbmc_sentences.parquet --n-genes 200 --obs-columns cell_type,donor",
+    "plan": "sctranscoder plan pbmc.h5ad c2s_model/ --out run/ --layers 0,1,2 --label-key cell_type",
     "harvest": "sctranscoder harvest pbmc.h5ad c2s_model/ activations/ --label-key cell_type --layers 0,1,2",
     "train": "sctranscoder train activations/ transcoders/ --activation topk --k 32 --d-hidden 4096",
     "evaluate": "sctranscoder evaluate pbmc.h5ad c2s_model/ transcoders/ metrics.csv --label-key cell_type",
@@ -95,6 +96,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("--gene-symbols", default=None, help="var column with gene names")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _sentence_options(p)
+
+    p = subs["plan"] = _sub(sub, "plan", "tokens, store size, time and memory of a run, before it starts")
+    p.add_argument("input", type=Path, help="an .h5ad file")
+    p.add_argument("model", type=Path, help="a Hugging Face model folder (C2S or any causal LM)")
+    p.add_argument("--out", type=Path, default=Path("."), help="where the store would go (its disk is checked)")
+    p.add_argument("--layers", type=layers, default=None, help="comma-separated layers (default: all)")
+    p.add_argument("--label-key", default=None, help="obs column: prompts with their answers, as in training")
+    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
+    p.add_argument("--only-genes", action="store_true", help="a store of gene tokens only")
+    p.add_argument("--d-hidden", type=int, default=None, help="transcoder width (default: the library's)")
+    p.add_argument("--measure-cells", type=int, default=8, help="cells timed for the estimate (0: none)")
 
     p = subs["harvest"] = _sub(sub, "harvest", "h5ad + model folder in, activation store out (resumable)")
     p.add_argument("input", type=Path, help="an .h5ad file")

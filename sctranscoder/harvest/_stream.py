@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from itertools import count
 
 import numpy as np
 
 from .._distributed import rank_and_world
 from ._architectures import mlp_sites
-from ._harvest import Documents, _pad, _row_metadata, token_filter
+from ._harvest import Documents, _pad, _row_metadata, _stop_after, _StopForward, token_filter
 from ._hooks import MLPCapture
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,10 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
                               for n, j in enumerate(share)]).to(device)
             amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
             with torch.no_grad(), amp:
-                model(input_ids=ids, attention_mask=mask, use_cache=False)
+                try:
+                    model(input_ids=ids, attention_mask=mask, use_cache=False)
+                except _StopForward:  # the layers after the last captured one, and the LM head, are not needed
+                    pass
             local = {layer: (capture.inputs[layer].flatten(0, 1)[flat], capture.outputs[layer].flatten(0, 1)[flat])
                      for layer in layer_list}
             capture.clear()
@@ -203,7 +206,7 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
             buffer[layer] = ([data[layer][0]], [data[layer][1]]) if live else ([], [])
 
     model.eval()
-    with MLPCapture(model, layer_list) as capture:
+    with MLPCapture(model, layer_list) as capture, _stop_after_layer(sites[layer_list[-1]]):
         for _ in count() if epochs is None else range(epochs):
             order = rng.permutation(n_documents)
             for start in range(0, n_documents, documents_per_pass):
@@ -212,6 +215,16 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
                     yield from drain(buffer_rows // 2)
         if held:
             yield from drain(0)
+
+
+@contextmanager
+def _stop_after_layer(site):
+    # registered after the capture's hooks, so it runs after they have read the last layer
+    handle = site.modules[-1].register_forward_hook(_stop_after)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _gather_to_owners(local, counts, owners, rank, world, width, dtype, device) -> dict:

@@ -14,6 +14,7 @@ from ._features import (
     visible_genes,
 )
 from ._harvest import harvest
+from ._plan import Plan, plan
 from ._predict import predict_cell_types
 from ._spine import prompt_settings
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
@@ -38,6 +39,8 @@ __all__ = [
     "gene_de_embedding",
     "gene_tokens",
     "harvest",
+    "plan",
+    "Plan",
     "held_out_mask",
     "predict_cell_types",
     "prerank_feature",

@@ -75,13 +75,15 @@ def harvest(
 
     Returns
     -------
-    The store. Row metadata ``document`` is the cell's row in ``adata``,
+    The store; a store that would not fit on the disk raises an ``OSError`` before anything runs, whose
+    message is the :func:`sctranscoder.tl.plan` of this harvest. Row metadata ``document`` is the cell's row in ``adata``,
     ``gene`` its position in the cell sentence, ``gene_id`` its index in
     ``store.info["genes"]``.
     """
     from ..harvest import MemoryStore, mlp_sites
     from ..harvest import harvest as harvest_core
     from ._encode import encode_cells
+    from ._plan import check_store_fits
 
     if label_key is not None and label_key not in adata.obs:
         raise KeyError(f"label_key={label_key!r} is not a column of adata.obs.")
@@ -95,6 +97,9 @@ def harvest(
             "template": settings.template, "prompt": settings.to_dict(), "label_key": label_key,
             "add_special_tokens": settings.add_special_tokens, "cells": _obs_fingerprint(adata),
             "genes": [str(g) for g in encoded.genes]}
+    if store_dir is not None and not isinstance(store_dir, MemoryStore):
+        check_store_fits(adata, model, layers, store_dir, encoded=encoded, dtype=dtype, only_genes=only_genes,
+                         drop_special=drop_special, label_key=label_key, subsample=subsample)
     if store_dir is None:
         sites = mlp_sites(model.model, layers)
         width = {layer: int(model.model.config.hidden_size) for layer in sites}
