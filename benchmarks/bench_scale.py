@@ -109,7 +109,6 @@ def run_model(name, ids, args, dtype) -> list[dict]:
 
     rows = []
     model = build(name, args.vocab, dtype, args.device)
-    layers = list(harvest.mlp_sites(model))
     width = int(model.config.hidden_size)
     tokens = sum(len(i) for i in ids)
 

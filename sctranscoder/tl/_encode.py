@@ -114,9 +114,11 @@ def encode_cells(adata, model, *, settings=None, label_key: str | None = None, c
 
     Returns
     -------
-    :class:`EncodedCells`
+    :class:`EncodedCells`. A prompt longer than the model's context (``max_position_embeddings``) is refused
+    with a ``ValueError`` that names the number of genes that fits; prompts are never truncated.
     """
     from ..get._sentences import stored_genes
+    from ._context import check_context
     from ._spine import prompt_settings
 
     settings = settings if settings is not None else prompt_settings(adata, model, label_key=label_key,
@@ -128,6 +130,7 @@ def encode_cells(adata, model, *, settings=None, label_key: str | None = None, c
     parts = [_encode_chunk(adata[start:start + chunk_size], tokenizer, settings, label_key, genes)
              for start in range(0, adata.n_obs, chunk_size)]
     columns = [sum((part[i] for part in parts), []) for i in range(5)]
+    check_context(model, columns[0], columns[1], [len(spans) for spans in columns[2]], adata.obs_names)
     labels = adata.obs[label_key].astype(str).to_numpy() if label_key is not None else None
     return EncodedCells(*columns[:4], np.asarray(columns[4], np.int64), genes, adata.obs_names.copy(), settings,
                         label_key, labels)

@@ -184,7 +184,7 @@ def plan(adata, model, layers=None, *, out_dir=None, label_key: str | None = Non
     live["model"] = sum(p.numel() * p.element_size() for p in model.model.parameters())
     disk_free, disk_path = free_disk_bytes(out_dir if out_dir is not None else Path.cwd())
     result = Plan(n_cells=adata.n_obs, layers=layers, width=width,
-                  tokens_per_cell={"mean": float(rows.mean()) if rows.size else 0.0, "min": int(rows.min(initial=0)),
+                  tokens_per_cell={"mean": float(rows.mean()) if rows.size else 0.0, "min": int(rows.min()) if rows.size else 0,
                                    "max": int(rows.max(initial=0))},
                   n_rows=n_rows, store_bytes=store, live_bytes=live, disk_free=disk_free, disk_path=disk_path,
                   memory_available=available_memory_bytes(), dtype=dtype)
