@@ -14,7 +14,7 @@ process, in this order:
 - ``live``: ``sct.tc.train_live`` of every layer from one forward pass per batch of cells (TopK k=32,
   ``--d-hidden`` features, one epoch: the cells' tokens rounded down to whole batches);
 - ``trace``: ``sct.circuits.trace`` of one cell's answer logit through the transcoders just trained
-  (``--max-nodes`` nodes expanded).
+  (``--max-nodes`` nodes expanded), on float32 weights (circuits' frozen norms are checked in float32).
 
 It prints tokens/s and the ratio to the bare forward, and the process's peak RSS after each stage (VmHWM:
 cumulative, so a stage's figure includes the model and what came before). On CUDA it also prints each
@@ -52,10 +52,10 @@ def build(name: str, vocab: int, dtype, device):
                               query_pre_attn_scalar=256)
         config._attn_implementation = "eager"  # soft-capping needs eager attention, as Gemma-2 recommends
     assert vocab <= config.vocab_size
-    return AutoModelForCausalLM.from_config(config, torch_dtype=dtype).to(device).eval()
+    return AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
 
 
-def english_text(limit: int = 4_000_000) -> list[str]:
+def english_text(limit: int = 9_000_000) -> list[str]:
     """English prose and code from the standard library's sources (always present, no download)."""
     texts, size = [], 0
     for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
@@ -146,10 +146,14 @@ def run_model(name, ids, args, dtype) -> list[dict]:
     transcoders = stage("live", lambda: tc.train_live(model, encode, len(ids), None, cfg,
                                                       buffer_rows=2 * args.batch_size,
                                                       documents_per_pass=args.batch_cells, progress=False))
+    # circuits freeze norms by checking a float32 re-implementation against each norm module: bf16 weights fail
+    # that check, so the trace runs on float32 weights (the conversion is not timed)
+    model.float()
     target = circuits.Target.logit(int(ids[0][-1]), position=-2, label="answer")
-    graph = stage("trace", lambda: circuits.trace(model, transcoders, torch.as_tensor(ids[0][:-1]), target,
-                                                  max_nodes=args.max_nodes))
-    rows[-1]["nodes"] = graph.number_of_nodes()
+    graph = stage("trace (fp32)", lambda: circuits.trace(model, transcoders, torch.as_tensor(ids[0][:-1]), target,
+                                                         max_nodes=args.max_nodes, prune=False))
+    rows[-1]["nodes"] = (f"{graph.number_of_nodes():,} nodes, {circuits.prune(graph).number_of_nodes()} after "
+                         "pruning")
     for row in rows:
         row["tokens"] = tokens if row["stage"] in ("forward", "harvest", "live") else len(ids[0])
     return rows
@@ -191,7 +195,7 @@ def main():
         forward = next(r for r in rows if r["model"] == row["model"] and r["stage"] == "forward")
         ratio = row["seconds"] / forward["seconds"] if row["stage"] in ("harvest", "live") else float("nan")
         tps = row["tokens"] / row["seconds"] if row["seconds"] == row["seconds"] else float("nan")
-        extra = f"  ({row['nodes']} nodes)" if "nodes" in row else ""
+        extra = f"  ({row['nodes']})" if "nodes" in row else ""
         print(f"{row['model']:12s} {row['stage']:12s} {row['tokens']:7,d} {row['seconds']:8.1f} {tps:8,.0f} "
               f"{ratio:10.2f} {row['peak_rss_mib']:12,.0f} {row['gpu_peak_mib']:8,.0f}{extra}")
 
