@@ -31,7 +31,10 @@ class TranscoderTrainer:
     whole training; the steps it is made of can be run (or overridden) one by one:
 
     - :meth:`setup`: fill in the automatic settings, build the transcoder and its
-      optimizer, and resume from a checkpoint or initialize from the data;
+      optimizer, and resume from a checkpoint or initialize from the data (it runs
+      :meth:`prepare`, everything but the data, then :meth:`initialize` or skips the
+      batches already trained on; :func:`sctranscoder.tc.train_live` calls those two
+      itself, its batches coming from one forward pass shared by every layer);
     - :meth:`step`: one optimizer step on one global batch, calling :meth:`sync`
       between the backward pass and the update;
     - :meth:`sync`: what data-parallel processes share (gradients, fired features,
