@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config
+from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, GPTNeoXConfig
 
 import sctranscoder as sct
 from sctranscoder import harvest
@@ -66,7 +66,7 @@ def test_gene_spans_of_200_gene_prompts_under_a_50k_bpe(big_bpe, pbmc_template):
     assert 350 < np.mean([len(ids) for ids in encoded.input_ids]) < 1200
 
 
-def test_prompts_longer_than_the_context_are_refused_with_the_genes_that_fit(big_bpe, pbmc_template):
+def test_prompts_longer_than_the_context_are_refused_with_the_genes_that_fit(big_bpe, pbmc_template, caplog):
     cells = pbmc_template[:6].copy()
     longest = max(len(ids) for ids in sct.tl.encode_cells(cells, c2s(big_bpe), n_genes=200,
                                                           progress=False).input_ids)
@@ -75,12 +75,21 @@ def test_prompts_longer_than_the_context_are_refused_with_the_genes_that_fit(big
     store = sct.tl.harvest(cells, at_limit, encoded=encoded, dtype="float32", progress=False)
     assert len(store) == sum(len(ids) for ids in encoded.input_ids)
     short = c2s(big_bpe, positions=longest - 1)
-    with pytest.raises(ValueError, match="longer than the model's context of") as error:
+    with pytest.raises(ValueError, match="longer than the model's context of.*learned positions stop") as error:
         sct.tl.encode_cells(cells, short, n_genes=200, progress=False)
     fits = int(str(error.value).split("pass n_genes=")[1].split()[0])
     assert 150 < fits < 200
     encoded = sct.tl.encode_cells(cells, short, n_genes=fits, progress=False)  # the advice works
     assert max(len(ids) for ids in encoded.input_ids) <= longest - 1
+    # rotary positions (GPT-NeoX) run past the context: a warning with the same advice, not an error
+    torch.manual_seed(0)
+    neox = GPTNeoXConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                         vocab_size=len(big_bpe), max_position_embeddings=longest - 1)
+    rotary = sct.models.C2SModel(AutoModelForCausalLM.from_config(neox).eval(), big_bpe, "rotary", {})
+    with caplog.at_level("WARNING", logger="sctranscoder.tl._context"):
+        encoded = sct.tl.encode_cells(cells, rotary, n_genes=200, progress=False)
+    assert f"pass n_genes={fits} or fewer" in caplog.text and "rotary positions run past it" in caplog.text
+    assert max(len(ids) for ids in encoded.input_ids) == longest
 
 
 @pytest.fixture(scope="module")

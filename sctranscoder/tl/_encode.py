@@ -114,8 +114,10 @@ def encode_cells(adata, model, *, settings=None, label_key: str | None = None, c
 
     Returns
     -------
-    :class:`EncodedCells`. A prompt longer than the model's context (``max_position_embeddings``) is refused
-    with a ``ValueError`` that names the number of genes that fits; prompts are never truncated.
+    :class:`EncodedCells`. Prompts are never truncated: one longer than the model's context
+    (``max_position_embeddings``) is refused with a ``ValueError`` naming the number of genes that fits when
+    the model's positions are a learned table (GPT-2), and logged as a warning with that advice when they are
+    rotary (GPT-NeoX, Llama, Gemma: they run past it, on positions never trained on).
     """
     from ..get._sentences import stored_genes
     from ._context import check_context
