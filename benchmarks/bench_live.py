@@ -160,8 +160,12 @@ def main():
     parser.add_argument("--eval-docs", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="also run the one-pass side under bf16 autocast")
+    parser.add_argument("--sides", nargs="+", default=None, choices=[*SIDES, "one_pass_bf16"],
+                        help="run only these sides (forward is always run: the ratios are to it)")
     args = parser.parse_args()
     sides = [*SIDES, "one_pass_bf16"] if args.bf16 else list(SIDES)
+    if args.sides:
+        sides = [s for s in sides if s in args.sides or s == "forward"] + [s for s in args.sides if s not in sides]
     results, folders = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for side in sides:
@@ -173,12 +177,12 @@ def main():
     bare = results["forward"]["seconds"]
     print(f"\nPythia-70m-shaped GPT-NeoX (random weights), {args.docs} documents, {tokens:,} tokens, device "
           f"{args.device}; TopK k=32, d_hidden {args.d_hidden}, batch {args.batch_size}, one epoch")
+    body = results["body"]["seconds"] if "body" in results else float("nan")
     print(f"{'side':15s} {'seconds':>9s} {'x bare fwd':>11s} {'x body':>8s} {'tok/s':>9s} {'peak RSS MiB':>13s}")
     for side in sides:
         r = results[side]
-        print(f"{side:15s} {r['seconds']:9.1f} {r['seconds'] / bare:11.2f} "
-              f"{r['seconds'] / results['body']['seconds']:8.2f} {tokens / r['seconds']:9,.0f} "
-              f"{r['peak_rss_mib']:13,.0f}")
+        print(f"{side:15s} {r['seconds']:9.1f} {r['seconds'] / bare:11.2f} {r['seconds'] / body:8.2f} "
+              f"{tokens / r['seconds']:9,.0f} {r['peak_rss_mib']:13,.0f}")
     for side in [s for s in sides if s.startswith("one_pass")]:
         r = results[side]
         print(f"{side}: transcoder steps {r['steps_s']:.1f} s, forward pass and buffers "
@@ -186,7 +190,9 @@ def main():
     print("\nheld-out FVU per layer:")
     for side, values in fvu.items():
         print(f"  {side:15s} " + " ".join(f"{v:.4f}" for v in values))
-    print(f"\none pass / per layer: {results['one_pass']['seconds'] / results['per_layer']['seconds']:.2f}x the time")
+    if "one_pass" in results and "per_layer" in results:
+        print(f"\none pass / per layer: {results['one_pass']['seconds'] / results['per_layer']['seconds']:.2f}x "
+              "the time")
 
 
 if __name__ == "__main__":
