@@ -23,7 +23,9 @@ def small_pbmc(pbmc_template):
 
 
 def train(adata, out_dir, **kwargs):
-    options = dict(n_genes=12, config=TINY, epochs=2, batch_size=8, vocab_size=300, progress=False, seed=3)
+    # byte-level BPE as the real C2S models (gene names in several tokens), not the small-data word tokenizer
+    options = dict(n_genes=12, config=TINY, epochs=2, batch_size=8, vocab_size=300, progress=False, seed=3,
+                   tokenizer="byte_bpe")
     options.update(kwargs)
     return sct.models.train_c2s(adata, "bulk_labels", out_dir, **options)
 
@@ -221,12 +223,26 @@ def test_small_data_defaults():
     steps_per_epoch = -(-136 // recipe.batch_size)
     assert recipe.epochs_for(136) == -(-recipe.min_steps // steps_per_epoch)  # small data: enough steps
     assert Recipe(epochs=3).epochs_for(136) == 3
+    # a new model on few cells: one token per gene and the top genes only; on many cells, as real C2S models
+    assert (recipe.tokenizer_kind(136), recipe.prompt_genes(136)) == ("word", 50)
+    assert (recipe.tokenizer_kind(5000), recipe.prompt_genes(5000)) == ("byte_bpe", None)
+    assert Recipe(tokenizer="sentencepiece").tokenizer_kind(136) == "sentencepiece"
 
     from sctranscoder.models._train import training_prompt_settings
 
     # the default call's prompts are the default prompts, with the sentence seed the training seed (as before)
     assert training_prompt_settings(None, seed=0) == sct.pp.PromptSettings(seed=0) and sct.pp.PromptSettings().n_genes == 200
     assert training_prompt_settings(sct.pp.PromptSettings(seed=5), seed=0, n_genes=50).seed == 5
+
+
+def test_small_data_recipe_is_what_train_c2s_records(small_pbmc, tmp_path):
+    # 48 training cells, no genes, settings or tokenizer given: the small-data recipe chooses, and says so
+    model = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path, config=TINY, epochs=1, progress=False)
+    assert model.metadata["prompt"]["n_genes"] == 50
+    assert len(model.tokenizer("HLA-DRA", add_special_tokens=False)["input_ids"]) == 1  # a gene is one token
+    given = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path / "given", n_genes=20, config=TINY, epochs=1,
+                                 progress=False)
+    assert given.metadata["prompt"]["n_genes"] == 20
 
 
 def test_patience_stops_where_the_log_says():

@@ -8,11 +8,13 @@ from dataclasses import asdict, dataclass
 DEFAULT_EPOCHS = 10
 VALIDATION_SIZE = 0.15
 MIN_VALIDATION_CELLS = 20  # fewer validation cells measure an epoch too coarsely to choose it
-MIN_STEPS = 400  # few cells give few steps an epoch; a model trained from scratch needs this many to leave chance
+MIN_STEPS = 800  # few cells give few steps an epoch; a model trained from scratch needs this many to pass chance well
 MAX_AUTO_EPOCHS = 100
 SMALL_DATA_CELLS = 500  # fewer training cells than this: a smaller model and dropout copies (see Recipe)
 SMALL_CONFIG = {"hidden_size": 64, "layers": 2, "heads": 4}
 SMALL_DATA_AUGMENT = 2
+SMALL_DATA_GENES = 50  # on a few hundred cells the top genes carry the type; longer prompts add noise and time
+SMALL_DATA_TOKENIZER = "word"  # one token per gene: few cells cannot teach which subwords make up which gene
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class Recipe:
     ``min_steps`` (``epochs=None``: copies then cost no time) on fewer than :data:`SMALL_DATA_CELLS` cells, else 0."""
     augment_dropout: float = 0.1
     generation_task: bool = False
+    tokenizer: str | None = None
+    """Tokenizer learned for a model trained from scratch (see :func:`sctranscoder.models.train_tokenizer`'s
+    kinds); ``None``: :data:`SMALL_DATA_TOKENIZER` on fewer than :data:`SMALL_DATA_CELLS` cells, else
+    ``"byte_bpe"`` as GPT-NeoX / Pythia."""
 
     def validation_fraction(self, n_cells: int) -> float:
         """The validation fraction for ``n_cells`` non-held-out cells."""
@@ -57,6 +63,17 @@ class Recipe:
         if self.augment is not None:
             return int(self.augment)
         return SMALL_DATA_AUGMENT if self.epochs is None and self.small(n_cells) else 0
+
+    def tokenizer_kind(self, n_cells: int) -> str:
+        """The kind of tokenizer to learn on ``n_cells`` training cells."""
+        if self.tokenizer is not None:
+            return self.tokenizer
+        return SMALL_DATA_TOKENIZER if self.small(n_cells) else "byte_bpe"
+
+    def prompt_genes(self, n_cells: int) -> int | None:
+        """Genes per sentence for a model trained from scratch on ``n_cells`` cells, where the user set none:
+        :data:`SMALL_DATA_GENES` on a small data set, else ``None`` (the prompt settings' default)."""
+        return SMALL_DATA_GENES if self.small(n_cells) else None
 
     def model_config(self, config, n_cells: int):
         """The architecture to train from scratch: ``config``, or for ``None`` the default one, narrower and

@@ -51,6 +51,7 @@ def train_c2s(
     augment: int | None = None,
     augment_dropout: float = 0.1,
     generation_task: bool = False,
+    tokenizer: str | None = None,
     resume: bool = True,
     callbacks=None,
     progress: bool = True,
@@ -80,10 +81,11 @@ def train_c2s(
         later use. ``None``: the defaults, with the sentences' tie-break seeded by
         ``seed``.
     n_genes
-        Genes per sentence in the prompts (overrides ``settings``; default 200).
+        Genes per sentence in the prompts (overrides ``settings``). ``None``: the settings' (default 200), or
+        for a model trained from scratch on fewer than 500 training cells without ``settings``, 50.
     base_model
-        ``None`` trains from scratch (a new byte-level BPE tokenizer on the
-        sentences and ``config``, default :func:`default_config`); a folder, Hub id
+        ``None`` trains from scratch (a new tokenizer on the sentences, see
+        ``tokenizer``, and ``config``, default :func:`default_config`); a folder, Hub id
         or :class:`C2SModel` is fine-tuned with its own tokenizer.
     config
         For a model trained from scratch: a transformers config (its vocabulary is
@@ -135,6 +137,10 @@ def train_c2s(
         training cell's sentence out), as the C2S models are trained multi-task.
         Each example's loss is then its mean over its answer tokens, so long
         sentences do not outweigh one-word cell types.
+    tokenizer
+        Kind of tokenizer learned for a model trained from scratch: ``"byte_bpe"`` (as GPT-NeoX / Pythia),
+        ``"sentencepiece"`` or ``"word"`` (one token per gene). ``None``: ``"word"`` below 500 training cells,
+        where a new model cannot learn which subwords make up which gene, else ``"byte_bpe"``.
     resume
         Continue from the last checkpoint in ``out_dir`` when there is one.
     callbacks
@@ -148,13 +154,15 @@ def train_c2s(
     records the prompt settings, the held-out (and validation) cells, the genes its
     training sentences use (``"genes"``) and the held-out evaluation.
     """
-    settings = training_prompt_settings(settings, seed=seed, n_genes=n_genes, organism=organism, tie_break=tie_break,
-                               layer=layer, use_raw=use_raw)
+    genes_from_recipe = n_genes is None and settings is None and base_model is None
     recipe = Recipe(epochs=epochs, min_steps=min_steps, batch_size=batch_size, learning_rate=learning_rate,
                     weight_decay=weight_decay, warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler,
                     label_smoothing=label_smoothing, test_size=test_size, validation_size=validation_size,
                     patience=patience, seed=seed, augment=augment, augment_dropout=augment_dropout,
-                    generation_task=generation_task)
+                    generation_task=generation_task, tokenizer=tokenizer)
+    settings = training_prompt_settings(settings, seed=seed, n_genes=n_genes, organism=organism, tie_break=tie_break,
+                               layer=layer, use_raw=use_raw)
     trainer = C2STrainer(adata, label_key, out_dir, settings, recipe, base_model=base_model, config=config,
-                         vocab_size=vocab_size, resume=resume, callbacks=callbacks, progress=progress)
+                         vocab_size=vocab_size, resume=resume, callbacks=callbacks, progress=progress,
+                         genes_from_recipe=genes_from_recipe)
     return trainer.run()

@@ -33,7 +33,8 @@ class C2STrainer:
     """
 
     def __init__(self, adata, label_key: str, out_dir, settings, recipe: Recipe, *, base_model=None, config=None,
-                 vocab_size: int = 600, resume: bool = True, callbacks=None, progress: bool = True):
+                 vocab_size: int = 600, resume: bool = True, callbacks=None, progress: bool = True,
+                 genes_from_recipe: bool = False):
         if label_key not in adata.obs:
             raise KeyError(f"label_key={label_key!r} is not a column of adata.obs "
                            f"(columns: {list(adata.obs.columns)}).")
@@ -41,6 +42,7 @@ class C2STrainer:
         self.settings, self.recipe = settings, recipe
         self.base_model, self.config, self.vocab_size = base_model, config, vocab_size
         self.resume, self.callbacks, self.progress = resume, callbacks, progress
+        self.genes_from_recipe = genes_from_recipe  # the user set no genes per prompt: the recipe may choose
 
     # -- setup -------------------------------------------------------------------------------------------
 
@@ -62,6 +64,10 @@ class C2STrainer:
         self.validating = bool(validation.any())
         rest = np.flatnonzero(~self.held)
         self.train_index, self.validation_index = rest[~validation], rest[validation]
+        genes = self.recipe.prompt_genes(len(self.train_index)) if self.genes_from_recipe else None
+        if genes is not None:
+            logger.info("%d training cells: %d genes per prompt (small-data recipe)", len(self.train_index), genes)
+            self.settings = self.settings.updated(n_genes=genes)
 
     def sentences(self) -> None:
         """Sentences and prompts of the training cells (and their dropout copies) and of the validation cells."""
@@ -125,7 +131,7 @@ class C2STrainer:
         else:
             n_cells = self.train_cells.n_obs  # the tokenizer is learned on the real cells, not their copies
             texts = self.prompts[:n_cells] + self.answers[:n_cells]
-            self.tokenizer = train_tokenizer(texts, vocab_size=self.vocab_size)
+            self.tokenizer = train_tokenizer(texts, kind=self.recipe.tokenizer_kind(n_cells), vocab_size=self.vocab_size)
             self.model_config = self.recipe.model_config(self.config, n_cells)
             self.lm = AutoModelForCausalLM.from_config(config_for(self.model_config, self.tokenizer))
             return
