@@ -14,6 +14,7 @@ from ._features import (
     visible_genes,
 )
 from ._harvest import harvest
+from ._knockout import knockout_genes
 from ._predict import predict_cell_types
 from ._spine import prompt_settings
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
@@ -39,6 +40,7 @@ __all__ = [
     "gene_tokens",
     "harvest",
     "held_out_mask",
+    "knockout_genes",
     "predict_cell_types",
     "prerank_feature",
     "train_transcoders",
