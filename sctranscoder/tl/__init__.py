@@ -15,6 +15,7 @@ from ._features import (
 )
 from ._harvest import harvest
 from ._knockout import knockout_genes
+from ._perturb import perturb_features
 from ._predict import predict_cell_types
 from ._spine import prompt_settings
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
@@ -41,6 +42,7 @@ __all__ = [
     "harvest",
     "held_out_mask",
     "knockout_genes",
+    "perturb_features",
     "predict_cell_types",
     "prerank_feature",
     "train_transcoders",
