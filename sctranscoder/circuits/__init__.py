@@ -8,7 +8,7 @@ inputs, :func:`faithfulness` checks it against ablations in the real model.
 
 from ._faithfulness import ablation_effects, faithfulness, keep_only
 from ._graphs import merge, position_free, read_json, to_json, write_graphml, write_json
-from ._intervene import Intervention, InterventionResult, feature_means, intervene
+from ._intervene import Intervention, InterventionResult, ReplacementModel, feature_means, intervene
 from ._invariant import de_embedding, read_directions, top_groups, virtual_weights, write_directions
 from ._linear import Attribution, LinearizedModel
 from ._targets import Target
@@ -18,6 +18,7 @@ __all__ = [
     "Attribution",
     "Intervention",
     "InterventionResult",
+    "ReplacementModel",
     "LinearizedModel",
     "Target",
     "ablation_effects",

@@ -113,10 +113,11 @@ def _masks(interventions, keep_only, n_tokens: int, batch: int, prompt_length: i
         for layer, feature, *where in keep_only:
             position = where[0] if where else None
             _check(layers, layer, feature)
-            kept[layer][:, _position(position, prompt_length), feature] = True
+            kept[layer][:, _position(position, prompt_length, n_tokens), feature] = True
     changes: dict = {}
     for change in interventions:
         _check(layers, change.layer, change.feature)
+        _position(change.position, prompt_length, n_tokens)
         changes.setdefault(change.layer, []).append(change)
     return kept, changes
 
@@ -129,13 +130,16 @@ def _check(layers, layer, feature) -> None:
         raise IndexError(f"Feature {feature} of layer {layer} is out of range 0..{width - 1}.")
 
 
-def _position(position, prompt_length: int):
+def _position(position, prompt_length: int, width: int | None = None):
+    """A position index: ``None`` every position, negative from the prompt's end, else absolute (a position past
+    the prompt is an answer token's, e.g. a fed answer prefix)."""
     if position is None:
         return slice(None)
     position = int(position)
-    if not -prompt_length <= position < prompt_length:
-        raise IndexError(f"Position {position} is outside the prompt's {prompt_length} tokens.")
-    return position % prompt_length
+    if not -prompt_length <= position < (width or prompt_length):
+        raise IndexError(f"Position {position} is outside the prompt's {prompt_length} tokens"
+                         + (f" and the answers' {width - prompt_length}." if width else "."))
+    return position % prompt_length if position < 0 else position
 
 
 def _replacement(tc, error, kept, changes, ablation, prompt_length):
@@ -143,11 +147,11 @@ def _replacement(tc, error, kept, changes, ablation, prompt_length):
         if tc is None:
             return error.to(x.dtype)
         features = tc.encode(x.float())
-        if kept is not None:
+        if kept is not None:  # everything not kept is ablated
             off = ablation.to(features) if ablation is not None else features.new_zeros(())
             features = torch.where(kept, features, off)
         for change in changes:
-            where = (slice(None), _position(change.position, prompt_length), int(change.feature))
+            where = (slice(None), _position(change.position, prompt_length, features.shape[1]), int(change.feature))
             features[where] = change.value if change.value is not None else features[where] * change.scale
         return (tc.decode(features, x.float()) + error).to(x.dtype)
     return run
@@ -186,6 +190,57 @@ def _normalized(scores):
     return shifted - np.log(np.exp(shifted).sum())
 
 
+class ReplacementModel:
+    """One prompt (and its candidate answers) in the replacement model, ready for many interventions.
+
+    The real forward pass runs once here (MLP inputs and outputs captured, errors
+    computed, attention patterns recorded when frozen); each :meth:`run` is one
+    more pass of the replacement model.
+    """
+
+    def __init__(self, model, transcoders: dict, input_ids, *, target: Target | None = None, candidates=None,
+                 freeze_attention: bool = False):
+        if target is not None and target.feature is not None:
+            raise ValueError("intervene reads logit targets; for a feature target read the feature's activation.")
+        self.model, self.target, self.freeze_attention = model, target, freeze_attention
+        self.layers = {int(k): v for k, v in transcoders.items()}
+        self.n_layers = n_layers(model)
+        unknown = set(self.layers) - set(range(self.n_layers))
+        if unknown:
+            raise IndexError(f"Transcoders given for layers {sorted(unknown)}; the model has {self.n_layers} layers.")
+        batch, self.answers = _rows(input_ids, candidates)
+        self.batch = batch.to(next(model.parameters()).device)
+        self.prompt_length = int(torch.as_tensor(input_ids).numel())
+        self.patterns: list = []
+        with self._attention(), torch.no_grad(), MLPCapture(model) as capture, \
+                (_Patterns(self.patterns, False) if freeze_attention else nullcontext()):
+            model(self.batch, use_cache=False)
+        self.errors = {}
+        for layer in range(self.n_layers):
+            x, y = capture.inputs[layer].float(), capture.outputs[layer].float()
+            tc = self.layers.get(layer)
+            with torch.no_grad():
+                self.errors[layer] = y if tc is None else y - tc.decode(tc.encode(x), x)
+
+    def _attention(self):
+        return eager_attention(self.model) if self.freeze_attention else nullcontext()
+
+    def run(self, interventions=(), *, keep_only=None, ablation=None) -> tuple[float | None, np.ndarray | None]:
+        """The target and the candidates' normalized log-probabilities with these changes (see :func:`intervene`)."""
+        interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)
+        kept, changes = _masks(interventions, keep_only, self.batch.shape[1], self.batch.shape[0], self.prompt_length,
+                               self.layers)
+        replacements = {layer: _replacement(self.layers.get(layer), self.errors[layer],
+                                            None if kept is None else kept.get(layer), changes.get(layer, []),
+                                            None if ablation is None else ablation.get(layer), self.prompt_length)
+                        for layer in range(self.n_layers)}
+        patterns = _Patterns(self.patterns, True) if self.freeze_attention else None
+        with self._attention():
+            value, scores = _read(self.model, self.batch, self.target, self.prompt_length, self.answers, replacements,
+                                  patterns)
+        return value, _normalized(scores)
+
+
 def intervene(model, transcoders: dict, input_ids, interventions=(), *, target: Target | None = None,
               candidates=None, freeze_attention: bool = False, keep_only=None, ablation=None) -> InterventionResult:
     """Run the replacement model on one input with features set or scaled, and read the target and the answers.
@@ -217,43 +272,11 @@ def intervene(model, transcoders: dict, input_ids, interventions=(), *, target: 
     without any (``*_clean``); both come from the replacement model, so with
     nothing changed they are equal, and the clean ones equal the real model's.
     """
-    if target is not None and target.feature is not None:
-        raise ValueError("intervene reads logit targets; for a feature target read the feature's activation.")
-    interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)
-    layers = {int(k): v for k, v in transcoders.items()}
-    device = next(model.parameters()).device
-    batch, answers = _rows(input_ids, candidates)
-    batch = batch.to(device)
-    prompt_length = int(torch.as_tensor(input_ids).numel())
-    kept, changes = _masks(interventions, keep_only, batch.shape[1], batch.shape[0], prompt_length, layers)
-    unknown = set(layers) - set(range(n_layers(model)))
-    if unknown:
-        raise IndexError(f"Transcoders given for layers {sorted(unknown)}; the model has {n_layers(model)} layers.")
-
-    with eager_attention(model) if freeze_attention else nullcontext():
-        recorded = [] if freeze_attention else None
-        with torch.no_grad(), MLPCapture(model) as capture, (_Patterns(recorded, False) if freeze_attention else nullcontext()):
-            model(batch, use_cache=False)
-        errors = {}
-        for layer in range(n_layers(model)):
-            x, y = capture.inputs[layer].float(), capture.outputs[layer].float()
-            tc = layers.get(layer)
-            with torch.no_grad():
-                errors[layer] = y if tc is None else y - tc.decode(tc.encode(x), x)
-
-        def replacements(changed: bool):  # unchanged: no ablation and no intervention, the model itself
-            return {layer: _replacement(layers.get(layer), errors[layer],
-                                        None if kept is None or layer not in kept or not changed else kept[layer],
-                                        changes.get(layer, []) if changed else [],
-                                        None if ablation is None else ablation.get(layer), prompt_length)
-                    for layer in range(n_layers(model))}
-
-        def patterns():
-            return _Patterns(recorded, True) if freeze_attention else None
-
-        clean_value, clean_scores = _read(model, batch, target, prompt_length, answers, replacements(False), patterns())
-        value, scores = _read(model, batch, target, prompt_length, answers, replacements(True), patterns())
-    return InterventionResult(value, clean_value, _normalized(scores), _normalized(clean_scores))
+    replacement = ReplacementModel(model, transcoders, input_ids, target=target, candidates=candidates,
+                                   freeze_attention=freeze_attention)
+    clean_value, clean = replacement.run()
+    value, changed = replacement.run(interventions, keep_only=keep_only, ablation=ablation)
+    return InterventionResult(value, clean_value, changed, clean)
 
 
 def feature_means(model, transcoders: dict, inputs) -> dict:
