@@ -19,6 +19,7 @@ from ._perturb import perturb_features
 from ._predict import predict_cell_types
 from ._spine import prompt_settings
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
+from ._validate import validate_circuit
 
 __all__ = [
     "EncodedCells",
@@ -46,5 +47,6 @@ __all__ = [
     "predict_cell_types",
     "prerank_feature",
     "train_transcoders",
+    "validate_circuit",
     "visible_genes",
 ]

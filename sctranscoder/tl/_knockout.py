@@ -172,6 +172,11 @@ def _log_probabilities(scores: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def log_odds(logp):
+    """``log(p / (1 - p))`` from ``log p``, exact near p = 1 (where log p saturates and log-odds does not)."""
+    return logp - np.log(-np.expm1(np.minimum(logp, -1e-300)))
+
+
 def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", label_key: str | None = None,
                    label: str | None = None, candidates=None, encoded=None, batch_size: int = 64,
                    progress: bool = True) -> pd.DataFrame:
@@ -209,13 +214,13 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
     ``label``, ``in_sentence``, ``rank`` (1-based position in the sentence, 0 when
     absent), ``changed`` (the knockout changed the sentence), ``logp_before``,
     ``logp_after``, ``delta_logp`` (log P(label) over the candidates, as
-    :func:`predict_cell_types`' probabilities), ``call_before``, ``call_after``,
+    :func:`predict_cell_types`' probabilities), ``delta_logodds`` (of the same
+    probability; it does not saturate for confident calls), ``call_before``, ``call_after``,
     ``call_changed`` and ``delta_logp_call`` (the change of log P of the call made
     before the knockout). ``attrs`` hold ``n_prompts`` and ``n_passes`` (scoring work).
     A knockout that leaves the sentence unchanged (the gene not expressed, or below
     the sentence's cut in ``"zero"`` mode) is not scored: its change is exactly 0.
     """
-    from ..models._scoring import score_candidates
     from ._encode import encode_cells
     from ._spine import prompt_settings
 
@@ -239,7 +244,7 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
         settings = encoded.settings
         encoded = encoded.subset(rows)
     names = np.asarray(encoded.genes, dtype=object)
-    sentences = [np.asarray(s, np.int64) for s in encoded.span_ids]
+    truth = None
     if label_key is not None:
         truth = adata.obs[label_key].astype(str).to_numpy()[rows]
         unknown = sorted(set(truth) - set(candidates))
@@ -247,6 +252,20 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
             raise ValueError(f"Cells carry labels that are not candidates ({', '.join(map(repr, unknown[:5]))}); "
                              "pass candidates= that include them, or label= to report one candidate.")
     per_cell_genes = None if genes is None else gene_indices(names, genes)
+    reported = label if label is not None else truth if label_key is not None else None
+    return score_knockouts(adata, model, rows, encoded, settings, per_cell_genes, mode, reported, candidates,
+                           batch_size=batch_size, progress=progress)
+
+
+def score_knockouts(adata, model, rows, encoded, settings, genes, mode: str, labels, candidates, *,
+                    batch_size: int = 64, progress: bool = True) -> pd.DataFrame:
+    """:func:`knockout_genes` on cells ``rows`` of ``adata`` (``encoded``: those cells), genes as indices
+    (``None``: each cell's sentence); ``labels``: per cell, ``"all"``, one label, or ``None`` (the call)."""
+    from ..models._scoring import score_candidates
+
+    names = np.asarray(encoded.genes, dtype=object)
+    sentences = [np.asarray(sentence, np.int64) for sentence in encoded.span_ids]
+    per_cell_genes = genes
     tokenizer, base_ids = model.tokenizer, encoded.prompt_ids()
 
     records, n_prompts, n_passes = [], 0, 0
@@ -267,14 +286,9 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
         logp = _log_probabilities(scores)
         after = iter(logp[1:])
         before, call = logp[0], int(np.argmax(logp[0]))
-        if label == "all":
-            reported = list(range(len(candidates)))
-        elif label is not None:
-            reported = [candidates.index(label)]
-        elif label_key is not None:
-            reported = [candidates.index(truth[i])]
-        else:
-            reported = [call]
+        wanted = labels[i] if labels is not None and not isinstance(labels, str) else labels
+        reported = (list(range(len(candidates))) if wanted == "all" else [call] if wanted is None
+                    else [candidates.index(wanted)])
         cell = str(encoded.obs_names[i])
         for g, variant in zip(knocked, variants):
             now = before if variant is None else next(after)
@@ -285,9 +299,10 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
                       "delta_logp_call": float(now[call] - before[call])}
             for j in reported:
                 records.append({**common, "label": candidates[j], "logp_before": float(before[j]),
-                                "logp_after": float(now[j]), "delta_logp": float(now[j] - before[j])})
+                                "logp_after": float(now[j]), "delta_logp": float(now[j] - before[j]),
+                                "delta_logodds": float(log_odds(now[j]) - log_odds(before[j]))})
     columns = ["cell", "gene", "label", "in_sentence", "rank", "changed", "logp_before", "logp_after", "delta_logp",
-               "call_before", "call_after", "call_changed", "delta_logp_call"]
+               "delta_logodds", "call_before", "call_after", "call_changed", "delta_logp_call"]
     table = pd.DataFrame(records)
     if table.empty:
         table = pd.DataFrame(columns=columns)
