@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.stats
 from conftest import make_adata, make_counts
 
 import sctranscoder as sct
@@ -54,18 +55,18 @@ def test_sentences_made_before_subsetting_are_refused():
 
 @pytest.fixture(scope="module")
 def scored():
-    """Knockouts in two cells (not the first rows) of a 40-cell AnnData, and predict_cell_types on all 40."""
+    """Knockouts in two cells (not the first rows) of a 24-cell AnnData, and predict_cell_types on all 24."""
     model = sct.models.default()
-    adata = sct.datasets.pbmc68k_reduced()[:40].copy()
+    adata = sct.datasets.pbmc68k_reduced()[:24].copy()
     sct.tl.predict_cell_types(adata, model, progress=False)
     n_genes = model.metadata["n_genes"]
     sentences = _sentences(adata, n_genes)
     names = sct.get._sentences.stored_genes(adata)
-    first, deep = names[sentences[7][0]], names[sentences[31][150]]
-    rows = adata.raw.X[[7, 31]]
+    first, deep = names[sentences[7][0]], names[sentences[19][150]]
+    rows = adata.raw.X[[7, 19]]
     rows = rows.toarray() if hasattr(rows, "toarray") else np.asarray(rows)
     absent = names[int(np.flatnonzero((rows == 0).all(axis=0))[0])]  # expressed in neither cell
-    table = sct.tl.knockout_genes(adata, model, [first, deep, absent.lower()], cells=[7, 31], progress=False)
+    table = sct.tl.knockout_genes(adata, model, [first, deep, absent.lower()], cells=[7, 19], progress=False)
     return model, adata, table, (first, deep, absent)
 
 
@@ -95,3 +96,37 @@ def test_knockout_errors_name_the_problem(scored):
         sct.tl.knockout_genes(adata, model, [first], cells=[0], label="Neuron", progress=False)
     with pytest.raises(ValueError, match="mode="):
         sct.tl.knockout_genes(adata, model, [first], cells=[0], mode="delete", progress=False)
+
+
+def test_validate_circuit_against_knockouts(scored):
+    from sctranscoder.tc import Transcoder, TranscoderConfig
+
+    model, adata, _, _ = scored
+    d = model.model.config.hidden_size
+    transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=128, activation="topk", k=8,
+                                                      seed=layer)).eval() for layer in range(3)}
+    cell_type = adata.obs.bulk_labels.value_counts().index[0]
+    result = sct.tl.cell_type_circuit(adata, model, transcoders, cell_type, n_cells=2, n_genes=20, max_nodes=4, threshold=0.0005,
+                                      rank_genes_by="knockout", progress=False)
+    validation = result.validation
+    assert validation is not None and validation["n_cells"] == 2 and validation["ablation"] == "zero"
+    checked = validation["genes"]
+    assert 0 < len(checked) == min(10, len(result.genes)) and checked.attribution.abs().is_monotonic_decreasing
+    # the measured effects are knockout_genes' (n_genes=20 prompts), averaged over the traced cells
+    rows = [adata.obs_names.get_loc(c) for c in result.cells]
+    encoded = sct.tl.encode_cells(adata, model, n_genes=20, progress=False)
+    direct = sct.tl.knockout_genes(adata, model, list(checked.gene), cells=rows, label=cell_type, encoded=encoded,
+                                   progress=False)
+    expected = -direct.groupby("gene").delta_logp.sum() / 2
+    np.testing.assert_allclose(checked.knockout_effect, expected[checked.gene].to_numpy(), atol=1e-5)  # batched otherwise: rounding
+    assert validation["spearman"] == pytest.approx(
+        scipy.stats.spearmanr(checked.attribution, checked.knockout_effect)[0], nan_ok=True)
+    measured = result.genes_by_knockout
+    assert measured.knockout_effect.is_monotonic_decreasing and set(checked.gene) <= set(measured.gene)
+    assert (measured.n_cells > 0).all()  # every gene of the traced sentences, and only those
+    assert len(validation["feature_share_cells"]) == 2
+    html = sct.report.render_html(sct.report.ReportContent(cell_types=[
+        sct.report.CellTypeSection(cell_type, input_genes=result.genes, validation=validation)]))
+    assert "Attributed against measured" in html and "Genes ranked by measured knockout effect" in html
+    with pytest.raises(ValueError, match="rank_genes_by"):
+        sct.tl.cell_type_circuit(adata, model, transcoders, cell_type, rank_genes_by="magic", progress=False)

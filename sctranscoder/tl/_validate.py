@@ -148,4 +148,5 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         measured["n_cells"] = [int(present.get(g, 0)) for g in measured.gene]
         measured["features"] = [", ".join(fed.get(g, [])[:5]) for g in measured.gene]
         circuit.genes_by_knockout = measured.sort_values("knockout_effect", ascending=False, ignore_index=True)
+        validation["genes_by_knockout"] = circuit.genes_by_knockout
     return validation
