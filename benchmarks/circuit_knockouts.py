@@ -12,6 +12,9 @@ sentence re-ranked, every candidate re-scored by the real model) and compare:
   the share whose knockout moves P(cell type) the way the sign says;
 - the share of the label's log-odds that the circuit's features carry alone
   (replacement model, every other feature zero-ablated, errors held);
+- the same two figures for a second attribution on the real model with the
+  knockouts' own target: the attention-mask gradient of log P(cell type)
+  (``sct.circuits.attention_mask_gradients``, one forward and backward pass per cell);
 - the genes ranked by measured knockout effect, with the circuit features each feeds;
 - the cost: prompts scored, scoring passes and seconds, against one scoring pass
   over the same cells (``predict_cell_types``' work).
@@ -73,9 +76,12 @@ def main():
         measured = result.genes_by_knockout
         every = measured[measured.n_cells > 0]
         spearman_all = float(np.corrcoef(every.attribution.rank(), every.knockout_effect.rank())[0, 1])
+        gradient = validation["gradient"]
         s = summary[cell_type] = {
             "target": result.target, "cells": len(result.cells),
             "spearman": validation["spearman"], "sign_agreement_top5": validation["sign_agreement_top5"],
+            "gradient_spearman": gradient["spearman"], "gradient_sign_agreement_top5": gradient["sign_agreement_top5"],
+            "gradient_genes": gradient["genes"].to_dict("list"),
             "spearman_all_genes": spearman_all, "feature_share_median": validation["feature_share"],
             "ablation": validation["ablation"],
             "attributed": validation["genes"].to_dict("list"),
@@ -88,6 +94,10 @@ def main():
         print(f"  attribution vs knockout (top {args.top_genes} attributed genes): Spearman {s['spearman']:+.2f}, "
               f"top-5 sign agreement {s['sign_agreement_top5']:.0%}; over all {len(every)} sentence genes: "
               f"Spearman {spearman_all:+.2f}")
+        print(f"  attention-mask gradient of log P (top {args.top_genes} genes): Spearman {s['gradient_spearman']:+.2f}, "
+              f"top-5 sign agreement {s['gradient_sign_agreement_top5']:.0%}: " + ", ".join(
+                  f"{g} ({a:+.2g} / KO {k:+.2g})" for g, a, k in zip(gradient["genes"].gene, gradient["genes"].attribution,
+                                                                  gradient["genes"].knockout_effect)))
         print("  attributed: " + ", ".join(f"{g} ({a:+.3f} / KO {k:+.2g})" for g, a, k in zip(
             validation["genes"].gene, validation["genes"].attribution, validation["genes"].knockout_effect)))
         print("  measured (drop in log P): " + ", ".join(
@@ -96,8 +106,12 @@ def main():
               f"(median over cells, {args.ablation}-ablation of all other features)")
         print(f"  cost: trace {trace_seconds:.0f} s; knockouts {s['knockout_prompts']} prompts in "
               f"{s['knockout_passes']} passes, {knockout_seconds:.0f} s = {knockout_seconds / forward:.0f}x one "
-              f"scoring pass over these cells ({forward:.2f} s)")
-    keys = ("spearman", "sign_agreement_top5", "spearman_all_genes", "feature_share_median")
+              f"scoring pass over these cells ({forward:.2f} s)", flush=True)
+        if args.out is not None:  # after every type: a partial run still leaves its numbers
+            with atomic_path(args.out) as tmp:
+                Path(tmp).write_text(json.dumps(summary, default=str, indent=1))
+    keys = ("spearman", "sign_agreement_top5", "gradient_spearman", "gradient_sign_agreement_top5",
+            "spearman_all_genes", "feature_share_median")
     means = {k: float(np.nanmean([s[k] for s in summary.values()])) for k in keys}
     print("\nmean over types: " + ", ".join(f"{k} {v:+.3f}" for k, v in means.items()))
     summary["mean"] = means

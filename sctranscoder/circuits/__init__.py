@@ -11,6 +11,7 @@ from ._graphs import merge, position_free, read_json, to_json, write_graphml, wr
 from ._intervene import Intervention, InterventionResult, ReplacementModel, feature_means, intervene
 from ._invariant import de_embedding, read_directions, top_groups, virtual_weights, write_directions
 from ._linear import Attribution, LinearizedModel
+from ._masking import attention_mask_gradients
 from ._targets import Target
 from ._trace import prune, trace
 
@@ -22,6 +23,7 @@ __all__ = [
     "LinearizedModel",
     "Target",
     "ablation_effects",
+    "attention_mask_gradients",
     "de_embedding",
     "faithfulness",
     "feature_means",

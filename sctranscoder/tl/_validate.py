@@ -55,6 +55,31 @@ def feature_share(model, transcoders, prompts, graphs, label_index: int, answers
     return shares
 
 
+def mask_gradients(model, documents, label_index: int, answers) -> pd.Series:
+    """Per gene: :func:`sctranscoder.circuits.attention_mask_gradients` of log P(label), mean over the cells (0 where
+    a gene is not in a cell's sentence, as for attributions and knockouts)."""
+    from ..circuits import attention_mask_gradients
+
+    names = np.asarray(documents.genes, dtype=object)
+    total: dict = {}
+    for ids, token_gene, spans in zip(documents.prompt_ids(), documents.token_gene, documents.span_ids):
+        groups = [str(names[spans[g]]) if g >= 0 else None for g in token_gene[: len(ids)]]
+        for gene, value in attention_mask_gradients(model.model, ids, groups, answers, label_index).items():
+            total[gene] = total.get(gene, 0.0) + value
+    return pd.Series(total, dtype=float) / max(1, len(documents))
+
+
+def _agreement(scores: pd.Series, effect: pd.Series, top: int) -> tuple[pd.DataFrame, float, float]:
+    """A method's ``top`` genes by absolute score against their knockout effects: table, Spearman, top-5 signs."""
+    ranked = scores.reindex(scores.abs().sort_values(ascending=False).index)[:top]
+    table = pd.DataFrame({"gene": list(ranked.index), "attribution": ranked.to_numpy(),
+                          "knockout_effect": [float(effect.get(g, 0.0)) for g in ranked.index]})
+    table["signs_agree"] = np.sign(table.attribution) == np.sign(table.knockout_effect)
+    head = table.head(5)
+    return (table, _spearman(table.attribution, table.knockout_effect),
+            float(head.signs_agree.mean()) if len(head) else float("nan"))
+
+
 def _gene_features(graph) -> dict:
     """Per input gene of a merged circuit: the features it feeds directly, strongest first."""
     fed = {}
@@ -68,7 +93,7 @@ def _gene_features(graph) -> dict:
 
 
 def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int = 10, ablation: str = "zero",
-                     rank_by_knockout: bool = False, candidates=None, encoded=None, n_genes: int | None = None,
+                     rank_by_knockout: bool = False, gradients: bool = True, candidates=None, encoded=None, n_genes: int | None = None,
                      organism: str | None = None, progress: bool = False) -> dict:
     """Check a :class:`CellTypeCircuit`'s gene ranking against gene knockouts in the traced cells.
 
@@ -85,6 +110,10 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     5 genes with the largest absolute attribution whose knockout moves the
     probability the way the attribution's sign says), ``feature_share`` (median over
     cells of :func:`feature_share`, with ``ablation`` stated), and the per-gene table.
+    With ``gradients``, the same for a second attribution, measured on the real model
+    against the same target as the knockouts: the attention-mask gradient of log
+    P(cell type) (:func:`sctranscoder.circuits.attention_mask_gradients`), under
+    ``validation["gradient"]``; its top genes are knocked out too.
     ``n_genes`` / ``organism`` change single prompt settings, as in :func:`cell_type_circuit`.
     """
     from ..models._scoring import answer_tokens
@@ -106,8 +135,12 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         encoded.matches(adata)
         documents = encoded.subset(rows)
     attribution = circuit.genes.set_index("gene").attribution if len(circuit.genes) else pd.Series(dtype=float)
-    ranked = attribution.reindex(attribution.abs().sort_values(ascending=False).index)
-    checked = list(ranked.index[:top_genes])
+    answers = answer_tokens(model.tokenizer, candidates)
+    label_index = candidates.index(cell_type)
+    gradient = mask_gradients(model, documents, label_index, answers) if gradients else pd.Series(dtype=float)
+    chosen = [list(s.reindex(s.abs().sort_values(ascending=False).index).index[:top_genes])
+              for s in (attribution, gradient)]
+    checked = list(dict.fromkeys(chosen[0] + chosen[1]))
     names = np.asarray(documents.genes, dtype=object)
     genes = None if rank_by_knockout else (gene_indices(names, checked) if checked else np.zeros(0, np.int64))
     table = score_knockouts(adata, model, rows, documents, documents.settings, genes, "zero", cell_type, candidates,
@@ -119,19 +152,15 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         present = table[table.in_sentence].groupby("gene").size()
     else:
         effect = effect_odds = present = pd.Series(dtype=float)
-    per_gene = pd.DataFrame({"gene": checked, "attribution": [float(attribution.get(g, 0.0)) for g in checked],
-                             "knockout_effect": [float(effect.get(g, 0.0)) for g in checked]})
-    per_gene["signs_agree"] = np.sign(per_gene.attribution) == np.sign(per_gene.knockout_effect)
-    top = per_gene.head(5)
-    answers = answer_tokens(model.tokenizer, candidates)
-    shares = feature_share(model, transcoders, documents.prompt_ids(), circuit.graphs, candidates.index(cell_type),
-                           answers, ablation=ablation)
+    per_gene, spearman, signs = _agreement(attribution, effect, top_genes)
+    shares = feature_share(model, transcoders, documents.prompt_ids(), circuit.graphs, label_index, answers,
+                           ablation=ablation)
     validation = {
         "effect": "drop in log P(cell type) over all candidates when the gene's expression is set to 0 and the "
                   "sentence re-ranked (measured); attribution: the circuit's linearized share of the target (attributed)",
-        "n_genes": len(checked), "n_cells": n_cells,
-        "spearman": _spearman(per_gene.attribution, per_gene.knockout_effect),
-        "sign_agreement_top5": float(top.signs_agree.mean()) if len(top) else float("nan"),
+        "n_genes": len(per_gene), "n_cells": n_cells,
+        "spearman": spearman,
+        "sign_agreement_top5": signs,
         "feature_share": float(np.nanmedian(shares)) if np.isfinite(shares).any() else float("nan"),
         "feature_share_cells": [float(s) for s in shares],
         "ablation": ablation,
@@ -139,12 +168,17 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         "n_prompts": table.attrs.get("n_prompts", 0) if table is not None else 0,
         "n_passes": table.attrs.get("n_passes", 0) if table is not None else 0,
     }
+    if gradients:
+        table_g, spearman_g, signs_g = _agreement(gradient, effect, top_genes)
+        validation["gradient"] = {"spearman": spearman_g, "sign_agreement_top5": signs_g, "genes": table_g}
     circuit.validation = validation
     if rank_by_knockout:
         fed = _gene_features(circuit.graph)
         measured = pd.DataFrame({"gene": effect.index, "knockout_effect": effect.to_numpy(),
                                  "knockout_effect_logodds": effect_odds.reindex(effect.index).to_numpy()})
         measured["attribution"] = [float(attribution.get(g, 0.0)) for g in measured.gene]
+        if gradients:
+            measured["gradient"] = [float(gradient.get(g, 0.0)) for g in measured.gene]
         measured["n_cells"] = [int(present.get(g, 0)) for g in measured.gene]
         measured["features"] = [", ".join(fed.get(g, [])[:5]) for g in measured.gene]
         circuit.genes_by_knockout = measured.sort_values("knockout_effect", ascending=False, ignore_index=True)
