@@ -145,3 +145,35 @@ def test_perturb_features_over_cells(default_setup):
     np.testing.assert_allclose(off.sum(axis=1), 0, atol=1e-6)  # probabilities move between candidates
     with pytest.raises(ValueError, match="layer, index"):
         sct.tl.perturb_features(adata, model, transcoders, [(1,)], cells=cells, progress=False)
+
+
+def test_attention_mask_gradients_match_finite_differences():
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from sctranscoder.circuits._masking import _KeyBias
+
+    torch.manual_seed(1)
+    config = GPTNeoXConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=64, use_parallel_residual=True)
+    model = GPTNeoXForCausalLM(config).eval()
+    model.set_attn_implementation("eager")
+    ids = list(range(3, 15))
+    groups = [None, "a", "a", "b", None, "c", "c", "c", None, "b", None, None]
+    answers = [[20, 21], [22], [20, 23]]
+    gradients = sct.circuits.attention_mask_gradients(model, torch.tensor(ids), groups, answers, 0)
+    assert set(gradients) == {"a", "b", "c"}
+
+    def target(bias):
+        batch = torch.tensor([ids + a + [0] * (2 - len(a)) for a in answers])
+        with torch.no_grad(), _KeyBias(bias):
+            logp = torch.log_softmax(model(batch).logits.double(), -1)
+        scores = torch.stack([sum(logp[r, len(ids) - 1 + j, t] for j, t in enumerate(a)) for r, a in enumerate(answers)])
+        return float(scores[0] - torch.logsumexp(scores, 0))
+
+    step = 1e-3
+    for group, gradient in gradients.items():
+        bias = torch.tensor([step if g == group else 0.0 for g in groups])
+        estimate = (target(bias) - target(-bias)) / (2 * step)
+        assert gradient == pytest.approx(estimate, rel=2e-2, abs=1e-5)
+    with pytest.raises(ValueError, match="groups has"):
+        sct.circuits.attention_mask_gradients(model, torch.tensor(ids), groups[:3], answers, 0)

@@ -128,6 +128,12 @@ def validation_html(validation: dict) -> str:
             f"knockouts in {share(validation.get('sign_agreement_top5'))}. The circuit's features alone carry "
             f"{share(validation.get('feature_share'))} of the label's log-odds (median over cells; every other "
             f"feature {_e(validation.get('ablation', 'zero'))}-ablated).")
+    gradient = validation.get("gradient")
+    if gradient:
+        rho = gradient.get("spearman", float("nan"))
+        text += (" A second attribution, the attention-mask gradient of log P(cell type) on the real model (first-order "
+                 f"effect of hiding the gene from attention): Spearman {'n/a' if not np.isfinite(rho) else f'{rho:+.2f}'}"
+                 f", top-5 sign agreement {share(gradient.get('sign_agreement_top5'))}.")
     parts = [f"<h3>Attributed against measured</h3><p>{text}</p>"]
     if isinstance(validation.get("genes"), pd.DataFrame):
         parts.append(table_html(validation["genes"], index=False))
