@@ -87,7 +87,8 @@ def main():
             "attributed": validation["genes"].to_dict("list"),
             "measured_top": measured.head(10)[["gene", "knockout_effect", "attribution", "features"]].to_dict("list"),
             "knockout_prompts": validation["n_prompts"], "knockout_passes": validation["n_passes"],
-            "trace_seconds": trace_seconds, "knockout_seconds": knockout_seconds, "one_pass_seconds": forward,
+            "trace_seconds": trace_seconds, "validate_seconds": knockout_seconds, "one_pass_seconds": forward,
+            **{f"{k}_seconds": v for k, v in validation["seconds"].items()},
         }
         print(f"\n{cell_type}: {s['cells']} cells; target {result.target['prefix']!r} + {result.target['token']!r} "
               f"vs {result.target['rivals']}")
@@ -105,8 +106,10 @@ def main():
         print(f"  circuit features alone carry {s['feature_share_median']:.1%} of the label's log-odds "
               f"(median over cells, {args.ablation}-ablation of all other features)")
         print(f"  cost: trace {trace_seconds:.0f} s; knockouts {s['knockout_prompts']} prompts in "
-              f"{s['knockout_passes']} passes, {knockout_seconds:.0f} s = {knockout_seconds / forward:.0f}x one "
-              f"scoring pass over these cells ({forward:.2f} s)", flush=True)
+              f"{s['knockout_passes']} passes, {s['knockouts_seconds']:.0f} s = {s['knockouts_seconds'] / forward:.0f}x "
+              f"one scoring pass over these cells ({forward:.2f} s); attention-mask gradients "
+              f"{s['gradients_seconds']:.1f} s = {s['gradients_seconds'] / forward:.1f}x; feature share "
+              f"{s['feature_share_seconds']:.0f} s", flush=True)
         if args.out is not None:  # after every type: a partial run still leaves its numbers
             with atomic_path(args.out) as tmp:
                 Path(tmp).write_text(json.dumps(summary, default=str, indent=1))

@@ -125,6 +125,9 @@ def test_validate_circuit_against_knockouts(scored):
     assert measured.knockout_effect.is_monotonic_decreasing and set(checked.gene) <= set(measured.gene)
     assert (measured.n_cells > 0).all()  # every gene of the traced sentences, and only those
     assert len(validation["feature_share_cells"]) == 2
+    gradient = validation["gradient"]  # the real-model attribution, checked against the same knockouts
+    assert len(gradient["genes"]) == 10 and gradient["genes"].attribution.abs().is_monotonic_decreasing
+    assert set(gradient["genes"].gene) <= set(measured.gene) and "gradient" in measured
     html = sct.report.render_html(sct.report.ReportContent(cell_types=[
         sct.report.CellTypeSection(cell_type, input_genes=result.genes, validation=validation)]))
     assert "Attributed against measured" in html and "Genes ranked by measured knockout effect" in html

@@ -10,6 +10,8 @@ and the circuit is the mechanism offered for it.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -137,14 +139,18 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     attribution = circuit.genes.set_index("gene").attribution if len(circuit.genes) else pd.Series(dtype=float)
     answers = answer_tokens(model.tokenizer, candidates)
     label_index = candidates.index(cell_type)
+    clock = time.perf_counter()
     gradient = mask_gradients(model, documents, label_index, answers) if gradients else pd.Series(dtype=float)
+    seconds = {"gradients": time.perf_counter() - clock}
     chosen = [list(s.reindex(s.abs().sort_values(ascending=False).index).index[:top_genes])
               for s in (attribution, gradient)]
     checked = list(dict.fromkeys(chosen[0] + chosen[1]))
     names = np.asarray(documents.genes, dtype=object)
     genes = None if rank_by_knockout else (gene_indices(names, checked) if checked else np.zeros(0, np.int64))
+    clock = time.perf_counter()
     table = score_knockouts(adata, model, rows, documents, documents.settings, genes, "zero", cell_type, candidates,
                             progress=progress) if genes is None or len(genes) else None
+    seconds["knockouts"] = time.perf_counter() - clock
     n_cells = len(rows)
     if table is not None and len(table):
         effect = (-table.groupby("gene").delta_logp.sum() / n_cells)
@@ -153,8 +159,10 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     else:
         effect = effect_odds = present = pd.Series(dtype=float)
     per_gene, spearman, signs = _agreement(attribution, effect, top_genes)
+    clock = time.perf_counter()
     shares = feature_share(model, transcoders, documents.prompt_ids(), circuit.graphs, label_index, answers,
                            ablation=ablation)
+    seconds["feature_share"] = time.perf_counter() - clock
     validation = {
         "effect": "drop in log P(cell type) over all candidates when the gene's expression is set to 0 and the "
                   "sentence re-ranked (measured); attribution: the circuit's linearized share of the target (attributed)",
@@ -167,6 +175,7 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         "genes": per_gene,
         "n_prompts": table.attrs.get("n_prompts", 0) if table is not None else 0,
         "n_passes": table.attrs.get("n_passes", 0) if table is not None else 0,
+        "seconds": seconds,
     }
     if gradients:
         table_g, spearman_g, signs_g = _agreement(gradient, effect, top_genes)
