@@ -16,6 +16,8 @@ sentence re-ranked, every candidate re-scored by the real model) and compare:
   knockouts' own target: the attention-mask gradient of log P(cell type)
   (``sct.circuits.attention_mask_gradients``, one forward and backward pass per cell);
 - the genes ranked by measured knockout effect, with the circuit features each feeds;
+- in-silico steering: the circuit's features switched off (every position) in
+  held-out cells of the type, and the change of P(type) and of the calls;
 - the cost: prompts scored, scoring passes and seconds, against one scoring pass
   over the same cells (``predict_cell_types``' work).
 
@@ -53,6 +55,9 @@ def main():
     parser.add_argument("--max-nodes", type=int, default=60)
     parser.add_argument("--top-genes", type=int, default=10)
     parser.add_argument("--ablation", choices=("zero", "mean"), default="zero")
+    parser.add_argument("--types", nargs="*", default=None, help="these cell types instead of the largest")
+    parser.add_argument("--steer-cells", type=int, default=10,
+                        help="switch the circuit's features off in this many held-out cells of the type")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON summary here")
     args = parser.parse_args()
 
@@ -61,7 +66,7 @@ def main():
     label_key = model.metadata["label_key"]
     transcoders = sct.tc.load_layers(args.transcoders)
     held_out = adata[adata.obs_names.isin(model.metadata["held_out_cells"])].copy()
-    types = adata.obs[label_key].value_counts().index[: args.n_types]
+    types = args.types or adata.obs[label_key].value_counts().index[: args.n_types]
     summary = {}
     for cell_type in types:
         start = time.perf_counter()
@@ -73,6 +78,13 @@ def main():
                                              ablation=args.ablation, rank_by_knockout=True)
         knockout_seconds = time.perf_counter() - start
         forward = one_pass_seconds(held_out, model, result.cells)
+        steer = held_out.obs_names[held_out.obs[label_key].astype(str) == cell_type][: args.steer_cells]
+        start = time.perf_counter()
+        shift = sct.tl.perturb_features(held_out, model, transcoders, result, scale=0.0, cells=list(steer),
+                                        progress=False)
+        steer_seconds = time.perf_counter() - start
+        before = shift.attrs["before"]
+        after = before + shift
         measured = result.genes_by_knockout
         every = measured[measured.n_cells > 0]
         spearman_all = float(np.corrcoef(every.attribution.rank(), every.knockout_effect.rank())[0, 1])
@@ -87,6 +99,10 @@ def main():
             "attributed": validation["genes"].to_dict("list"),
             "measured_top": measured.head(10)[["gene", "knockout_effect", "attribution", "features"]].to_dict("list"),
             "knockout_prompts": validation["n_prompts"], "knockout_passes": validation["n_passes"],
+            "steering": {"cells": len(steer), "features": len(sct.tl._perturb.feature_list(result)),
+                         "p_before": float(before[cell_type].mean()), "p_after": float(after[cell_type].mean()),
+                         "calls_changed": int((before.idxmax(axis=1) != after.idxmax(axis=1)).sum()),
+                         "top_gain": str(shift.mean().drop(cell_type).idxmax()), "seconds": steer_seconds},
             "trace_seconds": trace_seconds, "validate_seconds": knockout_seconds, "one_pass_seconds": forward,
             **{f"{k}_seconds": v for k, v in validation["seconds"].items()},
         }
@@ -105,6 +121,10 @@ def main():
             f"{g} ({k:+.2g})" for g, k in zip(measured.gene[:10], measured.knockout_effect[:10])))
         print(f"  circuit features alone carry {s['feature_share_median']:.1%} of the label's log-odds "
               f"(median over cells, {args.ablation}-ablation of all other features)")
+        st = s["steering"]
+        print(f"  steering: the circuit's {st['features']} features off (everywhere) in {st['cells']} cells: mean "
+              f"P({cell_type}) {st['p_before']:.3f} -> {st['p_after']:.3f}, {st['calls_changed']} calls changed, "
+              f"largest gain {st['top_gain']!r} ({steer_seconds:.0f} s)")
         print(f"  cost: trace {trace_seconds:.0f} s; knockouts {s['knockout_prompts']} prompts in "
               f"{s['knockout_passes']} passes, {s['knockouts_seconds']:.0f} s = {s['knockouts_seconds'] / forward:.0f}x "
               f"one scoring pass over these cells ({forward:.2f} s); attention-mask gradients "
