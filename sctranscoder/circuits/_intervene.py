@@ -159,6 +159,9 @@ def _replacement(tc, error, kept, changes, ablation, prompt_length):
 
 def _read(model, batch, target, prompt_length, answers, replacements=None, patterns=None):
     """One pass: the target at its prompt position, and each candidate answer's summed log-likelihood."""
+    width = batch.shape[1]
+    first = prompt_length - 1 if target is None else min(prompt_length - 1, target.position % prompt_length)
+    offset = first  # the head runs from here on: the target's position, and where answers are predicted
     hidden = {}
     handle = model.get_output_embeddings().register_forward_pre_hook(lambda m, a: hidden.__setitem__("h", a[0]))
     try:
@@ -167,18 +170,19 @@ def _read(model, batch, target, prompt_length, answers, replacements=None, patte
                 stack.enter_context(replace_mlp(model, replacements))
             if patterns is not None:
                 stack.enter_context(patterns)
-            logits = model(batch, use_cache=False).logits
+            logits = model(batch, use_cache=False, logits_to_keep=width - offset).logits
     finally:
         handle.remove()
     value = None
     if target is not None:
         head = model.get_output_embeddings()
-        at = replace(target, position=target.position % prompt_length)
+        at = replace(target, position=target.position % prompt_length - offset)
         value = float(at.read(hidden["h"][:1], head.weight, getattr(head, "bias", None))[0])
     scores = None
     if answers != [[]]:
         logp = torch.log_softmax(logits.float(), dim=-1)
-        scores = np.array([float(sum(logp[row, prompt_length - 1 + j, token] for j, token in enumerate(answer)))
+        start = prompt_length - 1 - offset
+        scores = np.array([float(sum(logp[row, start + j, token] for j, token in enumerate(answer)))
                            for row, answer in enumerate(answers)])
     return value, scores
 
@@ -214,7 +218,7 @@ class ReplacementModel:
         self.patterns: list = []
         with self._attention(), torch.no_grad(), MLPCapture(model) as capture, \
                 (_Patterns(self.patterns, False) if freeze_attention else nullcontext()):
-            model(self.batch, use_cache=False)
+            model(self.batch, use_cache=False, logits_to_keep=1)  # only the MLPs are read here
         self.errors = {}
         for layer in range(self.n_layers):
             x, y = capture.inputs[layer].float(), capture.outputs[layer].float()

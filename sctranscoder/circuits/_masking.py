@@ -71,9 +71,10 @@ def attention_mask_gradients(model, input_ids, groups, candidates, label: int) -
         batch[row, : len(ids) + len(answer)] = torch.tensor(ids + answer)
     bias = torch.zeros(len(ids), device=device, requires_grad=True)
     with torch.enable_grad(), eager_attention(model), _KeyBias(bias):
-        logp = torch.log_softmax(model(batch.to(device), use_cache=False).logits.float(), dim=-1)
-        scores = torch.stack([sum(logp[row, len(ids) - 1 + j, t] for j, t in enumerate(answer))
-                              for row, answer in enumerate(answers)])
+        keep = width - len(ids) + 1  # logits only where answer tokens are predicted
+        logits = model(batch.to(device), use_cache=False, logits_to_keep=keep).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        scores = torch.stack([sum(logp[row, j, t] for j, t in enumerate(answer)) for row, answer in enumerate(answers)])
         target = scores[label] - torch.logsumexp(scores, 0)
         (gradient,) = torch.autograd.grad(target, bias)
     per_group = defaultdict(float)
