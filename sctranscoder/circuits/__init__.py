@@ -8,18 +8,26 @@ inputs, :func:`faithfulness` checks it against ablations in the real model.
 
 from ._faithfulness import ablation_effects, faithfulness, keep_only
 from ._graphs import merge, position_free, read_json, to_json, write_graphml, write_json
+from ._intervene import Intervention, InterventionResult, ReplacementModel, feature_means, intervene
 from ._invariant import de_embedding, read_directions, top_groups, virtual_weights, write_directions
 from ._linear import Attribution, LinearizedModel
+from ._masking import attention_mask_gradients
 from ._targets import Target
 from ._trace import prune, trace
 
 __all__ = [
     "Attribution",
+    "Intervention",
+    "InterventionResult",
+    "ReplacementModel",
     "LinearizedModel",
     "Target",
     "ablation_effects",
+    "attention_mask_gradients",
     "de_embedding",
     "faithfulness",
+    "feature_means",
+    "intervene",
     "keep_only",
     "merge",
     "position_free",

@@ -24,12 +24,14 @@ def cell_type_sections(
     figures: bool = True,
     circuit_figures: dict | None = None,
     input_genes: dict | None = None,
+    validations: dict | None = None,
 ) -> list[CellTypeSection]:
     """One section per label (largest first): its most specific features (by AUROC of the per-cell activity),
     their genes, the cells they fire in, and their enriched gene sets.
 
     ``enrichment`` is :func:`sctranscoder.tl.enrich_features`' table (``List`` = feature);
-    ``circuit_figures`` / ``input_genes`` map labels to a circuit figure and its ranked input genes.
+    ``circuit_figures`` / ``input_genes`` map labels to a circuit figure and its ranked input genes,
+    ``validations`` to the circuit's knockout check (:func:`sctranscoder.tl.validate_circuit`).
     """
     from .. import tl
 
@@ -64,6 +66,8 @@ def cell_type_sections(
             section.circuit_figure = circuit_figures[label]
         if input_genes and label in input_genes:
             section.input_genes = input_genes[label]
+        if validations and label in validations:
+            section.validation = validations[label]
         sections.append(section)
     return sections
 
@@ -92,7 +96,8 @@ def from_adata(
     info = adata.uns[key]
     sections = cell_type_sections(adata, label_key, key=key, enrichment=enrichment, **section_options)
     options = {"n_features": 5, "n_genes": 10, "min_occurrences": 3, "max_fdr": 0.05,
-               **{k: v for k, v in section_options.items() if k not in ("circuit_figures", "input_genes", "figures")}}
+               **{k: v for k, v in section_options.items()
+                  if k not in ("circuit_figures", "input_genes", "figures", "validations")}}
     alive = tl.alive_features(adata, key=key)
     background = tl.feature_background(adata, key=key, min_occurrences=options["min_occurrences"])
     settings = {"layer": info["layer"], "transcoder activation": info.get("activation"),

@@ -114,6 +114,37 @@ def _input_genes_frame(genes) -> pd.DataFrame:
     return pd.DataFrame({"rank": np.arange(1, len(genes) + 1), "gene": [str(g) for g in genes]})
 
 
+def validation_html(validation: dict) -> str:
+    """Attributed against measured: the knockout check of a circuit's gene ranking, in words and tables."""
+    def share(value):
+        return "n/a" if value is None or not np.isfinite(value) else f"{value:.0%}"
+
+    spearman = validation.get("spearman", float("nan"))
+    text = (f"Checked by experiment in {validation.get('n_cells', '?')} cells. <b>Measured</b>: the drop in log "
+            "P(cell type) over all candidate labels when a gene's expression is set to 0 and the sentence rebuilt. "
+            "<b>Attributed</b>: the gene's share of the circuit's target in the linearized model. Over the "
+            f"{validation.get('n_genes', '?')} most attributed genes, Spearman "
+            f"{'n/a' if not np.isfinite(spearman) else f'{spearman:+.2f}'}; the top 5 genes' signs agree with their "
+            f"knockouts in {share(validation.get('sign_agreement_top5'))}. The circuit's features alone carry "
+            f"{share(validation.get('feature_share'))} of the label's log-odds (median over cells; every other "
+            f"feature {_e(validation.get('ablation', 'zero'))}-ablated).")
+    gradient = validation.get("gradient")
+    if gradient:
+        rho = gradient.get("spearman", float("nan"))
+        text += (" A second attribution, the attention-mask gradient of log P(cell type) on the real model (first-order "
+                 f"effect of hiding the gene from attention): Spearman {'n/a' if not np.isfinite(rho) else f'{rho:+.2f}'}"
+                 f", top-5 sign agreement {share(gradient.get('sign_agreement_top5'))}.")
+    parts = [f"<h3>Attributed against measured</h3><p>{text}</p>"]
+    if isinstance(validation.get("genes"), pd.DataFrame):
+        parts.append(table_html(validation["genes"], index=False))
+    measured = validation.get("genes_by_knockout")
+    if isinstance(measured, pd.DataFrame):
+        parts.append("<h3>Genes ranked by measured knockout effect</h3><p>The ranking to read genes from; the "
+                     "attribution column and the circuit features each gene feeds are the mechanism offered for "
+                     "it.</p>" + table_html(measured, index=False))
+    return "".join(parts)
+
+
 def package_versions(packages) -> dict[str, str]:
     """Installed versions, read from package metadata (nothing is imported)."""
     out = {}
@@ -144,6 +175,8 @@ def _section_html(section) -> str:
         parts.append("<h3>Circuit</h3>" + _figure(section.circuit_figure, f"Circuit behind '{section.name}'"))
     if section.input_genes is not None:
         parts.append("<h3>Circuit input genes</h3>" + table_html(_input_genes_frame(section.input_genes), index=False))
+    if section.validation is not None:
+        parts.append(validation_html(section.validation))
     if section.features is not None:
         parts.append("<h3>Top features</h3>" + table_html(section.features))
     for caption, figure in section.figures.items():

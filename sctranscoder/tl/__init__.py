@@ -14,10 +14,13 @@ from ._features import (
     visible_genes,
 )
 from ._harvest import harvest
+from ._knockout import knockout_genes
+from ._perturb import perturb_features
 from ._plan import Plan, plan
 from ._predict import predict_cell_types
 from ._spine import prompt_settings
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
+from ._validate import validate_circuit
 
 __all__ = [
     "EncodedCells",
@@ -42,8 +45,11 @@ __all__ = [
     "plan",
     "Plan",
     "held_out_mask",
+    "knockout_genes",
+    "perturb_features",
     "predict_cell_types",
     "prerank_feature",
     "train_transcoders",
+    "validate_circuit",
     "visible_genes",
 ]

@@ -29,6 +29,11 @@ class CellTypeCircuit:
     faithfulness: pd.DataFrame | None = None
     """Per cell: ablation correlation and circuit fraction (when requested)."""
     settings: dict = field(default_factory=dict)
+    validation: dict | None = None
+    """Attribution against gene knockouts and the circuit's feature share (``validate=True``, see
+    :func:`sctranscoder.tl.validate_circuit`)."""
+    genes_by_knockout: pd.DataFrame | None = None
+    """Genes ranked by measured knockout effect on log P(cell type) (``rank_genes_by="knockout"``)."""
 
     def input_genes(self, n: int | None = None) -> dict:
         """``{cell_type: genes}``: the genes that push the call towards this cell type, strongest first
@@ -90,7 +95,8 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
                       candidates=None, n_cells: int = 8, n_genes: int | None = None, organism: str | None = None,
                       max_nodes: int = 60, threshold: float = 0.01, node_threshold: float = 0.02,
                       n_paths: int | None = None, check_faithfulness: bool = False, seed: int = 0,
-                      key_added: str = "circuits", encoded=None, progress: bool = True) -> CellTypeCircuit:
+                      key_added: str = "circuits", encoded=None, progress: bool = True, validate: bool = False,
+                      rank_genes_by: str = "attribution") -> CellTypeCircuit:
     """Trace why a C2S model calls cells ``cell_type``, over a sample of that type's cells.
 
     Each cell's prompt is traced from the target (the logit of the cell type's
@@ -124,6 +130,12 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     check_faithfulness
         Also ablate each cell's top features in the replacement model
         (:func:`sctranscoder.circuits.faithfulness`).
+    validate
+        Knock the top genes out of the traced cells and compare (``result.validation``,
+        :func:`sctranscoder.tl.validate_circuit`).
+    rank_genes_by
+        ``"knockout"``: also knock out every gene of the traced cells' sentences and rank genes by the measured
+        drop of log P(cell type) (``result.genes_by_knockout``; ``result.genes`` stays the attributed ranking).
     """
     import torch
 
@@ -132,6 +144,8 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     from ._encode import encode_cells
     from ._spine import prompt_settings
 
+    if rank_genes_by not in ("attribution", "knockout"):
+        raise ValueError(f"rank_genes_by={rank_genes_by!r} must be 'attribution' or 'knockout'.")
     label_key = label_key or model.metadata.get("label_key")
     if label_key is None or label_key not in adata.obs:
         raise ValueError(f"label_key={label_key!r} is not a column of adata.obs; pass the column holding cell types.")
@@ -181,5 +195,11 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     adata.uns.setdefault(key_added, {})[cell_type] = {
         "genes": table.gene.tolist(), "attribution": table.attribution.to_numpy(), "n_cells": table.n_cells.to_numpy(),
         "target": target_info["token"], "settings": settings}
-    return CellTypeCircuit(cell_type, merged, table, graphs, [str(adata.obs_names[c]) for c in cells], target_info,
-                           pd.DataFrame(checks) if checks else None, settings)
+    result = CellTypeCircuit(cell_type, merged, table, graphs, [str(adata.obs_names[c]) for c in cells], target_info,
+                             pd.DataFrame(checks) if checks else None, settings)
+    if validate or rank_genes_by == "knockout":
+        from ._validate import validate_circuit
+
+        validate_circuit(adata, model, transcoders, result, rank_by_knockout=rank_genes_by == "knockout",
+                         candidates=candidates, encoded=encoded, n_genes=n_genes, organism=organism, progress=progress)
+    return result
