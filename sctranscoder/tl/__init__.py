@@ -15,6 +15,13 @@ from ._features import (
 )
 from ._harvest import harvest
 from ._predict import predict_cell_types
+from ._spelling import (
+    beyond_spelling_fraction,
+    enrich_beyond_spelling,
+    leading_subwords,
+    name_families,
+    spelling_scores,
+)
 from ._spine import prompt_settings
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 
@@ -23,6 +30,11 @@ __all__ = [
     "encode_cells",
     "prompt_settings",
     "alive_features",
+    "beyond_spelling_fraction",
+    "enrich_beyond_spelling",
+    "leading_subwords",
+    "name_families",
+    "spelling_scores",
     "answer_contrast",
     "cell_type_circuit",
     "CellTypeCircuit",
