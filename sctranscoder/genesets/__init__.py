@@ -17,6 +17,7 @@ from ._library import (
 from ._prerank import prerank
 from ._spelling import (
     best_p_per_library,
+    enrich_matched,
     family_share,
     largest_family,
     matched_lists,
@@ -28,6 +29,7 @@ from ._spelling import (
 __all__ = [
     "COLUMNS",
     "best_p_per_library",
+    "enrich_matched",
     "family_share",
     "largest_family",
     "matched_lists",

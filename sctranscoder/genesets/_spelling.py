@@ -236,3 +236,21 @@ def matched_null_p(table: pd.DataFrame, gene_lists: dict, families: pd.Series, b
         null = sorted_null[owner[structure_of[name]]][library]
         out[index] = (1 + np.searchsorted(null, p[index] * (1 + 1e-9), side="right")) / (1 + n_null)
     return pd.Series(out, index=table.index, name="Matched P-value")
+
+
+def enrich_matched(gene_lists: dict, gene_sets, background, families: pd.Series, *, n_null: int = 200,
+                   max_fdr: float = 0.05, max_matched_p: float = 0.05, min_set_size: int = 3,
+                   fdr_over: str = "tested", seed: int = 0) -> pd.DataFrame:
+    """:func:`sctranscoder.genesets.enrich` (rows with nominal p <= 0.05) plus ``Matched P-value``
+    (:func:`matched_null_p`) and ``Beyond spelling``: ``Adjusted P-value <= max_fdr`` and
+    ``Matched P-value <= max_matched_p``."""
+    from ._enrich import enrich
+
+    table = enrich(gene_lists, gene_sets, background, min_set_size=min_set_size, fdr_over=fdr_over)
+    made = table.attrs.get("enrich", {})
+    table = table[table["P-value"] <= 0.05].reset_index(drop=True)  # a nominal p above 0.05 never passes
+    table["Matched P-value"] = matched_null_p(table, gene_lists, families, background, gene_sets, n_null=n_null,
+                                              min_set_size=min_set_size, seed=seed).to_numpy()
+    table["Beyond spelling"] = (table["Adjusted P-value"] <= max_fdr) & (table["Matched P-value"] <= max_matched_p)
+    table.attrs["enrich"] = {**made, "n_null": n_null, "max_matched_p": max_matched_p, "max_fdr": max_fdr}
+    return table

@@ -1,5 +1,6 @@
 """AnnData-facing tools (scanpy's ``sc.tl`` shape)."""
 
+from ._cards import feature_cards
 from ._circuits import CellTypeCircuit, answer_contrast, cell_type_circuit
 from ._de_embedding import gene_de_embedding, gene_tokens
 from ._encode import EncodedCells, encode_cells
@@ -14,6 +15,7 @@ from ._features import (
     visible_genes,
 )
 from ._harvest import harvest
+from ._headlines import headline_sets, is_disease_term, short_term
 from ._predict import predict_cell_types
 from ._spelling import (
     beyond_spelling_fraction,
@@ -29,6 +31,7 @@ __all__ = [
     "EncodedCells",
     "encode_cells",
     "prompt_settings",
+    "short_term",
     "alive_features",
     "beyond_spelling_fraction",
     "enrich_beyond_spelling",
@@ -43,6 +46,7 @@ __all__ = [
     "enriched_fraction",
     "evaluate_transcoders",
     "feature_activity",
+    "feature_cards",
     "feature_background",
     "feature_genes",
     "feature_specificity",
@@ -50,6 +54,8 @@ __all__ = [
     "gene_de_embedding",
     "gene_tokens",
     "harvest",
+    "headline_sets",
+    "is_disease_term",
     "held_out_mask",
     "predict_cell_types",
     "prerank_feature",

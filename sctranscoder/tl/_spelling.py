@@ -98,22 +98,18 @@ def enrich_beyond_spelling(adata, gene_sets="all", *, model=None, key: str = FEA
     every tested row (filter on ``Beyond spelling``); its ``attrs["enrich"]`` records the settings.
     """
     from .. import genesets
-    from ._enrich import enrich_features
 
     lists = {str(f): g for f, g in feature_genes(adata, features, key=key, n_top=n_top,
                                                   min_occurrences=min_occurrences).genes.items() if g}
+    if not lists:
+        raise ValueError("No feature has any gene above the cut; check the feature activity (alive features?).")
     if background is None:
         background = feature_background(adata, key=key, min_occurrences=min_occurrences)
     if families is None:
         families = name_families(model=model, genes=background)
-    table = enrich_features(adata, gene_sets, key=key, features=[int(f) for f in lists], n_top=n_top,
-                            min_occurrences=min_occurrences, background=background, min_set_size=min_set_size)
-    table = table[table["P-value"] <= 0.05].reset_index(drop=True)  # a nominal p above 0.05 never passes
-    table["Matched P-value"] = genesets.matched_null_p(table, lists, families, background, gene_sets, n_null=n_null,
-                                                       min_set_size=min_set_size, seed=seed).to_numpy()
-    table["Beyond spelling"] = (table["Adjusted P-value"] <= max_fdr) & (table["Matched P-value"] <= max_matched_p)
-    table.attrs["enrich"] = {**table.attrs.get("enrich", {}), "n_null": n_null, "max_matched_p": max_matched_p,
-                             "max_fdr": max_fdr, "name_families": "stems" + (" and leading tokens" if model else "")}
+    table = genesets.enrich_matched(lists, gene_sets, background, families, n_null=n_null, max_fdr=max_fdr,
+                                    max_matched_p=max_matched_p, min_set_size=min_set_size, seed=seed)
+    table.attrs["enrich"]["name_families"] = "name stems" + (" and leading subword tokens" if model else "")
     if key_added is not None:
         adata.uns[key_added] = table
     return table
