@@ -78,3 +78,29 @@ def test_matched_lists_keep_the_structure(pbmc_template):
         assert len(genes_drawn) == 20 and counts[:3] == [5, 2, 1]
     with pytest.raises(ValueError, match="No unused family"):
         sct.genesets.matched_lists((60, (50,)), families, 1, np.random.default_rng(0))
+
+
+def test_headlines_collapse_prefer_curated_and_flag_families():
+    genes = "HLA-DRA;HLA-DPB1;HLA-DQA1;CD74"
+    table = pd.DataFrame({
+        "List": ["Dendritic"] * 4 + ["B"],
+        "Gene_set": ["wikipathways", "reactome", "go_bp", "hallmark", "reactome"],
+        "Term": ["WP_EBOLA_VIRUS_INFECTION_IN_HOST", "REACTOME_MHC_CLASS_II_ANTIGEN_PRESENTATION",
+                 "antigen processing and presentation (GO:0019882)", "HALLMARK_HYPOXIA", "REACTOME_X"],
+        "Overlap": ["4/20", "4/12", "3/15", "3/40", "2/9"],
+        "P-value": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3], "Adjusted P-value": [1e-5, 1e-4, 1e-3, 0.01, 0.2],
+        "Odds Ratio": [40.0, 60.0, 30.0, 8.0, 5.0],
+        "Genes": [genes, genes, "HLA-DRA;HLA-DPB1;HLA-DQA1", "VEGFA;LDHA;PGK1", "A;B"]})
+    families = sct.genesets.name_families(["HLA-DRA", "HLA-DPB1", "HLA-DQA1", "CD74", "VEGFA", "LDHA", "PGK1"])
+    heads = sct.tl.headline_sets(table, families=families)
+    assert list(heads.List) == ["Dendritic", "Dendritic"]  # B's set failed the FDR
+    first = heads.iloc[0]
+    # the same genes reach the virus set and MHC class II: one entry, named after the curated pathway
+    assert first.Headline == "MHC class II antigen presentation" and first.Gene_set == "reactome"
+    assert "EBOLA" in first.Also.upper() and "antigen processing" in first.Also
+    assert heads.iloc[1].Headline == "Hypoxia"
+    # an overlap that is all one name family is flagged and ranked after the others
+    only_hla = table.iloc[[2, 3]].assign(List="Dendritic")
+    flagged = sct.tl.headline_sets(only_hla, families=families)
+    assert flagged.iloc[-1]["One family"] == "HLA-D" and flagged.iloc[0].Headline == "Hypoxia"
+    assert sct.tl.is_disease_term("WP_EBOLA_VIRUS_INFECTION_IN_HOST") and not sct.tl.is_disease_term("HALLMARK_HYPOXIA")
