@@ -7,9 +7,9 @@ h1 { font-size: 1.7em; margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #dd
 margin-top: 2em; } h3 { margin-top: 1.5em; }
 nav a { margin-right: 1em; } .muted { color: #666; }
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.88em; max-width: 100%; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.55em; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
-th.wide, td.wide { min-width: 9em; overflow-wrap: break-word; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.45em; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; }
+th.wide, td.wide { min-width: 8em; overflow-wrap: anywhere; }
 th { background: #f3f3f6; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }

@@ -211,7 +211,10 @@ def headlines_html(headlines: pd.DataFrame) -> str:
             entry["matched p"] = row["Matched P-value"]
         entry.update({"genes": row["Genes"], "notes": "; ".join(notes)})
         rows.append(entry)
-    return table_html(pd.DataFrame(rows), index=False)
+    frame = pd.DataFrame(rows)
+    if not frame.notes.astype(bool).any():  # a column of nothing only takes room
+        frame = frame.drop(columns="notes")
+    return table_html(frame, index=False)
 
 
 def _section_html(section) -> str:
