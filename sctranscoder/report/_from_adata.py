@@ -50,6 +50,19 @@ def _marker_reason(label, marker_sets, background) -> str:
             ", so it cannot be tested (3 are needed)")
 
 
+def _signable(heads) -> pd.DataFrame:
+    """Headline entries a biologist would sign: not one name family, not a disease or pathogen set."""
+    if heads is None or not len(heads):
+        return pd.DataFrame()
+    return heads[(heads["One family"] == "") & ~heads["Disease term"].astype(bool)]
+
+
+def _flag_reason(entry) -> str:
+    if entry["One family"]:
+        return f"the shared genes are one name family ({entry['One family']}*), which spelling alone can explain"
+    return "only through a disease or pathogen set, which is not headlined"
+
+
 def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, marker_reason, has_circuit,
             max_fdr, families) -> str:
     """The section's finding, or that nothing passed and why."""
@@ -57,18 +70,25 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
         return (f"{label} has only {section.n_cells} cells here: too few for its features' AUROCs or gene-set "
                 "overlaps to carry weight, so nothing is headlined.")
     said = []
-    if circuit_heads is not None and len(circuit_heads):
-        best = circuit_heads.iloc[0]
+    circuit_good, feature_good = _signable(circuit_heads), _signable(headlines)
+    if len(circuit_good):
+        best = circuit_good.iloc[0]
         said.append(f"Its circuit's input genes are enriched for {best.Headline} ({best.Gene_set}, {best.Overlap}, "
                     f"FDR {best['Adjusted P-value']:.2g}; genes {best.Genes}).")
+    elif circuit_heads is not None and len(circuit_heads):
+        best = circuit_heads.iloc[0]
+        said.append(f"Its circuit's input genes reach {best.Headline} ({best.Gene_set}, {best.Overlap}, FDR "
+                    f"{best['Adjusted P-value']:.2g}), but {_flag_reason(best)}.")
     elif has_circuit:
-        reason = (f"{len(circuit_rows)} set(s) passed FDR <= {max_fdr} but each is one name family or a disease set"
-                  if circuit_rows is not None and len(circuit_rows) else f"no set reached FDR <= {max_fdr}")
-        said.append(f"Circuit enrichment: nothing to headline ({reason}).")
-    if headlines is not None and len(headlines):
-        best = headlines.iloc[0]
+        said.append(f"Circuit enrichment: no set reached FDR <= {max_fdr} among its input genes.")
+    if len(feature_good):
+        best = feature_good.iloc[0]
         said.append(f"Feature {best.List}, specific to {label}, reads {best.Headline} ({best.Gene_set}, "
                     f"{best.Overlap}; genes {best.Genes}), beyond what gene-name spelling explains.")
+    elif headlines is not None and len(headlines):
+        best = headlines.iloc[0]
+        said.append(f"Feature {best.List} reaches {best.Headline} ({best.Gene_set}, {best.Overlap}), but "
+                    f"{_flag_reason(best)}.")
     else:
         n_fdr = all_rows.List.nunique() if all_rows is not None else 0
         if n_fdr:
@@ -79,8 +99,7 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
         else:
             reason = f"none of its most specific features' top genes reached a gene set at FDR <= {max_fdr}"
         said.append("Feature enrichment: nothing passed; " + reason + ".")
-    if not (headlines is not None and len(headlines)) and not (circuit_heads is not None and len(circuit_heads)) \
-            and marker_reason:
+    if not len(circuit_good) and not len(feature_good) and marker_reason:
         said.append(f"Its own markers: {marker_reason}.")
     return " ".join(said)
 
@@ -169,19 +188,14 @@ def cell_type_sections(
             all_rows = mine[mine["Adjusted P-value"] <= max_fdr]
             section.enrichment = all_rows.sort_values("P-value").head(15).rename(columns={"List": "feature"})[
                 [c for c in ENRICHMENT_COLUMNS if c in all_rows.columns or c == "feature"]]
-            headlines = tl.headline_sets(mine, families=families, max_fdr=max_fdr, n=None)
-            if len(headlines):
-                good = headlines[(headlines["One family"] == "") & ~headlines["Disease term"].astype(bool)]
-                headlines = pd.concat([good, headlines.drop(good.index)]).head(n_terms)
-                headlines = headlines if len(good) else headlines.iloc[0:0]
+            # flagged entries (one name family, disease sets) are shown last and never make the result sentence
+            headlines = tl.headline_sets(mine, families=families, max_fdr=max_fdr, n=None).head(n_terms)
             section.headlines = headlines.iloc[0:0] if section.small_group else headlines
         circuit_heads = circuit_rows = None
         if circuit_enrichment is not None:
             circuit_rows = circuit_enrichment[(circuit_enrichment.List.astype(str) == str(label))
                                               & (circuit_enrichment["Adjusted P-value"] <= max_fdr)]
             heads = tl.headline_sets(circuit_rows, families=families, max_fdr=max_fdr, n=None)
-            if len(heads):
-                heads = heads[(heads["One family"] == "") & ~heads["Disease term"].astype(bool)]
             circuit_heads = heads.iloc[0:0] if section.small_group else heads.head(n_terms)
             if circuits is not None and label in circuits or input_genes and label in input_genes:
                 section.circuit_enrichment = circuit_heads
