@@ -175,7 +175,11 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
         print(f"    {cell_type:<30} {', '.join(result.genes.gene.head(6))}  (traced to genes: {share:.0%})")
         rows = circuit_enrichment[circuit_enrichment.List.astype(str) == cell_type] if len(circuit_enrichment) else []
         heads = headline_sets(rows) if len(rows) else []
-        if len(heads):  # redundant sets collapsed, curated pathways before disease sets reached by the same genes
-            best = heads.iloc[0]
-            print(f"    {'':<30} -> {best.Gene_set}: {best.Headline} (FDR {best['Adjusted P-value']:.1e})")
+        if len(heads):  # redundant sets collapsed, curated pathways first; disease sets are never the headline
+            signable = heads[~heads["Disease term"].astype(bool)]
+            if len(signable):
+                best = signable.iloc[0]
+                print(f"    {'':<30} -> {best.Gene_set}: {best.Headline} (FDR {best['Adjusted P-value']:.1e})")
+            else:
+                print(f"    {'':<30} -> only disease or pathogen sets passed (see the report)")
     print(f"  report: {report}")
