@@ -200,7 +200,9 @@ def headlines_html(headlines: pd.DataFrame) -> str:
     notes column (the sets collapsed into it, a one-family overlap, a disease set)."""
     rows = []
     for row in headlines.to_dict("records"):
-        notes = [f"also: {row['Also']}"] if row.get("Also") else []
+        also = [a for a in str(row.get("Also") or "").split("; ") if a]
+        more = f" and {len(also) - 4} more" if len(also) > 4 else ""  # the full list stays in the table data
+        notes = [f"also: {'; '.join(also[:4])}{more}"] if also else []
         if row.get("One family"):
             notes.append(f"overlap is one name family ({row['One family']}*)")
         if row.get("Disease term"):
