@@ -4,6 +4,7 @@ import re
 
 import anndata as ad
 import matplotlib
+import networkx as nx
 
 matplotlib.use("Agg")
 
@@ -25,15 +26,16 @@ def adata():
     markers = sct.genesets.load("immune_markers")
     genes = list(dict.fromkeys(g for name in TYPES.values() for g in markers[name]))
     genes += [g for g in sct.genesets.load("hallmark")["HALLMARK_HYPOXIA"] if g not in genes][:60]
-    labels = np.repeat(list(TYPES), 20)
-    cells = np.abs(rng.normal(0, 0.2, size=(60, 12))).astype(np.float32)
+    labels = np.concatenate([np.repeat(list(TYPES), 20), ["Tiny"] * 3])  # a small group of 3 cells
+    cells = np.abs(rng.normal(0, 0.2, size=(63, 12))).astype(np.float32)
     cells[rng.random(cells.shape) < 0.5] = 0
     gene_activity = np.abs(rng.normal(0, 0.05, size=(len(genes), 12)))
     for f, (label, marker_set) in enumerate(TYPES.items()):
         cells[labels == label, f] += 2
         for g in markers[marker_set]:
             gene_activity[genes.index(g), f] += 1
-    data = ad.AnnData(np.zeros((60, 3), np.float32))
+    cells[labels == "Tiny", 5] += 3
+    data = ad.AnnData(np.zeros((63, 3), np.float32))
     data.obs["bulk_labels"] = pd.Categorical(labels)
     data.obsm["features"] = cells
     data.uns["features"] = {"layer": 1, "pool": "max", "tokens": "genes", "n_genes": 200, "d_hidden": 12,
@@ -44,13 +46,24 @@ def adata():
 
 @pytest.fixture(scope="module")
 def report_path(adata, tmp_path_factory):
-    enrichment = sct.tl.enrich_features(adata, ["immune_markers", "hallmark"], n_top=10)
+    enrichment = sct.tl.enrich_beyond_spelling(adata, ["immune_markers", "hallmark"], n_top=10, n_null=100)
     quality = pd.DataFrame({"fvu": [0.004, 0.008, 0.007, 0.0064], "l0": [32.0, 32, 32, 32],
                             "accuracy_kept": [1.0, 1.0, 0.97, 0.96]}, index=pd.Index(["0", "1", "2", "all"],
                                                                                     name="layer"))
+    graph = nx.DiGraph()  # a circuit with two features of the activity's layer and one of a layer not computed
+    graph.add_node("feature:1:0", kind="feature", layer=1, feature=0, influence=0.5)
+    graph.add_node("feature:1:3", kind="feature", layer=1, feature=3, influence=0.2)
+    graph.add_node("feature:0:7", kind="feature", layer=0, feature=7, influence=0.4)
+    graph.add_node("input:CD14", kind="input", label="CD14", influence=0.3)
+    circuit_enrichment = sct.tl.enrich_circuit({"CD14+ Monocyte": ["CD14", "LYZ", "FCN1", "S100A8", "S100A9"]},
+                                               ["immune_markers", "hallmark"], background=adata.uns["features"]["genes"])
     content = sct.report.from_adata(adata, "bulk_labels", quality=quality, enrichment=enrichment,
                                     gene_sets=["immune_markers", "hallmark"], model="test model",
-                                    parameters={"transcoder steps": 1500})
+                                    parameters={"transcoder steps": 1500}, circuits={"CD14+ Monocyte": graph},
+                                    circuit_enrichment=circuit_enrichment,
+                                    marker_sets={"Tiny": "T regulatory cell", "CD19+ B": "B cell"})
+    content.section("CD19+ B").tables["Knock-out check"] = pd.DataFrame({"gene": ["MS4A1"], "effect": [-0.5]})
+    content.section("CD19+ B").html["Interactive view"] = '<div id="hook-view">hook content</div>'
     figure, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1], [1, 0])
     content.section("CD14+ Monocyte").circuit_figure = figure
@@ -69,6 +82,35 @@ def _images(page: str) -> int:
     return len(re.findall(r"<img ", page))
 
 
+def _first_image(page: str) -> str:
+    return re.search(r'<img alt="[^"]*" src="([^"]+)"', page).group(1)
+
+
+# figures with captions, tables that fit, and a stated result in every cell-type section
+LAYOUT_CHECK = """(() => {
+    const figures = Array.from(document.querySelectorAll('img'));
+    const uncaptioned = figures.filter(img => {
+        const figure = img.closest('figure');
+        const caption = figure && figure.querySelector('figcaption');
+        return !caption || caption.textContent.trim().length < 10;
+    }).map(img => img.alt || img.src.slice(0, 30));
+    const page = document.documentElement.clientWidth;
+    const tooWide = Array.from(document.querySelectorAll('table')).filter(table => {
+        const box = table.getBoundingClientRect();
+        const holder = table.parentElement;
+        return box.right > page + 1 || holder.scrollWidth > holder.clientWidth + 1;
+    }).map(table => (table.tHead ? table.tHead.textContent : table.textContent).slice(0, 60));
+    const sections = Array.from(document.querySelectorAll('section.celltype'));
+    const silent = sections.filter(s => {
+        const result = s.querySelector('p.result');
+        return !result || result.textContent.replace('Result.', '').trim().length < 20;
+    }).map(s => s.querySelector('h2').textContent);
+    return {figures: figures.length, uncaptioned: uncaptioned, too_wide: tooWide,
+            page_scrolls_sideways: document.documentElement.scrollWidth > page + 1,
+            sections: sections.length, silent_sections: silent};
+})()"""
+
+
 def test_report_is_one_self_contained_file(report_path, adata):
     page = report_path.read_text()
     assert [p.name for p in report_path.parent.iterdir()] == ["report.html"]  # written atomically, nothing beside
@@ -78,24 +120,35 @@ def test_report_is_one_self_contained_file(report_path, adata):
     parser.feed(page)  # parses
     for label in TYPES:
         assert f"<h2>{label}</h2>" in page
-    assert "test model" in page and "accuracy_kept" in page and "0.0064" in page
+    assert "test model" in page and "Accuracy kept" in page and "0.0064" in page
+    assert "accuracy_kept" not in page and "The second accuracy over the first" in page  # plain names, explained
+    assert "Layer 1: 12 of its 12 transcoder features" in page  # the opening line names the layer
     for package in ("sctranscoder", "torch", "transformers", "scanpy", "gseapy", "numpy"):
         assert f"<td>{package}</td>" in page
     assert "MSigDB v7.5.1" in page and "BSD 3-Clause" in page  # gene-set sources cited
     assert "transcoder steps" in page and "1,500" in page
     assert "S100A8" in page and "MS4A1" in page  # circuit input genes
-    assert "How much of each gene-set library the model can see" in page and "n_genes_visible" in page
+    assert "How much of each gene-set library the model can see" in page and "sets testable" in page
+    assert "median_fraction_visible" not in page
+    assert "hook content" in page and "Knock-out check" in page  # other parts can add to a section
+    assert "The circuit's features" in page and page.count('class="card"') == 2  # layer-1 features get cards
+    assert "Circuit enrichment: gene sets among the circuit's input genes" in page
+    assert "Feature enrichment: gene sets of these features" in page
+    tiny = page[page.index("<h2>Tiny</h2>"):]
+    tiny = tiny[:tiny.index("</section>")]
+    assert "a small group" in tiny and "nothing is headlined" in tiny and "<table" not in tiny.split("Feature analysis")[0]
     # the top feature of each type is the one planted there, with its marker set enriched
     content = sct.report.from_adata(adata, "bulk_labels", figures=False,
                                     enrichment=sct.tl.enrich_features(adata, "immune_markers", n_top=10))
     for f, (label, marker_set) in enumerate(TYPES.items()):
         section = content.section(label)
         assert section.features.index[0] == f
-        assert section.features.auroc.iloc[0] == 1.0
+        assert section.features.AUROC.iloc[0] == 1.0
         best = section.enrichment.sort_values("P-value").iloc[0]
         assert (best.feature, best.Term) == (str(f), marker_set)
-    # 2 circuit figures + 3 feature-gene figures + 1 overview dotplot
-    assert _images(page) == 6
+    # 2 circuit figures + 4 feature-gene figures (the small group too) + 1 overview dotplot
+    assert _images(page) == 7
+    assert "Gene sets beyond spelling (both tests) of the two most specific features" in page
 
 
 def test_figures_and_bad_input():
@@ -123,13 +176,13 @@ def test_report_in_headless_chromium(report_path):
                     banner_hidden: document.getElementById('page-errors').hidden,
                     tables: document.querySelectorAll('table.sortable').length};
         })()""")
-        assert state["images"] == _images(page) == 6
-        assert state["rendered"] == 6 and min(state["widths"]) > 50
-        assert state["marked"] == "6" and state["problems"] == "0" and state["banner_hidden"]
+        assert state["images"] == _images(page) == 7
+        assert state["rendered"] == 7 and min(state["widths"]) > 50
+        assert state["marked"] == "7" and state["problems"] == "0" and state["banner_hidden"]
         # sortable: click the quality table's FVU header twice
         sorted_values = browser.evaluate(session, """(() => {
             const table = document.querySelector('table.sortable');
-            const header = Array.from(table.tHead.rows[0].cells).find(th => th.textContent.startsWith('fvu'));
+            const header = Array.from(table.tHead.rows[0].cells).find(th => th.textContent.startsWith('Variance missed'));
             const column = header.cellIndex;
             const read = () => Array.from(table.tBodies[0].rows).map(r => parseFloat(r.cells[column].dataset.value));
             header.click(); const up = read();
@@ -139,6 +192,20 @@ def test_report_in_headless_chromium(report_path):
         assert sorted_values["up"] == sorted(sorted_values["up"]) == [0.004, 0.0064, 0.007, 0.008]
         assert sorted_values["down"] == sorted(sorted_values["up"], reverse=True)
         assert browser.errors(session) == []
+        layout = browser.evaluate(session, LAYOUT_CHECK)
+        assert layout["figures"] == state["images"] and layout["uncaptioned"] == []  # every figure has a caption
+        assert layout["too_wide"] == [] and layout["page_scrolls_sideways"] is False  # every table fits the page
+        assert layout["sections"] == 4 and layout["silent_sections"] == []  # each says its result or its absence
+
+        # the layout checks catch a table too wide, a figure without caption and a section without a result
+        bad = report_path.with_name("bad_layout.html")
+        wide_row = "".join(f"<td>{'W' * 30}_{i}</td>" for i in range(40))
+        bad.write_text(page.replace("</body>", f'<div class="scroll"><table><tr>{wide_row}</tr></table></div>'
+                                               f'<figure><img src="{_first_image(page)}"></figure>'
+                                               '<section class="celltype"><h2>Silent</h2></section></body>'))
+        session = browser.open(bad.as_uri())
+        layout = browser.evaluate(session, LAYOUT_CHECK)
+        assert layout["too_wide"] and layout["uncaptioned"] and layout["silent_sections"] == ["Silent"]
 
         # the same checks catch a broken page: a figure that does not decode and a script error
         broken = report_path.with_name("broken.html")

@@ -114,8 +114,11 @@ def cmd_quickstart(args) -> None:
     with atomic_path(out / "circuit_enrichment.csv") as tmp:
         circuit_enrichment.to_csv(tmp, index=False)
     last = max(transcoders)
-    sct.tl.feature_activity(test_cells, model, transcoders, last, progress=False)
-    feature_enrichment = sct.tl.enrich_features(test_cells, max_fdr=0.05)
+    for layer in sorted(transcoders):  # every layer, so the report can show a card for every circuit feature
+        sct.tl.feature_activity(test_cells, model, transcoders, layer, progress=False,
+                                key_added="features" if layer == last else f"features_layer{layer}")
+    # tested against the hypergeometric FDR and against random lists that keep gene-name families (spelling)
+    feature_enrichment = sct.tl.enrich_beyond_spelling(test_cells, model=model)
     with atomic_path(out / "feature_enrichment.csv") as tmp:
         feature_enrichment.to_csv(tmp, index=False)
     timings["enrichment"] = time.perf_counter() - start
@@ -123,7 +126,7 @@ def cmd_quickstart(args) -> None:
     # 6. one self-contained HTML report
     start = time.perf_counter()
     report = _report(sct, test_cells, label_key, quality, feature_enrichment, circuit_enrichment, circuits, args,
-                     out)
+                     out, model, transcoders)
     timings["report"] = time.perf_counter() - start
 
     total = time.perf_counter() - clock
@@ -131,7 +134,8 @@ def cmd_quickstart(args) -> None:
     _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total)
 
 
-def _report(sct, cells, label_key, quality, feature_enrichment, circuit_enrichment, circuits, args, out):
+def _report(sct, cells, label_key, quality, feature_enrichment, circuit_enrichment, circuits, args, out, model,
+            transcoders):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,17 +145,20 @@ def _report(sct, cells, label_key, quality, feature_enrichment, circuit_enrichme
     content = sct.report.from_adata(
         cells, label_key, quality=quality, enrichment=feature_enrichment, model="bundled default C2S model",
         title="sctranscoder quickstart: the default C2S model on pbmc68k", circuit_figures=figures,
-        input_genes={name: result.genes for name, result in circuits.items()},
+        input_genes={name: result.genes for name, result in circuits.items()}, circuits=circuits,
+        circuit_enrichment=circuit_enrichment, c2s_model=model, transcoders=transcoders,
+        feature_keys={layer: f"features_layer{layer}" for layer in transcoders if layer != max(transcoders)},
+        marker_sets=sct.datasets.PBMC68K_MARKER_SETS,
         parameters={f"{section}.{key}": value for section, values in _run_sections(args).items()
                     if section != "quickstart" for key, value in values.items()})
-    if len(circuit_enrichment):
-        content.tables["Gene sets enriched among each circuit's input genes (FDR <= 0.05)"] = circuit_enrichment
     for figure in figures.values():
         plt.close(figure)
     return sct.report.write_html(out / "report.html", content)
 
 
 def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total) -> None:
+    from ..tl import headline_sets
+
     layers = quality.drop(index="all")
     every = quality.loc["all"]
     print(f"\nsctranscoder quickstart: {adata.n_obs} PBMCs, done in {total / 60:.1f} min; everything is in {out}/")
@@ -167,7 +174,12 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
         share = result.graph.graph["share_input"]
         print(f"    {cell_type:<30} {', '.join(result.genes.gene.head(6))}  (traced to genes: {share:.0%})")
         rows = circuit_enrichment[circuit_enrichment.List.astype(str) == cell_type] if len(circuit_enrichment) else []
-        if len(rows):
-            best = rows.sort_values("Adjusted P-value").iloc[0]
-            print(f"    {'':<30} -> {best.Gene_set}: {best.Term} (FDR {best['Adjusted P-value']:.1e})")
+        heads = headline_sets(rows) if len(rows) else []
+        if len(heads):  # redundant sets collapsed, curated pathways first; disease sets are never the headline
+            signable = heads[~heads["Disease term"].astype(bool)]
+            if len(signable):
+                best = signable.iloc[0]
+                print(f"    {'':<30} -> {best.Gene_set}: {best.Headline} (FDR {best['Adjusted P-value']:.1e})")
+            else:
+                print(f"    {'':<30} -> only disease or pathogen sets passed (see the report)")
     print(f"  report: {report}")

@@ -82,8 +82,16 @@ def cmd_report(args) -> None:
         genes = path.with_name(f"{path.stem}_genes.csv")
         if genes.is_file():
             section.input_genes = pd.read_csv(genes)
-        if enriched is not None and len(enriched):
-            section.enrichment = enriched[enriched.List.astype(str) == name]
+        if enriched is not None:
+            rows = enriched[enriched.List.astype(str) == name]
+            heads = sct.tl.headline_sets(rows, max_fdr=0.05)
+            section.circuit_enrichment = heads
+            section.result = (f"Its circuit's input genes are enriched for {heads.Headline.iloc[0]} "
+                              f"({heads.Gene_set.iloc[0]}, {heads.Overlap.iloc[0]}, FDR "
+                              f"{heads['Adjusted P-value'].iloc[0]:.2g})." if len(heads) else
+                              "Circuit enrichment: no gene set reached FDR <= 0.05 among its input genes.")
+        else:
+            section.result = "No circuit enrichment was run for this cell type (no circuit_enrichment.csv)."
     if content.quality is None and not content.cell_types:
         raise UsageError(f"run {run} holds neither transcoder_quality.csv nor circuits/*.json")
     content.parameters = {"run folder": str(run)}

@@ -17,3 +17,13 @@ def pbmc68k_reduced():
     import scanpy as sc
 
     return sc.datasets.pbmc68k_reduced()
+
+
+# each bulk_labels type's own marker set in the bundled immune_markers library (fixed before looking at results);
+# reports use it to say why a type shows nothing (how many of its markers the model can see)
+PBMC68K_MARKER_SETS = {
+    "Dendritic": "CD1C+ dendritic cell", "CD14+ Monocyte": "CD14+ Monocyte", "CD19+ B": "B cell",
+    "CD4+/CD25 T Reg": "T regulatory cell", "CD8+ Cytotoxic T": "CD8 TEM",
+    "CD8+/CD45RA+ Naive Cytotoxic": "CD8 Naive T cell", "CD56+ NK": "Natural killer cell",
+    "CD4+/CD45RO+ Memory": "CD4 TCM", "CD34+": "Hematopoietic stem cell",
+    "CD4+/CD45RA+/CD25- Naive T": "CD4 Naive T cell"}

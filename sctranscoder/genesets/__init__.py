@@ -15,9 +15,27 @@ from ._library import (
     resolve,
 )
 from ._prerank import prerank
+from ._spelling import (
+    best_p_per_library,
+    enrich_matched,
+    family_share,
+    largest_family,
+    matched_lists,
+    matched_null_p,
+    name_families,
+    name_stem,
+)
 
 __all__ = [
     "COLUMNS",
+    "best_p_per_library",
+    "enrich_matched",
+    "family_share",
+    "largest_family",
+    "matched_lists",
+    "matched_null_p",
+    "name_families",
+    "name_stem",
     "bundled_folder",
     "coverage",
     "coverage_summary",

@@ -8,13 +8,20 @@ import pandas as pd
 from ._utils import finish
 
 
-def _wrap(term: str, width: int) -> str:
-    return term if len(term) <= width else term[: width - 1] + "…"
+def _wrap(term: str, width: int, lines: int = 3) -> str:
+    """The term on up to ``lines`` lines of ``width`` characters (cut with an ellipsis only beyond that)."""
+    import textwrap
+
+    parts = textwrap.wrap(term.replace("_", "_\u200b"), width) or [""]
+    if len(parts) > lines:
+        parts = parts[:lines]
+        parts[-1] = parts[-1][: width - 1] + "…"
+    return "\n".join(p.replace("\u200b", "") for p in parts)
 
 
 def enrichment(df: pd.DataFrame, *, n_terms: int = 5, lists=None, size: str = "overlap_ratio",
-               max_fdr: float | None = None, term_width: int = 50, cmap: str = "viridis_r", ax=None, show=None,
-               save=None):
+               max_fdr: float | None = None, term_width: int = 50, cmap: str = "viridis_r", list_labels=None,
+               xlabel: str | None = None, title: str = "Gene-set enrichment", ax=None, show=None, save=None):
     """Dotplot of an enrichment table (:func:`sctranscoder.genesets.enrich` or gseapy's ``res2d``).
 
     Parameters
@@ -30,6 +37,10 @@ def enrichment(df: pd.DataFrame, *, n_terms: int = 5, lists=None, size: str = "o
         ``"overlap_ratio"`` (shared genes / set genes in the background) or ``"-log10 p"``.
     max_fdr
         Only rows at or below this adjusted p-value.
+    term_width
+        Term names wrap at this many characters (up to three lines).
+    list_labels, xlabel, title
+        ``{list: label}`` for the columns (e.g. ``{"12": "12 (B cell)"}``), the x-axis title, the plot title.
     ax, show, save
         As in scanpy.
 
@@ -66,10 +77,15 @@ def enrichment(df: pd.DataFrame, *, n_terms: int = 5, lists=None, size: str = "o
     values = shown[size].to_numpy()
     scale = 250 / max(float(np.nanmax(values)), 1e-12)
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 + 0.45 * len(order) + 0.09 * min(term_width, 60), 0.8 + 0.3 * len(terms)))
+        lines = sum(_wrap(t, term_width).count("\n") + 1 for t in terms)
+        _, ax = plt.subplots(figsize=(1.2 + 0.45 * len(order) + 0.09 * min(term_width, 60), 1.2 + 0.2 * lines
+                                      + 0.12 * len(terms)))
     points = ax.scatter(x, y, s=values * scale, c=shown["-log10 FDR"], cmap=cmap, edgecolors="0.3", linewidths=0.4)
-    ax.set_xticks(range(len(order)), order, rotation=60, ha="right")
-    ax.set_yticks(range(len(terms)), [_wrap(t, term_width) for t in terms])
+    names = [str((list_labels or {}).get(name, name)) for name in order]
+    ax.set_xticks(range(len(order)), names, rotation=60, ha="right")
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_yticks(range(len(terms)), [_wrap(t, term_width) for t in terms], fontsize="small")
     ax.set_xlim(-0.6, len(order) - 0.4)
     ax.set_ylim(-0.6, len(terms) - 0.4)
     ax.grid(True, color="0.92", zorder=0)
@@ -80,5 +96,5 @@ def enrichment(df: pd.DataFrame, *, n_terms: int = 5, lists=None, size: str = "o
         ax.scatter([], [], s=v * scale, color="0.6", label=f"{v:.2g}")
     ax.legend(title=size.replace("_", " "), frameon=False, loc="upper left", bbox_to_anchor=(1.25, 1),
               labelspacing=1.2, fontsize="small")
-    ax.set_title("Gene-set enrichment")
+    ax.set_title(title)
     return finish(ax, show, save)

@@ -6,14 +6,24 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
 h1 { font-size: 1.7em; margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2em;
 margin-top: 2em; } h3 { margin-top: 1.5em; }
 nav a { margin-right: 1em; } .muted { color: #666; }
-table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.88em; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.55em; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.88em; max-width: 100%; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.45em; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; }
+th.wide, td.wide { min-width: 8em; overflow-wrap: anywhere; }
 th { background: #f3f3f6; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
 table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.scroll { max-height: 28em; overflow: auto; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.scroll { max-height: 28em; overflow-y: auto; overflow-x: hidden; }
+p.lead { font-size: 1.05em; } p.result { background: #f4f1fa; padding: 0.5em 0.7em; border-radius: 4px; }
+p.caution { color: #8a4b00; } p.note { font-size: 0.92em; }
+dl.glossary { display: grid; grid-template-columns: max-content 1fr; gap: 0.15em 1em; font-size: 0.88em; }
+dl.glossary dt { font-weight: 600; } dl.glossary dd { margin: 0; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(16em, 1fr)); gap: 0.8em; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 0.7em; font-size: 0.86em; }
+.card h4 { margin: 0 0 0.2em; } .card-label { font-weight: 600; margin: 0 0 0.4em; }
+.card dl { margin: 0; } .card dt { color: #666; } .card dd { margin: 0 0 0.3em; overflow-wrap: anywhere; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.88em; color: #555; }
 #page-errors { background: #fde8e8; border: 1px solid #e0a0a0; padding: 0.6em; }

@@ -32,6 +32,21 @@ class CellTypeSection:
     """Enriched gene sets of those features or of the circuit (gseapy-style columns)."""
     figures: dict[str, Any] = field(default_factory=dict)
     """More figures, by caption."""
+    result: str = ""
+    """The section's finding in one or two sentences, or that nothing passed and why (shown first)."""
+    small_group: bool = False
+    """Too few cells (2-4) for its AUROCs and overlaps to mean much: marked, and nothing is headlined."""
+    headlines: pd.DataFrame | None = None
+    """Headline gene sets of its features (:func:`sctranscoder.tl.headline_sets`); shown instead of ``enrichment``."""
+    circuit_enrichment: pd.DataFrame | None = None
+    """Headline gene sets among the circuit's input genes (circuit enrichment, a different analysis)."""
+    cards: pd.DataFrame | None = None
+    """Feature cards (:func:`sctranscoder.tl.feature_cards`) of the features in its circuit."""
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """More tables, by caption (e.g. a knockout validation), shown after the circuit."""
+    html: dict[str, str] = field(default_factory=dict)
+    """More content as trusted HTML fragments, by heading (e.g. an interactive circuit view), shown after the
+    circuit figure. Fragments must be self-contained (no external files or URLs)."""
 
 
 @dataclass
@@ -43,6 +58,8 @@ class ReportContent:
     """Which model the report is about (name or path)."""
     summary: str = ""
     """An opening paragraph (plain text)."""
+    notes: dict[str, str] = field(default_factory=dict)
+    """Short explanations shown under the overview (title: plain text)."""
     quality: pd.DataFrame | None = None
     """Transcoder quality, e.g. :func:`sctranscoder.tl.evaluate_transcoders`' table (FVU, L0, accuracy kept)."""
     figures: dict[str, Any] = field(default_factory=dict)

@@ -6,8 +6,102 @@ import pandas as pd
 
 from ._content import CellTypeSection, ReportContent
 
-ENRICHMENT_COLUMNS = ["feature", "Gene_set", "Term", "Overlap", "P-value", "Adjusted P-value", "Odds Ratio",
-                      "Genes"]
+ENRICHMENT_COLUMNS = ["feature", "Gene_set", "Term", "Overlap", "P-value", "Adjusted P-value", "Matched P-value",
+                      "Odds Ratio", "Genes"]
+MAX_CARDS = 12  # cards per circuit, by influence
+
+
+def _circuit_features(circuit) -> list[tuple[int, int, float]]:
+    """(layer, feature, influence) of every feature node of a circuit graph (or a CellTypeCircuit), strongest first."""
+    graph = circuit if hasattr(circuit, "nodes") else circuit.graph  # a networkx graph, or a CellTypeCircuit
+    found = {}
+    for _, data in graph.nodes(data=True):
+        if data.get("kind") == "feature":
+            pair = (int(data["layer"]), int(data["feature"]))
+            found[pair] = max(found.get(pair, 0.0), abs(float(data.get("influence", data.get("attribution", 0.0)))))
+    return sorted(((layer, f, v) for (layer, f), v in found.items()), key=lambda t: -t[2])
+
+
+def _family_list(rows, families) -> str:
+    """The name families that the shared genes of enrichment rows mostly belong to (HLA*, CD*)."""
+    from .. import genesets
+
+    found = []
+    for genes in rows.Genes.astype(str):
+        name, count = genesets.largest_family(genes.split(";"), families)
+        if count >= 2:
+            found.append(name)
+    return ", ".join(f"{n}*" for n in list(dict.fromkeys(found))[:4])
+
+
+def _marker_reason(label, marker_sets, background) -> str:
+    """Why a cell type's own markers could not show: how many of its marker set the model can see."""
+    if not marker_sets or label not in marker_sets:
+        return ""
+    from .. import genesets
+
+    term = marker_sets[label]
+    markers = genesets.load("immune_markers").get(term, [])
+    seen = [g for g in markers if g in set(background)]
+    if len(seen) >= 3:
+        return ""
+    return (f"only {len(seen)} of the {len(markers)} genes of its marker set '{term}' "
+            f"{'is' if len(seen) == 1 else 'are'} in the model's gene list{' (' + ', '.join(seen) + ')' if seen else ''}"
+            ", so it cannot be tested (3 are needed)")
+
+
+def _signable(heads) -> pd.DataFrame:
+    """Headline entries a biologist would sign: not one name family, not a disease or pathogen set."""
+    if heads is None or not len(heads):
+        return pd.DataFrame()
+    return heads[(heads["One family"] == "") & ~heads["Disease term"].astype(bool)]
+
+
+def _flag_reason(entry) -> str:
+    if entry["One family"]:
+        return f"the shared genes are one name family ({entry['One family']}*), which spelling alone can explain"
+    return "only through a disease or pathogen set, which is not headlined"
+
+
+def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, marker_reason, has_circuit,
+            max_fdr, families) -> str:
+    """The section's finding, or that nothing passed and why."""
+    if section.small_group:
+        return (f"{label} has only {section.n_cells} cells here: too few for its features' AUROCs or gene-set "
+                "overlaps to carry weight, so nothing is headlined.")
+    said = []
+    circuit_good, feature_good = _signable(circuit_heads), _signable(headlines)
+    if len(circuit_good):
+        best = circuit_good.iloc[0]
+        said.append(f"Its circuit's input genes are enriched for {best.Headline} ({best.Gene_set}, {best.Overlap}, "
+                    f"FDR {best['Adjusted P-value']:.2g}; genes {best.Genes}).")
+    elif circuit_heads is not None and len(circuit_heads):
+        best = circuit_heads.iloc[0]
+        said.append(f"Its circuit's input genes reach {best.Headline} ({best.Gene_set}, {best.Overlap}, FDR "
+                    f"{best['Adjusted P-value']:.2g}), but {_flag_reason(best)}.")
+    elif has_circuit:
+        said.append(f"Circuit enrichment: no set reached FDR <= {max_fdr} among its input genes.")
+    if len(feature_good):
+        best = feature_good.iloc[0]
+        said.append(f"Feature {best.List}, specific to {label}, reads {best.Headline} ({best.Gene_set}, "
+                    f"{best.Overlap}; genes {best.Genes}), beyond what gene-name spelling explains.")
+    elif headlines is not None and len(headlines):
+        best = headlines.iloc[0]
+        said.append(f"Feature {best.List} reaches {best.Headline} ({best.Gene_set}, {best.Overlap}), but "
+                    f"{_flag_reason(best)}.")
+    else:
+        n_fdr = all_rows.List.nunique() if all_rows is not None else 0
+        if n_fdr:
+            shared = _family_list(all_rows, families)
+            reason = (f"{n_fdr} of its most specific features reached a set at FDR <= {max_fdr}, but none beyond "
+                      "spelling: random gene lists holding name families of the same sizes reach such sets as "
+                      "easily" + (f" (the families shared here: {shared})" if shared else ""))
+        else:
+            reason = f"none of its most specific features' top genes reached a gene set at FDR <= {max_fdr}"
+        said.append("Feature enrichment: nothing passed; " + reason + ".")
+    if not len(circuit_good) and not len(feature_good) and marker_reason:
+        said.append(f"Its own markers: {marker_reason}.")
+    return " ".join(said)
 
 
 def cell_type_sections(
@@ -20,47 +114,110 @@ def cell_type_sections(
     n_genes: int = 10,
     min_occurrences: int = 3,
     max_fdr: float = 0.05,
-    n_terms: int = 15,
+    n_terms: int = 5,
     figures: bool = True,
     circuit_figures: dict | None = None,
     input_genes: dict | None = None,
     validations: dict | None = None,
+    circuits: dict | None = None,
+    circuit_enrichment: pd.DataFrame | None = None,
+    c2s_model=None,
+    transcoders: dict | None = None,
+    feature_keys: dict | None = None,
+    marker_sets: dict | None = None,
+    families: pd.Series | None = None,
+    small_group: int = 5,
 ) -> list[CellTypeSection]:
-    """One section per label (largest first): its most specific features (by AUROC of the per-cell activity),
-    their genes, the cells they fire in, and their enriched gene sets.
+    """One section per label (largest first): its result in a sentence, its most specific features (by AUROC of
+    the per-cell activity) with automatic labels, their headline gene sets, and, when given, its circuit (figure,
+    input genes, circuit enrichment, and a card for every feature in it).
 
-    ``enrichment`` is :func:`sctranscoder.tl.enrich_features`' table (``List`` = feature);
-    ``circuit_figures`` / ``input_genes`` map labels to a circuit figure and its ranked input genes,
-    ``validations`` to the circuit's knockout check (:func:`sctranscoder.tl.validate_circuit`).
+    Parameters
+    ----------
+    enrichment
+        :func:`sctranscoder.tl.enrich_beyond_spelling`' table (``List`` = feature; with ``Matched P-value``, sets
+        must pass both tests) or :func:`sctranscoder.tl.enrich_features`' (FDR only).
+    circuit_figures, input_genes, circuits
+        By label: a circuit figure, its ranked input genes, and the :class:`sctranscoder.tl.CellTypeCircuit`
+        (or its graph) whose feature nodes get cards.
+    validations
+        By label: the circuit's knockout check (:func:`sctranscoder.tl.validate_circuit`).
+    circuit_enrichment
+        :func:`sctranscoder.tl.enrich_circuit`' table (``List`` = label).
+    c2s_model, transcoders
+        The model and ``{layer: Transcoder}``: name families from its tokenizer, de-embedding genes on cards.
+    feature_keys
+        ``{layer: obsm key}`` of feature activity per layer, for the cards of circuit features (default: this
+        key's layer only).
+    marker_sets
+        ``{label: immune_markers term}``: when nothing passes, the section says how much of the type's own
+        marker set the model can see.
+    small_group
+        Labels with fewer cells are marked and never headlined.
     """
     from .. import tl
 
+    info = adata.uns[key]
     spec = tl.feature_specificity(adata, label_key, key=key, features=tl.alive_features(adata, key=key))
-    genes = tl.feature_genes(adata, key=key, n_top=n_genes, min_occurrences=min_occurrences)
+    background = tl.feature_background(adata, key=key, min_occurrences=min_occurrences)
+    if families is None:
+        families = tl.name_families(adata, c2s_model, key=key)
     counts = adata.obs[label_key].astype(str).value_counts()
+    top = {label: spec[(spec.label == label) & (spec.fraction_active > 0)].nlargest(n_features, "auroc")
+           for label in counts.index}
+    chosen = sorted({int(f) for rows in top.values() for f in rows.feature})
+    cards = tl.feature_cards(adata, chosen, label_key=label_key, key=key, model=c2s_model, transcoders=transcoders,
+                             enrichment=enrichment, gene_sets=None, n_genes=n_genes, families=families,
+                             min_occurrences=min_occurrences) if chosen else None
+    feature_keys = {int(info["layer"]): key, **(feature_keys or {})}
+    labels = adata.obs[label_key].astype(str).to_numpy()
     sections = []
     for label, n_cells in counts.items():
-        rows = spec[(spec.label == label) & (spec.fraction_active > 0)].nlargest(n_features, "auroc")
-        table = rows.set_index("feature")[["auroc", "cohens_d", "mean_difference", "fraction_active"]].copy()
-        table["fraction_active_elsewhere"] = [
-            float((adata.obsm[key][adata.obs[label_key].astype(str).to_numpy() != label, f] > 0).mean())
-            for f in table.index]
-        table["genes"] = [genes.genes.get(f, []) for f in table.index]
-        section = CellTypeSection(name=str(label), n_cells=int(n_cells), features=table)
-        section.text = (f"The {len(table)} features whose activity best separates {label} cells from the others "
-                        "(AUROC of the per-cell activity), with the genes whose tokens activate them most.")
+        rows = top[label]
+        section = CellTypeSection(name=str(label), n_cells=int(n_cells), small_group=int(n_cells) < small_group)
+        table = rows.set_index("feature")[["auroc", "fraction_active"]].copy()
+        table.insert(0, "label", [cards.loc[f, "label"] for f in table.index])
+        table["active elsewhere"] = [float((adata.obsm[key][labels != label, f] > 0).mean()) for f in table.index]
+        table["spelling score"] = [cards.loc[f, "spelling_score"] for f in table.index]
+        table["genes"] = [", ".join(cards.loc[f, "top_genes"]) for f in table.index]
+        section.features = table.rename(columns={"auroc": "AUROC", "fraction_active": f"active in {label}"})
+        section.text = (f"Feature analysis (layer {info['layer']}): the {len(table)} features whose activity best "
+                        f"separates {label} cells from the others (AUROC of the per-cell activity), each with its "
+                        "automatic label, the genes whose tokens activate it most, and its spelling score (how much "
+                        "of its gene list is one name family, or predicted by token identity alone).")
+        all_rows = headlines = None
         if enrichment is not None and len(table):
-            hits = enrichment[enrichment.List.astype(str).isin([str(f) for f in table.index])
-                              & (enrichment["Adjusted P-value"] <= max_fdr)]
-            hits = hits.sort_values("P-value").head(n_terms).rename(columns={"List": "feature"})
-            section.enrichment = hits[[c for c in ENRICHMENT_COLUMNS if c in hits.columns]]
+            mine = enrichment[enrichment.List.astype(str).isin([str(f) for f in table.index])]
+            all_rows = mine[mine["Adjusted P-value"] <= max_fdr]
+            section.enrichment = all_rows.sort_values("P-value").head(15).rename(columns={"List": "feature"})[
+                [c for c in ENRICHMENT_COLUMNS if c in all_rows.columns or c == "feature"]]
+            # flagged entries (one name family, disease sets) are shown last and never make the result sentence
+            headlines = tl.headline_sets(mine, families=families, max_fdr=max_fdr, n=None).head(n_terms)
+            section.headlines = headlines.iloc[0:0] if section.small_group else headlines
+        circuit_heads = circuit_rows = None
+        if circuit_enrichment is not None:
+            circuit_rows = circuit_enrichment[(circuit_enrichment.List.astype(str) == str(label))
+                                              & (circuit_enrichment["Adjusted P-value"] <= max_fdr)]
+            heads = tl.headline_sets(circuit_rows, families=families, max_fdr=max_fdr, n=None)
+            circuit_heads = heads.iloc[0:0] if section.small_group else heads.head(n_terms)
+            if circuits is not None and label in circuits or input_genes and label in input_genes:
+                section.circuit_enrichment = circuit_heads
+        if circuits is not None and label in circuits:
+            section.cards = _circuit_cards(adata, circuits[label], label_key, feature_keys, c2s_model, transcoders,
+                                           families, enrichment, key, n_genes, min_occurrences)
+        has_circuit = bool(circuits and label in circuits) or bool(input_genes and label in input_genes)
+        section.result = _result(label, section, section.headlines, all_rows, circuit_heads, circuit_rows,
+                                 _marker_reason(label, marker_sets, background), has_circuit, max_fdr, families)
         if figures and len(table):
             import matplotlib.pyplot as plt
 
             from .. import pl
 
+            genes = tl.feature_genes(adata, list(table.index[:3]), key=key, n_top=n_genes,
+                                     min_occurrences=min_occurrences)
             axes = pl.feature_genes(genes, list(table.index[:3]), n_top=n_genes, ncols=3, show=False)
-            section.figures[f"Top genes of the three features most specific to {label}"] = axes[0].figure
+            section.figures[f"Top genes of the three features most specific to {label} (bar length: the feature's "
+                            "mean activity on the gene's tokens, over every occurrence of the gene)"] = axes[0].figure
             plt.close(axes[0].figure)
         if circuit_figures and label in circuit_figures:
             section.circuit_figure = circuit_figures[label]
@@ -70,6 +227,32 @@ def cell_type_sections(
             section.validation = validations[label]
         sections.append(section)
     return sections
+
+
+def _circuit_cards(adata, circuit, label_key, feature_keys, c2s_model, transcoders, families, enrichment, key,
+                   n_genes, min_occurrences):
+    """Cards of a circuit's features (the strongest MAX_CARDS), at every layer whose activity was computed."""
+    from .. import tl
+
+    nodes = _circuit_features(circuit)[:MAX_CARDS]
+    parts = []
+    for layer in sorted({layer for layer, _, _ in nodes}):
+        if layer not in feature_keys:
+            continue
+        wanted = [f for lay, f, _ in nodes if lay == layer]
+        layer_key = feature_keys[layer]
+        layer_families = families if layer_key == key else None
+        cards = tl.feature_cards(adata, wanted, label_key=label_key, key=layer_key, model=c2s_model,
+                                 transcoders=transcoders, enrichment=enrichment if layer_key == key else None,
+                                 gene_sets="all", n_genes=n_genes, families=layer_families,
+                                 min_occurrences=min_occurrences, n_null=100)
+        cards.insert(0, "layer", layer)
+        parts.append(cards)
+    if not parts:
+        return None
+    order = {(lay, f): i for i, (lay, f, _) in enumerate(nodes)}
+    cards = pd.concat(parts)
+    return cards.iloc[sorted(range(len(cards)), key=lambda i: order[(int(cards.layer.iloc[i]), int(cards.index[i]))])]
 
 
 def from_adata(
@@ -87,17 +270,21 @@ def from_adata(
 ) -> ReportContent:
     """A report on the feature activity in ``adata.uns[key]``: quality table, one section per label, methods.
 
-    ``enrichment`` is :func:`sctranscoder.tl.enrich_features`' table; ``gene_sets`` the
-    libraries it used (bundled names, for the citations). ``section_options`` go to
-    :func:`cell_type_sections` (``n_features``, ``circuit_figures``, ``input_genes``...).
+    ``enrichment`` is :func:`sctranscoder.tl.enrich_beyond_spelling`' table (or :func:`enrich_features`');
+    ``gene_sets`` the libraries it used (bundled names, for the citations). ``section_options`` go to
+    :func:`cell_type_sections` (``n_features``, ``circuit_figures``, ``input_genes``, ``circuits``,
+    ``circuit_enrichment``, ``c2s_model``, ``transcoders``, ``marker_sets``...).
     """
     from .. import pl, tl
 
     info = adata.uns[key]
+    if "families" not in section_options:
+        section_options["families"] = tl.name_families(adata, section_options.get("c2s_model"), key=key)
     sections = cell_type_sections(adata, label_key, key=key, enrichment=enrichment, **section_options)
+    hidden = ("circuit_figures", "input_genes", "figures", "validations", "circuits", "circuit_enrichment", "c2s_model",
+              "transcoders", "feature_keys", "marker_sets", "families")
     options = {"n_features": 5, "n_genes": 10, "min_occurrences": 3, "max_fdr": 0.05,
-               **{k: v for k, v in section_options.items()
-                  if k not in ("circuit_figures", "input_genes", "figures", "validations")}}
+               **{k: v for k, v in section_options.items() if k not in hidden}}
     alive = tl.alive_features(adata, key=key)
     background = tl.feature_background(adata, key=key, min_occurrences=options["min_occurrences"])
     settings = {"layer": info["layer"], "transcoder activation": info.get("activation"),
@@ -112,23 +299,26 @@ def from_adata(
 
     used = enrichment.attrs.get("enrich", {}).get("libraries", []) if enrichment is not None else []
     bundled = [n for n in used if n in set(genesets.libraries().index)]
-    coverage = genesets.coverage_summary(gene_sets if gene_sets is not None else bundled or "all", background)
-    content.tables["How much of each gene-set library the model can see (genes in its cell sentences)"] = \
-        coverage.reset_index()
+    content.tables["How much of each gene-set library the model can see"] = _coverage_table(
+        gene_sets if gene_sets is not None else bundled or "all", background)
+    content.notes["Gene-set coverage."] = (
+        f"The model reads {len(background):,} genes, so a set can be tested only through its genes among them "
+        "(at least 3). GO Biological Process has many small, specific sets, and most have fewer than 3 of their "
+        "genes here: that, not a fault, is why so few of its sets are testable.")
+    layer = info["layer"]
+    summary = (f"Layer {layer}: {len(alive):,} of its {info['d_hidden']:,} transcoder features fire on these "
+               f"{adata.n_obs:,} cells.")
     if enrichment is not None and len(enrichment):
-        content.summary = (f"{len(alive):,} of {info['d_hidden']:,} features fire on these {adata.n_obs:,} cells; "
-                           f"{tl.enriched_fraction(enrichment, len(alive), options['max_fdr']):.0%} of them have at "
-                           f"least one gene set enriched at FDR <= {options['max_fdr']}.")
-        top = [f for s in sections for f in (s.features.index[:2] if s.features is not None else [])]
-        shown = enrichment[enrichment.List.astype(str).isin([str(f) for f in top])]
-        if len(shown):
-            import matplotlib.pyplot as plt
-
-            present = set(shown.List.astype(str))
-            ax = pl.enrichment(shown, lists=[str(f) for f in dict.fromkeys(top) if str(f) in present], n_terms=2,
-                               show=False)
-            content.figures["Best gene sets of the two most specific features of each cell type (columns)"] = ax.figure
-            plt.close(ax.figure)
+        max_fdr = options["max_fdr"]
+        summary += (f" {tl.enriched_fraction(enrichment, len(alive), max_fdr):.0%} of them have a gene set at FDR "
+                    f"<= {max_fdr}")
+        if "Beyond spelling" in enrichment:
+            summary += (f"; {tl.beyond_spelling_fraction(enrichment, len(alive)):.0%} have one that also beats "
+                        "random gene lists with the same gene-name families (enriched beyond spelling).")
+        else:
+            summary += " (hypergeometric test only: no spelling-matched null was run)."
+        _overview_dotplot(content, sections, enrichment, pl, max_fdr)
+    content.summary = summary
     content.methods = [
         f"The C2S model read each cell's prompt (its top {info['n_genes']} genes by expression, as cell2sentence "
         f"writes them); the MLP input of layer {info['layer']} at every token was encoded by a transcoder "
@@ -141,8 +331,67 @@ def from_adata(
         "label's cells from all others (Mann-Whitney, ties counted half), Cohen's d (pooled standard deviation), the "
         "difference of means, and the fraction of cells where the feature fires.",
         _enrichment_method(enrichment, options, len(background)),
+        "Spelling: genes form name families when they share a name stem (HLA-D*, S100A*, RPL*) or the leading "
+        "subword token the model's tokenizer spells them with. A feature's spelling score is the larger of the "
+        "share of its top genes that share a family with another of them, and the Spearman correlation between its "
+        "activity on each gene and what the gene's tokens alone give it through the residual stream "
+        "(de-embedding). The matched null draws random gene lists with the feature list's family structure (same "
+        "size, same number of genes sharing a family); a set's matched p-value is the share of those lists whose "
+        "best p-value in the set's library is as small, so picking the best set is paid for. A set is enriched "
+        "beyond spelling when its FDR and its matched p-value both pass.",
+        "Headlines: sets reached by nearly the same genes (Jaccard >= 0.5, or one inside the other) are one entry "
+        "named after its preferred member (cell-type markers, then Hallmark, Reactome, GO, WikiPathways; "
+        "disease, pathogen and drug sets last), the others listed under Also; entries are ranked by specificity "
+        "(share of the set's visible genes hit) times effect (log2 odds ratio), and entries whose shared genes are "
+        "one name family, or that name a disease, are not headlined. Cell types with fewer than 5 cells are marked "
+        "and not headlined.",
     ]
     return content
+
+
+def _coverage_table(gene_sets, background) -> pd.DataFrame:
+    """Per library, in plain words: sets, sets testable (>= 3 genes the model sees), median genes seen per
+    testable set, and genes of the library the model sees."""
+    from .. import genesets
+
+    per_set = genesets.coverage(gene_sets, background)
+    visible = set(background)
+    rows = []
+    for library, sets in per_set.groupby("Gene_set", sort=False):
+        testable = sets[sets.n_visible >= 3]
+        members = {g for genes in genesets.resolve(library).get(library, {}).values() for g in genes}
+        rows.append({"library": library, "sets": len(sets), "sets testable (>= 3 genes seen)": len(testable),
+                     "median genes seen per testable set": float(testable.n_visible.median()) if len(testable)
+                     else 0.0, "library genes the model sees": f"{len(members & visible):,} of {len(members):,}"})
+    return pd.DataFrame(rows)
+
+
+def _overview_dotplot(content, sections, enrichment, pl, max_fdr) -> None:
+    """The best sets of the two most specific features of each (not small) cell type, columns named by both."""
+    import matplotlib.pyplot as plt
+
+    passing = enrichment["Adjusted P-value"] <= max_fdr
+    if "Beyond spelling" in enrichment:
+        passing = enrichment["Beyond spelling"].astype(bool)
+    owner = {}
+    for section in sections:
+        if section.small_group or section.features is None:
+            continue
+        for f in section.features.index[:2]:
+            owner.setdefault(str(f), section.name)
+    shown = enrichment[passing & enrichment.List.astype(str).isin(owner)]
+    if not len(shown):
+        return
+    present = set(shown.List.astype(str))
+    lists = [f for f in owner if f in present]
+    ax = pl.enrichment(shown, lists=lists, n_terms=2, show=False,
+                       list_labels={f: f"{f} ({owner[f]})" for f in lists}, xlabel="feature (the cell type it is "
+                       "most specific to)", title="Best gene sets of each cell type's most specific features")
+    kind = "beyond spelling (both tests)" if "Beyond spelling" in enrichment else f"at FDR <= {max_fdr}"
+    content.figures[f"Gene sets {kind} of the two most specific features of each cell type: columns are features, "
+                    "named with their cell type; dot size is the share of the set's visible genes among the "
+                    "feature's top genes, colour the FDR."] = ax.figure
+    plt.close(ax.figure)
 
 
 def _enrichment_settings(enrichment) -> dict:

@@ -53,6 +53,22 @@ def _figure(figure, caption: str) -> str:
 
 
 IDENTIFIERS = {"feature", "layer", "rank", "List"}  # integer columns shown without thousands separators
+WIDE = {"genes", "top genes", "gene set", "notes", "label", "term", "source", "attribution", "value"}  # text columns that get room (wrapped between words)
+
+# the quality table in plain words: (name shown, one sentence of meaning); other columns stay in the CSV
+QUALITY_COLUMNS = {
+    "fvu": ("Variance missed", "Share of the MLP output's variance the transcoder does not reproduce "
+                               "(FVU; 0 is perfect)."),
+    "l0": ("Features per token", "How many features fire on a token, on average (L0)."),
+    "dead_fraction": ("Silent features", "Share of features that never fire on these cells."),
+    "dense_fraction": ("Always-on features", "Share of features that fire on a large part of all tokens."),
+    "recovered_mean": ("Loss recovered", "How much of the prediction loss lost by replacing the MLP with its mean "
+                                         "output the transcoder wins back (1 = as good as the model)."),
+    "accuracy_clean": ("Cell-type accuracy, model", "Share of held-out cells whose type the model names "
+                                                    "correctly."),
+    "accuracy": ("Accuracy with transcoders", "The same with the MLP(s) replaced by the transcoder(s)."),
+    "accuracy_kept": ("Accuracy kept", "The second accuracy over the first (1 = nothing lost)."),
+}
 
 
 def _format(value, identifier: bool = False) -> tuple[str, str | None]:
@@ -86,18 +102,21 @@ def table_html(frame: pd.DataFrame, *, index: bool = True, max_rows: int | None 
         shown = shown.head(max_rows)
     numeric = [pd.api.types.is_numeric_dtype(shown[c]) and not pd.api.types.is_bool_dtype(shown[c])
                for c in shown.columns]
+    wide = [str(c).lower() in WIDE for c in shown.columns]
     number = ' data-type="number"'
-    head = "".join(f"<th{number if n else ''}>{_e(c)}</th>" for c, n in zip(shown.columns, numeric))
+    roomy_class = ' class="wide"'
+    head = "".join(f"<th{number if n else ''}{roomy_class if w else ''}>{_e(c)}</th>"
+                   for c, n, w in zip(shown.columns, numeric, wide))
     identifiers = [str(c) in IDENTIFIERS for c in shown.columns]
     rows = []
     for record in shown.itertuples(index=False, name=None):
         cells = []
-        for value, is_number, identifier in zip(record, numeric, identifiers):
+        for value, is_number, identifier, roomy in zip(record, numeric, identifiers, wide):
             text, sortable = _format(value, identifier)
             if is_number and sortable is not None:
                 cells.append(f'<td class="num" data-value="{_e(sortable)}">{_e(text)}</td>')
             else:
-                cells.append(f"<td>{_e(text)}</td>")
+                cells.append(f"<td{roomy_class if roomy else ''}>{_e(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     title = f"<caption>{_e(caption)}</caption>" if caption else ""
     return (f'<div class="scroll"><table class="sortable">{title}<thead><tr>{head}</tr></thead>'
@@ -165,24 +184,112 @@ def _gene_set_sources(names) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def quality_html(quality: pd.DataFrame) -> str:
+    """The transcoder quality table in plain words: the columns people read, renamed, each explained in one
+    sentence under the table (the raw columns stay in the CSV the pipeline writes)."""
+    shown = [c for c in QUALITY_COLUMNS if c in quality.columns]
+    if not shown:  # a table of other columns: shown as it is
+        return table_html(quality)
+    frame = quality[shown].rename(columns={c: QUALITY_COLUMNS[c][0] for c in shown})
+    frame.index = [("every layer at once" if str(i) == "all" else f"layer {i}") for i in frame.index]
+    frame.index.name = "replaced"
+    glossary = "".join(f"<dt>{_e(QUALITY_COLUMNS[c][0])}</dt><dd>{_e(QUALITY_COLUMNS[c][1])}</dd>" for c in shown)
+    return table_html(frame) + f'<dl class="glossary">{glossary}</dl>'
+
+
+def _join(value, n: int | None = None) -> str:
+    if isinstance(value, (list, tuple, np.ndarray, pd.Index)):
+        value = list(value)[:n] if n else list(value)
+        return ", ".join(str(v) for v in value)
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def cards_html(cards: pd.DataFrame, caption: str = "") -> str:
+    """Feature cards (:func:`sctranscoder.tl.feature_cards`) as a grid of small boxes, one per feature."""
+    if cards is None or not len(cards):
+        return f'<p class="muted">{_e(caption + ": " if caption else "")}no features to show.</p>'
+    boxes = []
+    for feature, card in cards.iterrows():
+        name = f"layer {card['layer']}, feature {feature}" if "layer" in card else f"feature {feature}"
+        rows = [("top genes", _join(card.get("top_genes"), 8)),
+                ("cell types (AUROC)", _join(card.get("top_cell_types"))),
+                ("sets beyond spelling", _join(card.get("best_sets")) or "none"),
+                ("genes its tokens drive directly", _join(card.get("de_embedding_genes"), 6) or "not computed"),
+                ("spelling score", f"{card['spelling_score']:.2f}" + (f" (shares {card['family']}*)"
+                                                                       if card.get("family") else ""))]
+        if card.get("small_group"):
+            rows.insert(2, ("caution", f"its top cell type has only {card['label_cells']} cells"))
+        body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
+        boxes.append(f'<div class="card"><h4>{_e(name)}</h4><p class="card-label">{_e(card["label"])}</p>'
+                     f"<dl>{body}</dl></div>")
+    title = f'<p class="muted">{_e(caption)}</p>' if caption else ""
+    return f'{title}<div class="cards">{"".join(boxes)}</div>'
+
+
+def headlines_html(headlines: pd.DataFrame) -> str:
+    """Headline sets as a table that fits: the set's short name with its library, genes comma-separated, and one
+    notes column (the sets collapsed into it, a one-family overlap, a disease set)."""
+    rows = []
+    for row in headlines.to_dict("records"):
+        also = [a for a in str(row.get("Also") or "").split("; ") if a]
+        more = f" and {len(also) - 4} more" if len(also) > 4 else ""  # the full list stays in the table data
+        notes = [f"also: {'; '.join(also[:4])}{more}"] if also else []
+        if row.get("One family"):
+            notes.append(f"overlap is one name family ({row['One family']}*)")
+        if row.get("Disease term"):
+            notes.append("disease/pathogen set")
+        entry = {"feature": row.get("List"), "gene set": f"{row['Headline']} ({row['Gene_set']})",
+                 "overlap": row["Overlap"], "FDR": row["Adjusted P-value"]}
+        if "Matched P-value" in row:
+            entry["matched p"] = row["Matched P-value"]
+        entry.update({"genes": row["Genes"], "notes": "; ".join(notes)})
+        rows.append(entry)
+    frame = pd.DataFrame(rows)
+    if not frame.notes.astype(bool).any():  # a column of nothing only takes room
+        frame = frame.drop(columns="notes")
+    return table_html(frame, index=False)
+
+
 def _section_html(section) -> str:
     parts = [f'<section class="celltype" id="{_anchor(section.name)}"><h2>{_e(section.name)}</h2>']
     if section.n_cells is not None:
-        parts.append(f'<p class="muted">{section.n_cells:,} cells</p>')
+        size = f"{section.n_cells:,} cells"
+        if section.small_group:
+            size += (" - a small group: AUROCs near 1 and overlaps like 2/3 come easily with this few cells, so "
+                     "nothing in this section is headlined")
+        parts.append(f'<p class="muted{" caution" if section.small_group else ""}">{_e(size)}</p>')
+    result = section.result or "No result was computed for this cell type."
+    parts.append(f'<p class="result"><strong>Result.</strong> {_e(result)}</p>')
     if section.text:
         parts.append(f"<p>{_e(section.text)}</p>")
     if section.circuit_figure is not None:
         parts.append("<h3>Circuit</h3>" + _figure(section.circuit_figure, f"Circuit behind '{section.name}'"))
+    for heading, fragment in section.html.items():
+        parts.append(f"<h3>{_e(heading)}</h3>{fragment}")
     if section.input_genes is not None:
         parts.append("<h3>Circuit input genes</h3>" + table_html(_input_genes_frame(section.input_genes), index=False))
     if section.validation is not None:
         parts.append(validation_html(section.validation))
+    if section.circuit_enrichment is not None:
+        parts.append("<h3>Circuit enrichment: gene sets among the circuit's input genes</h3>"
+                     + (headlines_html(section.circuit_enrichment) if len(section.circuit_enrichment) else
+                        '<p class="muted">No set passed for the circuit\'s input genes.</p>'))
+    for caption, frame in section.tables.items():
+        parts.append(f"<h3>{_e(caption)}</h3>" + table_html(frame, index=False))
+    if section.cards is not None:
+        parts.append("<h3>The circuit's features</h3>" + cards_html(section.cards))
     if section.features is not None:
-        parts.append("<h3>Top features</h3>" + table_html(section.features))
+        parts.append(f"<h3>Feature analysis: the features most specific to {_e(section.name)}</h3>"
+                     + table_html(section.features))
     for caption, figure in section.figures.items():
         parts.append(_figure(figure, caption))
-    if section.enrichment is not None:
-        parts.append("<h3>Enriched gene sets</h3>" + table_html(section.enrichment, index=False))
+    if section.headlines is not None:
+        parts.append("<h3>Feature enrichment: gene sets of these features</h3>"
+                     + (headlines_html(section.headlines) if len(section.headlines) else
+                        '<p class="muted">No set passed for these features (see the result above).</p>'))
+    elif section.enrichment is not None:
+        parts.append("<h3>Feature enrichment: gene sets of these features</h3>"
+                     + table_html(section.enrichment, index=False))
     parts.append("</section>")
     return "".join(parts)
 
@@ -198,14 +305,15 @@ def render_html(content: ReportContent) -> str:
             f'{_e(package_versions(["sctranscoder"])["sctranscoder"])}.</p>',
             '<div id="page-errors" role="alert" hidden></div>']
     if content.summary:
-        body.append(f"<p>{_e(content.summary)}</p>")
+        body.append(f'<p class="lead">{_e(content.summary)}</p>')
     if nav:
         body.append(f"<nav><strong>Cell types:</strong> {nav} <a href='#methods'>Methods</a></nav>")
     if content.quality is not None:
         body.append("<h2>Model and transcoder quality</h2>"
-                    "<p>Per layer and with every layer replaced at once (<code>all</code>), on held-out cells: "
-                    "fraction of variance unexplained (FVU), active features per token (L0), and the cell-type "
-                    "accuracy kept when the MLPs are replaced by the transcoders.</p>" + table_html(content.quality))
+                    "<p>How faithfully the transcoders stand in for the model's MLPs, on held-out cells: one layer "
+                    "replaced at a time, and every layer at once.</p>" + quality_html(content.quality))
+    for title, text in content.notes.items():
+        body.append(f'<p class="note"><strong>{_e(title)}</strong> {_e(text)}</p>')
     for caption, figure in content.figures.items():
         body.append(_figure(figure, caption))
     for caption, frame in content.tables.items():

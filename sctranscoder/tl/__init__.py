@@ -1,5 +1,6 @@
 """AnnData-facing tools (scanpy's ``sc.tl`` shape)."""
 
+from ._cards import feature_cards
 from ._circuits import CellTypeCircuit, answer_contrast, cell_type_circuit
 from ._de_embedding import gene_de_embedding, gene_tokens
 from ._encode import EncodedCells, encode_cells
@@ -14,10 +15,18 @@ from ._features import (
     visible_genes,
 )
 from ._harvest import harvest
+from ._headlines import headline_sets, is_disease_term, short_term
 from ._knockout import knockout_genes
 from ._perturb import perturb_features
 from ._plan import Plan, plan
 from ._predict import predict_cell_types
+from ._spelling import (
+    beyond_spelling_fraction,
+    enrich_beyond_spelling,
+    leading_subwords,
+    name_families,
+    spelling_scores,
+)
 from ._spine import prompt_settings
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 from ._validate import validate_circuit
@@ -26,7 +35,13 @@ __all__ = [
     "EncodedCells",
     "encode_cells",
     "prompt_settings",
+    "short_term",
     "alive_features",
+    "beyond_spelling_fraction",
+    "enrich_beyond_spelling",
+    "leading_subwords",
+    "name_families",
+    "spelling_scores",
     "answer_contrast",
     "cell_type_circuit",
     "CellTypeCircuit",
@@ -35,6 +50,7 @@ __all__ = [
     "enriched_fraction",
     "evaluate_transcoders",
     "feature_activity",
+    "feature_cards",
     "feature_background",
     "feature_genes",
     "feature_specificity",
@@ -44,6 +60,8 @@ __all__ = [
     "harvest",
     "plan",
     "Plan",
+    "headline_sets",
+    "is_disease_term",
     "held_out_mask",
     "knockout_genes",
     "perturb_features",
