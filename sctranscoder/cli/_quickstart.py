@@ -8,13 +8,14 @@ from pathlib import Path
 
 from .._atomic import atomic_path
 from .._runconfig import RUN_FILE, write_run_config
-from ._commands import UsageError, run_circuits, transcoder_settings, write_circuits
+from ._commands import UsageError, circuit_line, run_circuits, transcoder_settings, write_circuits
 
 _SECTIONS = {
     "sentences": ("n_genes", "tie_break", "seed", "chunk_size"),
     "train": ("layers", "activation", "k", "d_hidden", "skip", "steps", "batch_size", "lr", "transcoder_seed",
               "subsample", "train_cells", "eval_cells"),
-    "circuits": ("cell_types", "n_largest", "n_cells", "max_nodes", "node_threshold", "n_top_genes"),
+    "circuits": ("cell_types", "n_largest", "n_cells", "method", "target", "max_feature_nodes", "max_nodes",
+                 "node_threshold", "edge_threshold", "n_top_genes"),
 }
 
 
@@ -164,8 +165,8 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
               f"({every.accuracy_kept:.0%} kept), CE recovered {every.recovered_mean:.3f} (vs mean ablation)")
     print("  circuits: top input genes, and the best gene set among them (FDR)")
     for cell_type, result in circuits.items():
-        share = result.graph.graph["share_input"]
-        print(f"    {cell_type:<30} {', '.join(result.genes.gene.head(6))}  (traced to genes: {share:.0%})")
+        print(f"    {cell_type:<30} {', '.join(result.genes.gene.head(6))}")
+        print(f"    {'':<30} {circuit_line(result)}")
         rows = circuit_enrichment[circuit_enrichment.List.astype(str) == cell_type] if len(circuit_enrichment) else []
         if len(rows):
             best = rows.sort_values("Adjusted P-value").iloc[0]
