@@ -97,6 +97,17 @@ def test_complete_circuit_scores_the_call_as_predict_cell_types_does(default_set
     assert len(result.exports) == 2 and result.exports[0]["nodes"]
     summary = result.summary()
     assert summary["replacement"] == pytest.approx(result.scores.replacement.mean())
+    # the figure draws the gene table's genes, with horizontal labels, a legend for edges and a caption
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = sct.pl.circuit(result.graph, show=False)
+    texts = {t.get_text() for t in ax.texts}
+    assert set(result.genes[result.genes.attribution > 0].gene.head(3)) <= texts
+    assert all(t.get_rotation() == 0 for t in ax.texts)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "edge raises its target" in legend and "edge lowers its target" in legend
+    assert any("replacement score" in t.get_text() for t in ax.figure.texts)
 
 
 def test_no_gene_says_so_in_words():
