@@ -147,9 +147,26 @@ def _report(sct, cells, label_key, quality, feature_enrichment, circuit_enrichme
                     if section != "quickstart" for key, value in values.items()})
     if len(circuit_enrichment):
         content.tables["Gene sets enriched among each circuit's input genes (FDR <= 0.05)"] = circuit_enrichment
+    _add_circuit_views(sct, content, circuits, feature_enrichment, max(int(k) for k in quality.index if k != "all"))
     for figure in figures.values():
         plt.close(figure)
     return sct.report.write_html(out / "report.html", content)
+
+
+def _add_circuit_views(sct, content, circuits, feature_enrichment, layer: int) -> None:
+    """Each circuit, interactive, with its supernodes and the enriched sets the report has for its features."""
+    sets: dict = {}
+    if feature_enrichment is not None and len(feature_enrichment):
+        for feature, rows in feature_enrichment.sort_values("P-value").groupby("List"):
+            sets[(layer, int(feature))] = [f"{t} ({g}, FDR {q:.1g})" for t, g, q in
+                                           zip(rows.Term, rows.Gene_set, rows["Adjusted P-value"])][:5]
+    for name, result in circuits.items():
+        supernodes = sct.tl.circuit_supernodes(result, "immune_markers")
+        section = content.section(name)
+        section.circuit_view = sct.report.circuit_view(
+            result, supernodes=supernodes, feature_info={k: {"sets": v} for k, v in sets.items()})
+        if result.message:
+            section.text = f"{section.text} {result.message}".strip()
 
 
 def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total) -> None:

@@ -16,6 +16,7 @@ from ._features import (
 from ._harvest import harvest
 from ._predict import predict_cell_types
 from ._spine import prompt_settings
+from ._supernodes import circuit_supernodes
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "alive_features",
     "answer_contrast",
     "cell_type_circuit",
+    "circuit_supernodes",
     "CellTypeCircuit",
     "enrich_circuit",
     "enrich_features",
