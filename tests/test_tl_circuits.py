@@ -81,6 +81,12 @@ def test_complete_circuit_scores_the_call_as_predict_cell_types_does(default_set
     np.testing.assert_allclose(result.scores.probability, predicted, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(result.scores.value, np.log(predicted / (1 - predicted)), rtol=1e-3, atol=1e-3)
     assert result.target["kind"] == "logodds"
+    # the older target, the first differing answer token against its rivals, calls the same cells the same way
+    contrast = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=2, method="greedy",
+                                        target="contrast", max_nodes=1, progress=False)
+    assert list(contrast.cells) == list(result.cells)
+    np.testing.assert_array_equal(np.sign(contrast.scores.value), np.sign(result.scores.value))
+    np.testing.assert_array_equal(contrast.scores.value > 0, predicted > 0.5)
     # every graph carries circuit-tracer's scores, pruned and unpruned, and the input groups' shares
     for column in ("replacement", "completeness", "replacement_pruned", "completeness_pruned"):
         assert result.scores[column].between(0, 1).all()

@@ -150,6 +150,7 @@ def largest_types(adata, label_key: str, n: int, known) -> list[str]:
 def write_circuits(results: dict, out: Path) -> None:
     """Each cell type's merged graph (GraphML and JSON) and gene table (CSV), named by a filesystem-safe label."""
     import sctranscoder as sct
+    from sctranscoder.tl._supernodes import supernode_ids
 
     out.mkdir(parents=True, exist_ok=True)
     for cell_type, result in results.items():
@@ -163,7 +164,9 @@ def write_circuits(results: dict, out: Path) -> None:
                 result.scores.to_csv(tmp, index=False)
         # each cell's pruned graph in circuit-tracer's JSON, for its frontend (a folder of its own, so
         # `report` and `enrich`, which read circuits/*.json, do not take them for merged graphs)
+        groups = sct.tl.circuit_supernodes(result, "immune_markers").attrs["supernodes"] if result.exports else {}
         for i, data in enumerate(result.exports):
+            data["qParams"]["supernodes"] = supernode_ids(groups, data)  # features grouped by their marker set
             folder = out / "circuit_tracer"
             folder.mkdir(exist_ok=True)
             with atomic_path(folder / f"{safe}_{i}.json") as tmp:
