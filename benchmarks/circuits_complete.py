@@ -82,9 +82,9 @@ def _circuit_fractions(model, transcoders, result, cell_type, candidates, docume
 def run_side(args) -> dict:
     """One side (greedy or complete) over every type, in this process."""
     import torch
+    from _memory import peak_rss_mib
 
     import sctranscoder as sct
-    from _memory import peak_rss_mib
 
     torch.set_num_threads(args.threads)
     model = sct.models.default()
