@@ -131,17 +131,17 @@ def _spearman(a, b) -> float:
 
 
 def _predicted_agreement(args, cells_by_type) -> dict:
-    """``predict_cell_types``' probability of the traced label for every traced cell."""
+    """``predict_cell_types``' probability of the traced label for every traced cell, scored on the same
+    held-out AnnData the traces used (c2s breaks expression ties with one seeded shuffle per cell in order,
+    so a cell's sentence depends on the cells scored with it)."""
     import sctranscoder as sct
 
     model = sct.models.default()
     adata = sct.datasets.pbmc68k_reduced()
-    out = {}
-    for cell_type, cells in cells_by_type.items():
-        subset = adata[list(cells)].copy()
-        sct.tl.predict_cell_types(subset, model, progress=False)
-        out[cell_type] = subset.obsm["c2s_prediction_probabilities"][cell_type].tolist()
-    return out
+    held_out = adata[adata.obs_names.isin(model.metadata["held_out_cells"])].copy()
+    sct.tl.predict_cell_types(held_out, model, progress=False)
+    table = held_out.obsm["c2s_prediction_probabilities"]
+    return {cell_type: table.loc[list(cells), cell_type].tolist() for cell_type, cells in cells_by_type.items()}
 
 
 def main():
@@ -162,6 +162,8 @@ def main():
         command = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         sides[side] = json.loads(done.stdout.strip().splitlines()[-1])
+        if args.out is not None:  # each side as soon as it is done
+            args.out.with_name(f"{args.out.stem}_{side}.json").write_text(json.dumps(sides[side]))
     old, new = sides["greedy"], sides["complete"]
     predicted = _predicted_agreement(args, {t: v["cells"] for t, v in new.items() if t != "peak_rss_mib"})
     print(f"complete graphs: node budget {args.max_feature_nodes}, pruned at node 0.8 / edge 0.98; greedy: 60 "
