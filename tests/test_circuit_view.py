@@ -70,6 +70,9 @@ def test_view_data_matches_the_figure():
     assert any("1 of 2" in line and "cell-a" in line for line in f1["details"]["lines"])
     f2 = next(n for n in view["nodes"] if n["label"] == "L0/F2")
     assert f2["details"]["sets"] == ["Natural killer cell (immune_markers)"]
+    bare = sct.report.circuit_view(circuit.graph)  # a graph read back from JSON has no cells
+    assert {n["label"] for n in bare["nodes"]} == labels
+    assert sct.tl.circuit_supernodes(circuit.graph, "immune_markers").attrs["supernodes"] is not None
     html = sct.report.circuit_view_html(view)
     assert "</script>" not in html.split('class="cv-data">', 1)[1].split("</script>", 1)[0]
     assert "edge raises its target" in html and "edge lowers its target" in html

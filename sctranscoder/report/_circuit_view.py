@@ -74,7 +74,7 @@ def circuit_view(circuit, *, supernodes=None, feature_info: dict | None = None, 
     ``feature_info``: ``{(layer, feature): {"genes": [...], "sets": [...]}}`` the report already has
     (e.g. the harvested layer's feature genes and enriched sets).
     """
-    graph = getattr(circuit, "graph", circuit)
+    graph = circuit if hasattr(circuit, "nodes") else circuit.graph  # a bare graph keeps its attributes in .graph
     groups = getattr(supernodes, "attrs", {}).get("supernodes", supernodes) or {}
     supernode = {node: term for term, nodes in groups.items() for node in nodes}
     n_layers = int(graph.graph.get("n_layers", 1))

@@ -54,7 +54,7 @@ def circuit_supernodes(circuit, gene_sets="immune_markers", *, background=None, 
     """
     from .. import genesets
 
-    graph = getattr(circuit, "graph", circuit)
+    graph = circuit if hasattr(circuit, "nodes") else circuit.graph  # a bare graph keeps its attributes in .graph
     lists = {node: genes for node, genes in feature_input_genes(graph, n_top).items() if len(genes) >= min_genes}
     if background is None:
         background = sorted({d["label"] for _, d in graph.nodes(data=True)
