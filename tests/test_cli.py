@@ -9,7 +9,7 @@ from conftest import make_adata, make_counts
 from sctranscoder.cli import main
 
 QUICK = ["--d-hidden", "256", "--k", "8", "--steps", "30", "--batch-size", "256", "--n-largest", "2", "--n-cells", "1",
-         "--max-nodes", "8"]
+         "--max-nodes", "8", "--max-feature-nodes", "16"]
 
 
 def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
@@ -204,11 +204,14 @@ def test_evaluate_and_circuits_commands(tmp_path, capsys, pbmc_template):
     assert list(table.index) == ["0", "1", "2", "all"] and {"fvu", "l0", "accuracy_kept"} <= set(table.columns)
     label = held_out[:10].obs.bulk_labels.astype(str).value_counts().index[0]
     assert main(["circuits", cells, model_dir, tc, str(tmp_path / "circ"), "--cell-types", label, "--n-cells", "1",
-                 "--max-nodes", "4"]) == 0
+                 "--max-feature-nodes", "8"]) == 0
+    assert "replacement" in capsys.readouterr().out
     safe = "".join(c if c.isalnum() or c in "+-" else "_" for c in label)
     graph = nx.read_graphml(tmp_path / "circ" / f"{safe}.graphml")
     assert "output" in graph and graph.number_of_nodes() > 1
     assert pd.read_csv(tmp_path / "circ" / f"{safe}_genes.csv").shape[0] > 0
+    exported = json.loads((tmp_path / "circ" / "circuit_tracer" / f"{safe}_0.json").read_text())
+    assert {"metadata", "nodes", "links", "qParams"} <= set(exported)
     capsys.readouterr()
     assert main(["circuits", cells, model_dir, tc, str(tmp_path / "c2"), "--cell-types", "Neuron"]) == 2
     assert "not labels the model knows" in capsys.readouterr().err

@@ -31,8 +31,8 @@ def default_setup():
 def test_cell_type_circuit_ranks_genes_of_the_traced_cells(default_setup):
     model, adata, transcoders = default_setup
     adata = adata.copy()
-    result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=2, max_nodes=6,
-                                      check_faithfulness=True, progress=False)
+    result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=2, max_nodes=6, method="greedy",
+                                      target="contrast", check_faithfulness=True, progress=False)
     assert len(result.graphs) == 2 and result.cells == list(result.cells)
     assert result.target["token"] and result.target["rivals"]
     sentences = sct.get.sentences(adata[result.cells], n_genes=model.metadata["n_genes"])
@@ -68,3 +68,61 @@ def test_gene_de_embedding(default_setup):
         np.testing.assert_allclose(table[gene], by_sum[gene], rtol=1e-5)
     with torch.no_grad():
         assert np.isfinite(table.to_numpy()).all()
+
+
+def test_complete_circuit_scores_the_call_as_predict_cell_types_does(default_setup):
+    model, adata, transcoders = default_setup
+    adata = adata[adata.obs.bulk_labels == "CD19+ B"][:2].copy()
+    result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=2, max_feature_nodes=48,
+                                      progress=False)
+    # the target is the call's log-odds against all candidates, as predict_cell_types scores it
+    sct.tl.predict_cell_types(adata, model, progress=False)
+    predicted = adata.obsm["c2s_prediction_probabilities"].loc[result.cells, "CD19+ B"].to_numpy()
+    np.testing.assert_allclose(result.scores.probability, predicted, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(result.scores.value, np.log(predicted / (1 - predicted)), rtol=1e-3, atol=1e-3)
+    assert result.target["kind"] == "logodds"
+    # the older target, the first differing answer token against its rivals, calls the same cells the same way
+    contrast = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=2, method="greedy",
+                                        target="contrast", max_nodes=1, progress=False)
+    assert list(contrast.cells) == list(result.cells)
+    np.testing.assert_array_equal(np.sign(contrast.scores.value), np.sign(result.scores.value))
+    np.testing.assert_array_equal(contrast.scores.value > 0, predicted > 0.5)
+    # every graph carries circuit-tracer's scores, pruned and unpruned, and the input groups' shares
+    for column in ("replacement", "completeness", "replacement_pruned", "completeness_pruned"):
+        assert result.scores[column].between(0, 1).all()
+        assert 0 < result.graph.graph[column] <= 1
+    shares = result.scores[["share_gene", "share_template", "share_answer", "share_error", "share_unexpanded"]]
+    np.testing.assert_allclose(shares.sum(1), 1.0, rtol=1e-4)
+    # inputs are genes, the template and the answer prefix, each template/answer group one named node
+    sections = {d.get("section") for _, d in result.graph.nodes(data=True) if d["kind"] == "input"}
+    assert sections <= {"gene", "template", "answer"} and "gene" in sections
+    names = {d["label"] for _, d in result.graph.nodes(data=True) if d["kind"] == "input"}
+    assert not names & {":", " CD"}
+    sentences = sct.get.sentences(adata[result.cells], n_genes=model.metadata["n_genes"])
+    assert set(result.genes.gene) <= set(" ".join(sentences).split())
+    assert len(result.exports) == 2 and result.exports[0]["nodes"]
+    summary = result.summary()
+    assert summary["replacement"] == pytest.approx(result.scores.replacement.mean())
+    # the figure draws the gene table's genes, with horizontal labels, a legend for edges and a caption
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = sct.pl.circuit(result.graph, show=False)
+    texts = {t.get_text() for t in ax.texts}
+    assert set(result.genes[result.genes.attribution > 0].gene.head(3)) <= texts
+    assert all(t.get_rotation() == 0 for t in ax.texts)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "edge raises its target" in legend and "edge lowers its target" in legend
+    assert any("replacement score" in t.get_text() for t in ax.figure.texts)
+
+
+def test_no_gene_says_so_in_words():
+    import pandas as pd
+
+    from sctranscoder.tl._circuits import no_gene_message
+
+    empty = pd.DataFrame({"gene": ["A"], "attribution": [-0.2]})
+    scores = pd.DataFrame({"share_template": [0.6], "share_answer": [0.3], "share_error": [0.1]})
+    message = no_gene_message("T reg", empty, scores)
+    assert "reaches no gene" in message and "60%" in message
+    assert no_gene_message("B", pd.DataFrame({"gene": ["CD79A"], "attribution": [0.3]}), scores) == ""

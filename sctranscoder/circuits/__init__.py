@@ -2,10 +2,16 @@
 
 The model is linearized around one input (attention patterns and norm scales
 frozen, MLPs replaced by transcoder features plus error terms), so attributions
-are exact; :func:`trace` searches the resulting graph from a target back to the
-inputs, :func:`faithfulness` checks it against ablations in the real model.
+are exact. :func:`attribute` builds the complete attribution graph over all
+active features as circuit-tracer does (pruned by cumulative influence, scored
+by replacement and completeness); :func:`trace` is the older greedy best-first
+search from a target back to the inputs; :func:`faithfulness` checks a graph
+against ablations in the real model.
 """
 
+from ._answer_target import Readout, answer_logprob
+from ._attribution_graph import AttributionGraph, attribute, to_networkx, token_attributions
+from ._circuit_tracer_json import to_circuit_tracer, write_circuit_tracer
 from ._faithfulness import ablation_effects, faithfulness, keep_only
 from ._graphs import merge, position_free, read_json, to_json, write_graphml, write_json
 from ._intervene import Intervention, InterventionResult, ReplacementModel, feature_means, intervene
@@ -20,6 +26,14 @@ __all__ = [
     "Intervention",
     "InterventionResult",
     "ReplacementModel",
+    "AttributionGraph",
+    "Readout",
+    "answer_logprob",
+    "attribute",
+    "to_circuit_tracer",
+    "to_networkx",
+    "token_attributions",
+    "write_circuit_tracer",
     "LinearizedModel",
     "Target",
     "ablation_effects",

@@ -18,8 +18,9 @@ from ._linear import LinearizedModel
 from ._targets import Target
 
 
-def _run(linear: LinearizedModel, target: Target, masks: list[dict]) -> np.ndarray:
-    """The target in the replacement model, once per mask (``{layer: bool (tokens, d_hidden)}`` of features kept)."""
+def _run(linear: LinearizedModel, target: Target, masks: list[dict], fill: dict | None = None) -> np.ndarray:
+    """The target in the replacement model, once per mask (``{layer: bool (tokens, d_hidden)}`` of features kept);
+    ``fill``: ``{layer: (d_hidden,)}`` values switched-off features take (default zero)."""
     model, batch = linear.model, len(masks)
     ids = linear.input_ids.expand(batch, -1)
     stacked = {layer: torch.stack([m.get(layer, torch.ones_like(f, dtype=torch.bool)) for m in masks])
@@ -32,7 +33,10 @@ def _run(linear: LinearizedModel, target: Target, masks: list[dict]) -> np.ndarr
         def run(x):
             if tc is None:
                 return (error[None] + 0 * x[..., :1]).to(x.dtype).expand(x.shape[0], -1, -1)
-            features = tc.encode(x.float()) * stacked[layer]
+            keep = stacked[layer]
+            features = tc.encode(x.float()) * keep
+            if fill is not None and layer in fill:
+                features = features + fill[layer].to(features) * ~keep
             return (tc.decode(features, x.float()) + error).to(x.dtype)
         return run
 
@@ -63,12 +67,25 @@ def ablation_effects(linear: LinearizedModel, target: Target, features, *, batch
     return np.concatenate(effects) if effects else np.zeros(0)
 
 
-def keep_only(linear: LinearizedModel, target: Target, features) -> float:
-    """The target with every feature switched off except ``features`` (errors kept)."""
+def mean_activations(linear: LinearizedModel) -> dict:
+    """``{layer: (d_hidden,)}``: each feature's mean activation over this input's tokens (for mean-ablation)."""
+    return {layer: f.float().mean(0) for layer, f in linear.activations.items()}
+
+
+def keep_only(linear: LinearizedModel, target: Target, features, *, ablation: str = "zero",
+              means: dict | None = None) -> float:
+    """The target with every feature switched off except ``features`` (errors kept).
+
+    ``ablation="zero"`` sets the others to zero; ``"mean"`` to their mean activation (``means``,
+    default :func:`mean_activations` of this input), so the rest of the model sees typical inputs.
+    """
+    if ablation not in ("zero", "mean"):
+        raise ValueError(f"ablation={ablation!r} must be 'zero' or 'mean'.")
     masks = {layer: torch.zeros_like(f, dtype=torch.bool) for layer, f in linear.activations.items()}
     for layer, position, index in features:
         masks[layer][position, index] = True
-    return float(_run(linear, target, [masks])[0])
+    fill = None if ablation == "zero" else (means if means is not None else mean_activations(linear))
+    return float(_run(linear, target, [masks], fill)[0])
 
 
 def faithfulness(graph, model, transcoders: dict, input_ids, target: Target, *, top: int = 20) -> dict:

@@ -39,7 +39,7 @@ def merge(graphs: list) -> nx.DiGraph:
         names = {node: position_free(node, data) for node, data in graph.nodes(data=True)}
         for node, data in graph.nodes(data=True):
             name = names[node]
-            nodes.setdefault(name, {k: data[k] for k in ("kind", "layer", "label", "feature", "head", "grouped") if k in data})
+            nodes.setdefault(name, {k: data[k] for k in ("kind", "layer", "label", "feature", "head", "grouped", "section") if k in data})
             for key in ("attribution", "influence"):
                 sums[name][key] += data.get(key, 0.0)
             counts[name].add(g_index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .._atomic import atomic_path
@@ -165,6 +166,7 @@ def largest_types(adata, label_key: str, n: int, known) -> list[str]:
 def write_circuits(results: dict, out: Path) -> None:
     """Each cell type's merged graph (GraphML and JSON) and gene table (CSV), named by a filesystem-safe label."""
     import sctranscoder as sct
+    from sctranscoder.tl._supernodes import supernode_ids
 
     out.mkdir(parents=True, exist_ok=True)
     for cell_type, result in results.items():
@@ -173,6 +175,18 @@ def write_circuits(results: dict, out: Path) -> None:
         sct.circuits.write_json(result.graph, out / f"{safe}.json")
         with atomic_path(out / f"{safe}_genes.csv") as tmp:
             result.genes.to_csv(tmp, index=False)
+        if result.scores is not None:
+            with atomic_path(out / f"{safe}_scores.csv") as tmp:
+                result.scores.to_csv(tmp, index=False)
+        # each cell's pruned graph in circuit-tracer's JSON, for its frontend (a folder of its own, so
+        # `report` and `enrich`, which read circuits/*.json, do not take them for merged graphs)
+        groups = sct.tl.circuit_supernodes(result, "immune_markers").attrs["supernodes"] if result.exports else {}
+        for i, data in enumerate(result.exports):
+            data["qParams"]["supernodes"] = supernode_ids(groups, data)  # features grouped by their marker set
+            folder = out / "circuit_tracer"
+            folder.mkdir(exist_ok=True)
+            with atomic_path(folder / f"{safe}_{i}.json") as tmp:
+                Path(tmp).write_text(json.dumps(data))
 
 
 def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool = True, ranked_by=None) -> dict:
@@ -191,8 +205,23 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
     for cell_type in cell_types:
         results[cell_type] = sct.tl.cell_type_circuit(
             adata, model, transcoders, cell_type, label_key=label_key, n_cells=args.n_cells,
-            max_nodes=args.max_nodes, node_threshold=args.node_threshold, progress=progress)
+            method=getattr(args, "method", "complete"), target=getattr(args, "target", "logodds"),
+            max_feature_nodes=getattr(args, "max_feature_nodes", 1024), max_nodes=args.max_nodes,
+            node_threshold=args.node_threshold, edge_threshold=getattr(args, "edge_threshold", 0.98),
+            progress=progress)
     return results
+
+
+def circuit_line(result) -> str:
+    """One line on a circuit's scores and where its target comes from (complete graphs), or its message."""
+    summary = result.summary()
+    if "replacement" not in summary:
+        return result.message
+    line = (f"replacement {summary['replacement']:.2f} / completeness {summary['completeness']:.2f} "
+            f"(pruned {summary['replacement_pruned']:.2f} / {summary['completeness_pruned']:.2f}); "
+            f"inputs: genes {summary['share_gene']:.0%}, template {summary['share_template']:.0%}, "
+            f"answer prefix {summary['share_answer']:.0%}, errors {summary['share_error']:.0%}")
+    return line + (f". {result.message}" if result.message else "")
 
 
 def cmd_circuits(args) -> None:
@@ -214,4 +243,5 @@ def cmd_circuits(args) -> None:
     write_circuits(results, args.out)
     for cell_type, result in results.items():
         print(f"{cell_type}: top genes {', '.join(result.genes.gene.head(8))}")
+        print(f"  {circuit_line(result)}")
     print(f"wrote {args.out}")

@@ -67,8 +67,18 @@ def _circuit_options(parser) -> None:
     parser.add_argument("--cell-types", default=None, help="comma-separated labels to explain")
     parser.add_argument("--n-largest", type=int, default=5, help="else: the N most frequent labels")
     parser.add_argument("--n-cells", type=int, default=8, help="cells traced per type")
-    parser.add_argument("--max-nodes", type=int, default=60, help="features and heads expanded per cell")
-    parser.add_argument("--node-threshold", type=float, default=0.02, help="minimum influence kept")
+    parser.add_argument("--method", choices=["complete", "greedy"], default="complete",
+                        help="complete attribution graphs (circuit-tracer's), or the older greedy search")
+    parser.add_argument("--target", choices=["logodds", "logprob", "contrast"], default="logodds",
+                        help="the call's log-odds (or log-probability) over all candidates, or the first-differing "
+                             "answer token against its rivals")
+    parser.add_argument("--max-feature-nodes", type=int, default=1024,
+                        help="complete graphs: features whose inputs are attributed per cell (the node budget)")
+    parser.add_argument("--max-nodes", type=int, default=60, help="greedy search: features and heads expanded per cell")
+    parser.add_argument("--node-threshold", type=float, default=None,
+                        help="pruning: share of cumulative influence kept (complete, default 0.8) or minimum "
+                             "influence per node (greedy, default 0.02)")
+    parser.add_argument("--edge-threshold", type=float, default=0.98, help="complete graphs: edge influence kept")
 
 
 def _sub(sub, name: str, help_text: str):
@@ -168,5 +178,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("--eval-cells", type=int, default=64, help="held-out cells for evaluation and circuits")
     _circuit_options(p)
     p.add_argument("--n-top-genes", type=int, default=25, help="circuit genes tested for enrichment per cell type")
-    p.set_defaults(n_cells=4, max_nodes=40)
+    # a quick run: fewer cells and a small node budget (the library default is 1,024)
+    p.set_defaults(n_cells=4, max_nodes=40, max_feature_nodes=64)
     return parser, subs

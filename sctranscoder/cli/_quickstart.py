@@ -8,13 +8,14 @@ from pathlib import Path
 
 from .._atomic import atomic_path
 from .._runconfig import RUN_FILE, write_run_config
-from ._commands import UsageError, run_circuits, transcoder_settings, write_circuits
+from ._commands import UsageError, circuit_line, run_circuits, transcoder_settings, write_circuits
 
 _SECTIONS = {
     "sentences": ("n_genes", "tie_break", "seed", "chunk_size"),
     "train": ("layers", "activation", "k", "d_hidden", "skip", "steps", "batch_size", "lr", "transcoder_seed",
               "subsample", "train_cells", "eval_cells"),
-    "circuits": ("cell_types", "n_largest", "n_cells", "max_nodes", "node_threshold", "n_top_genes"),
+    "circuits": ("cell_types", "n_largest", "n_cells", "method", "target", "max_feature_nodes", "max_nodes",
+                 "node_threshold", "edge_threshold", "n_top_genes"),
 }
 
 
@@ -151,9 +152,26 @@ def _report(sct, cells, label_key, quality, feature_enrichment, circuit_enrichme
         marker_sets=sct.datasets.PBMC68K_MARKER_SETS,
         parameters={f"{section}.{key}": value for section, values in _run_sections(args).items()
                     if section != "quickstart" for key, value in values.items()})
+    _add_circuit_views(sct, content, circuits, feature_enrichment, max(int(k) for k in quality.index if k != "all"))
     for figure in figures.values():
         plt.close(figure)
     return sct.report.write_html(out / "report.html", content)
+
+
+def _add_circuit_views(sct, content, circuits, feature_enrichment, layer: int) -> None:
+    """Each circuit, interactive, with its supernodes and the enriched sets the report has for its features."""
+    sets: dict = {}
+    if feature_enrichment is not None and len(feature_enrichment):
+        for feature, rows in feature_enrichment.sort_values("P-value").groupby("List"):
+            sets[(layer, int(feature))] = [f"{t} ({g}, FDR {q:.1g})" for t, g, q in
+                                           zip(rows.Term, rows.Gene_set, rows["Adjusted P-value"])][:5]
+    for name, result in circuits.items():
+        supernodes = sct.tl.circuit_supernodes(result, "immune_markers")
+        section = content.section(name)
+        section.circuit_view = sct.report.circuit_view(
+            result, supernodes=supernodes, feature_info={k: {"sets": v} for k, v in sets.items()})
+        if result.message:
+            section.text = f"{section.text} {result.message}".strip()
 
 
 def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total) -> None:
@@ -171,8 +189,8 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
               f"({every.accuracy_kept:.0%} kept), CE recovered {every.recovered_mean:.3f} (vs mean ablation)")
     print("  circuits: top input genes, and the best gene set among them (FDR)")
     for cell_type, result in circuits.items():
-        share = result.graph.graph["share_input"]
-        print(f"    {cell_type:<30} {', '.join(result.genes.gene.head(6))}  (traced to genes: {share:.0%})")
+        print(f"    {cell_type:<30} {', '.join(result.genes.gene.head(6))}")
+        print(f"    {'':<30} {circuit_line(result)}")
         rows = circuit_enrichment[circuit_enrichment.List.astype(str) == cell_type] if len(circuit_enrichment) else []
         heads = headline_sets(rows) if len(rows) else []
         if len(heads):  # redundant sets collapsed, curated pathways first; disease sets are never the headline

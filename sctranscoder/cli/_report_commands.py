@@ -79,6 +79,7 @@ def cmd_report(args) -> None:
         name = str(graph.graph.get("cell_type", path.stem))
         section = content.section(name)
         section.circuit_figure = sct.pl.circuit(graph, show=False).figure
+        section.circuit_view = sct.report.circuit_view(graph)
         genes = path.with_name(f"{path.stem}_genes.csv")
         if genes.is_file():
             section.input_genes = pd.read_csv(genes)

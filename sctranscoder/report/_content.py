@@ -21,6 +21,8 @@ class CellTypeSection:
     """A short paragraph shown under the heading (plain text)."""
     circuit_figure: Any = None
     """The circuit behind this cell type's prediction: a matplotlib Figure, PNG bytes, or a PNG path."""
+    circuit_view: Any = None
+    """The same circuit, interactive: :func:`sctranscoder.report.circuit_view`'s data."""
     input_genes: Any = None
     """The circuit's ranked input genes: a DataFrame (one row per gene), a list, or a Series of scores."""
     validation: dict | None = None

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .._atomic import atomic_path
 from ._assets import CSS, JS
+from ._circuit_view import VIEW_CSS, VIEW_JS, circuit_view_html
 from ._content import ReportContent
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -266,6 +267,8 @@ def _section_html(section) -> str:
         parts.append("<h3>Circuit</h3>" + _figure(section.circuit_figure, f"Circuit behind '{section.name}'"))
     for heading, fragment in section.html.items():
         parts.append(f"<h3>{_e(heading)}</h3>{fragment}")
+    if section.circuit_view is not None:
+        parts.append(circuit_view_html(section.circuit_view))
     if section.input_genes is not None:
         parts.append("<h3>Circuit input genes</h3>" + table_html(_input_genes_frame(section.input_genes), index=False))
     if section.validation is not None:
@@ -333,7 +336,7 @@ def render_html(content: ReportContent) -> str:
         _gene_set_sources(list(genesets.libraries().index) if names is None else names), index=False))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(content.title)}</title><style>{CSS}</style><script>{JS}</script></head>"
+            f"<title>{_e(content.title)}</title><style>{CSS}{VIEW_CSS}</style><script>{JS}{VIEW_JS}</script></head>"
             f"<body>{''.join(body)}</body></html>\n")
 
 

@@ -28,6 +28,7 @@ from ._spelling import (
     spelling_scores,
 )
 from ._spine import prompt_settings
+from ._supernodes import circuit_supernodes
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 from ._validate import validate_circuit
 
@@ -44,6 +45,7 @@ __all__ = [
     "spelling_scores",
     "answer_contrast",
     "cell_type_circuit",
+    "circuit_supernodes",
     "CellTypeCircuit",
     "enrich_circuit",
     "enrich_features",

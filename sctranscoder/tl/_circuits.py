@@ -29,6 +29,21 @@ class CellTypeCircuit:
     faithfulness: pd.DataFrame | None = None
     """Per cell: ablation correlation and circuit fraction (when requested)."""
     settings: dict = field(default_factory=dict)
+    scores: pd.DataFrame | None = None
+    """Per cell (complete graphs): the target's value and probability, the call's probability as
+    :func:`predict_cell_types` scores it, circuit-tracer's replacement and completeness scores of the
+    unpruned and the pruned graph, and each input group's share of the target (genes, prompt template,
+    fed answer prefix, errors)."""
+    message: str = ""
+    """A sentence for readers, e.g. that the circuit reaches no gene."""
+    exports: list = field(default_factory=list)
+    """Per cell (complete graphs): the pruned graph as circuit-tracer graph JSON (dicts)."""
+
+    def summary(self) -> dict:
+        """Mean per-cell scores and shares (complete graphs), for tables and the CLI."""
+        if self.scores is None or not len(self.scores):
+            return {}
+        return self.scores.drop(columns=["cell"]).mean(numeric_only=True).to_dict()
     validation: dict | None = None
     """Attribution against gene knockouts and the circuit's feature share (``validate=True``, see
     :func:`sctranscoder.tl.validate_circuit`)."""
@@ -77,34 +92,107 @@ def _cells_of(adata, cell_type, label_key, n_cells, seed):
     return np.sort(rng.choice(names, size=min(n_cells, names.size), replace=False))
 
 
-def _gene_table(graphs) -> pd.DataFrame:
-    """Every gene reached in the (unpruned) per-cell graphs, with its attribution averaged over the cells."""
-    rows = [(d["label"], d["attribution"], d["influence"]) for g in graphs for _, d in g.nodes(data=True)
-            if d["kind"] == "input" and d["grouped"]]
+SECTIONS = {"gene": "genes", "template": "prompt template", "answer": "answer prefix"}
+"""Input groups: the genes of the sentence, the prompt's template tokens, the answer tokens fed to the model."""
+
+
+def _gene_table(rows, n_graphs: int) -> pd.DataFrame:
+    """Genes with their attribution (and influence) averaged over the cells; absent from a cell counts as zero."""
     if not rows:
         return pd.DataFrame(columns=["gene", "attribution", "influence", "n_cells", "fraction_of_cells"])
     per_cell = pd.DataFrame(rows, columns=["gene", "attribution", "influence"])
     table = per_cell.groupby("gene").agg(attribution=("attribution", "sum"), influence=("influence", "sum"),
                                          n_cells=("attribution", "size"))
-    table[["attribution", "influence"]] /= len(graphs)
-    table["fraction_of_cells"] = table.n_cells / len(graphs)
+    table[["attribution", "influence"]] /= n_graphs
+    table["fraction_of_cells"] = table.n_cells / n_graphs
     return table.reset_index().sort_values("attribution", ascending=False, ignore_index=True)
+
+
+def _greedy_gene_rows(graph) -> list:
+    return [(d["label"], d["attribution"], d["influence"]) for _, d in graph.nodes(data=True)
+            if d["kind"] == "input" and d.get("section", "gene" if d["grouped"] else "") == "gene"]
+
+
+def _complete_gene_rows(attribution_graph, genes_of_positions) -> list:
+    """Per gene of one cell: its tokens' signed contributions to the target (all paths) and their influence."""
+    from ..circuits import token_attributions
+
+    signed = token_attributions(attribution_graph)
+    influence = attribution_graph.node_influence()
+    start = attribution_graph.token_index(0)
+    pooled: dict = {}
+    for position, gene in enumerate(genes_of_positions):
+        if gene is None:
+            continue
+        a, i = pooled.get(gene, (0.0, 0.0))
+        pooled[gene] = (a + float(signed[position]), i + float(influence[start + position]))
+    return [(gene, a, i) for gene, (a, i) in pooled.items()]
+
+
+def _group_attribution(attribution_graph) -> dict:
+    """Signed contributions to the target's value of each input section, of errors, and the rest (biases,
+    features over the budget)."""
+    from ..circuits import token_attributions
+
+    signed = token_attributions(attribution_graph)
+    sums: dict = {}
+    for position, section in enumerate(attribution_graph.sections):
+        sums[section] = sums.get(section, 0.0) + float(signed[position])
+    kinds = attribution_graph.masks()
+    sums["error"] = float(attribution_graph.signed_attribution()[kinds["error"]].sum())
+    sums["rest"] = attribution_graph.value - sum(sums.values())
+    return sums
+
+
+def _inputs_of(documents, i, fed, genes):
+    """Per position of the traced ids: its gene (or None), its group name, its section, its token text."""
+    n_prompt = len(documents.input_ids[i])
+    spans = documents.span_ids[i]
+    token_gene = list(documents.token_gene[i]) + [-1] * (len(fed) - n_prompt)
+    gene_of = [str(genes[spans[g]]) if g >= 0 else None for g in token_gene]
+    sections = ["gene" if g is not None else ("answer" if p >= n_prompt else "template") for p, g in enumerate(gene_of)]
+    groups = [g if g is not None else SECTIONS[s] for g, s in zip(gene_of, sections)]
+    return gene_of, groups, sections
+
+
+def no_gene_message(cell_type: str, table: pd.DataFrame, scores: pd.DataFrame | None) -> str:
+    """A sentence saying so when the circuit of ``cell_type`` reaches no gene (nothing pushes towards it)."""
+    supporting = table[table.attribution > 0] if len(table) else table
+    if len(supporting):
+        return ""
+    where = ""
+    if scores is not None and len(scores) and "share_template" in scores:
+        where = (f" The target rests on the prompt template ({scores.share_template.mean():.0%} of the influence), "
+                 f"the fed answer prefix ({scores.share_answer.mean():.0%}) and errors "
+                 f"({scores.share_error.mean():.0%}).")
+    return f"The circuit of {cell_type!r} reaches no gene that pushes the call towards it.{where}"
 
 
 def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_key: str | None = None,
                       candidates=None, n_cells: int = 8, n_genes: int | None = None, organism: str | None = None,
-                      max_nodes: int = 60, threshold: float = 0.01, node_threshold: float = 0.02,
-                      n_paths: int | None = None, check_faithfulness: bool = False, seed: int = 0,
-                      key_added: str = "circuits", encoded=None, progress: bool = True, validate: bool = False,
-                      rank_genes_by: str = "attribution") -> CellTypeCircuit:
+                      method: str = "complete", target: str = "logodds", max_feature_nodes: int | None = 1024,
+                      batch_size: int = 64, node_threshold: float | None = None, edge_threshold: float = 0.98,
+                      max_nodes: int = 60, threshold: float = 0.01, n_paths: int | None = None,
+                      check_faithfulness: bool = False, seed: int = 0, key_added: str = "circuits", encoded=None,
+                      progress: bool = True, validate: bool = False, rank_genes_by: str = "attribution"
+                      ) -> CellTypeCircuit:
     """Trace why a C2S model calls cells ``cell_type``, over a sample of that type's cells.
 
-    Each cell's prompt is traced from the target (the logit of the cell type's
-    answer token minus the mean logit of its rivals' tokens at the point where the
-    answers part, see :func:`answer_contrast`) back to the genes of its sentence,
-    with tokens of a gene pooled into one input node. The per-cell graphs are
-    merged: a feature is the same node at every position, attributions are
-    averaged over cells. Gene rankings go to ``adata.uns[key_added][cell_type]``.
+    The default target is the call as :func:`predict_cell_types` scores it: the log-odds of
+    ``cell_type`` against all other candidate labels, ``log q / (1 - q)`` with ``q`` the softmax over
+    candidates of each answer's summed token log-probabilities (``target="logprob"``: ``log q``),
+    linearized at the model's final hidden states (:func:`sctranscoder.circuits.answer_logprob`); the
+    model is fed the prompt and the label's answer. ``target="contrast"``: the older target, the cell type's answer token against
+    its rivals' tokens where the answers part (:func:`answer_contrast`), after the shared prefix.
+
+    ``method="complete"`` builds circuit-tracer's complete attribution graph per cell
+    (:func:`sctranscoder.circuits.attribute`, pruned by cumulative influence), with its replacement
+    and completeness scores; ``method="greedy"`` the older best-first search
+    (:func:`sctranscoder.circuits.trace`). Input tokens are pooled per gene; the template's tokens
+    and the fed answer tokens each form one named input. The per-cell graphs are merged (a feature is
+    the same node at every position, attributions averaged over cells). Gene rankings (signed
+    contribution to the target over all paths of the unpruned graph, averaged over cells) go to
+    ``adata.uns[key_added][cell_type]``.
 
     Parameters
     ----------
@@ -122,11 +210,21 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
         How many cells of that type to trace (a seeded sample).
     n_genes, organism
         Change single prompt settings; default: the model's.
+    method
+        ``"complete"`` (default) or ``"greedy"``.
+    target
+        ``"logodds"`` (default), ``"logprob"`` or ``"contrast"``.
+    max_feature_nodes, batch_size
+        Complete graphs: the node budget (features whose inputs are attributed) and rows per backward pass.
+    node_threshold, edge_threshold
+        Pruning: complete graphs keep the nodes carrying this share of the cumulative influence
+        (default 0.8) and edges carrying ``edge_threshold``; greedy graphs keep nodes with at least
+        this influence (default 0.02).
+    max_nodes, threshold, n_paths
+        Greedy search: passed to :func:`sctranscoder.circuits.trace`.
     encoded
         ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`); default: the sampled
         cells are tokenized here.
-    max_nodes, threshold, node_threshold, n_paths
-        Passed to :func:`sctranscoder.circuits.trace`.
     check_faithfulness
         Also ablate each cell's top features in the replacement model
         (:func:`sctranscoder.circuits.faithfulness`).
@@ -137,13 +235,21 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
         ``"knockout"``: also knock out every gene of the traced cells' sentences and rank genes by the measured
         drop of log P(cell type) (``result.genes_by_knockout``; ``result.genes`` stays the attributed ranking).
     """
+    import time
+
     import torch
 
-    from ..circuits import Target, faithfulness, merge, prune, trace
+    from .. import circuits as cc
     from ..models._scoring import answer_tokens
     from ._encode import encode_cells
     from ._spine import prompt_settings
 
+    if method not in ("complete", "greedy"):
+        raise ValueError(f"method={method!r} must be 'complete' or 'greedy'.")
+    if target not in ("logodds", "logprob", "contrast"):
+        raise ValueError(f"target={target!r} must be 'logodds', 'logprob' or 'contrast'.")
+    if node_threshold is None:
+        node_threshold = 0.8 if method == "complete" else 0.02
     if rank_genes_by not in ("attribution", "knockout"):
         raise ValueError(f"rank_genes_by={rank_genes_by!r} must be 'attribution' or 'knockout'.")
     label_key = label_key or model.metadata.get("label_key")
@@ -158,45 +264,95 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     else:
         encoded.matches(adata)
     tokenizer = model.tokenizer
-    answers = dict(zip(candidates, answer_tokens(tokenizer, candidates)))
+    answer_ids = answer_tokens(tokenizer, candidates)
+    answers = dict(zip(candidates, answer_ids))
+    index = candidates.index(cell_type)
     prefix, token, rivals = answer_contrast(answers, cell_type)
-    target = Target.logit_difference(token, rivals, label=f"{cell_type} vs rivals")
+    contrast = cc.Target.logit_difference(token, rivals, label=f"{cell_type} vs rivals")
 
     cells = _cells_of(adata, cell_type, label_key, n_cells, seed)
     documents = encoded.subset(cells) if encoded is not None else \
         encode_cells(adata[cells], model, settings=settings, progress=False)
     genes = documents.genes
-    graphs, full_graphs, checks = [], [], []
+    graphs, gene_rows, checks, score_rows, exports = [], [], [], [], []
     for i in progress_bar(range(len(cells)), desc=f"circuit {cell_type}", unit="cells", enabled=progress):
-        ids = np.concatenate([documents.input_ids[i], np.asarray(prefix, np.int64)])
-        spans = documents.span_ids[i]
-        token_gene = np.concatenate([documents.token_gene[i], np.full(len(prefix), -1)])
-        groups = [str(genes[spans[g]]) if g >= 0 else None for g in token_gene]
-        labels = [tokenizer.decode([t]) for t in ids]
-        input_ids = torch.as_tensor(ids)
-        full = trace(model.model, transcoders, input_ids, target, max_nodes=max_nodes, threshold=threshold,
-                     groups=groups, labels=labels, prune=False)
-        full.graph["cell"] = str(adata.obs_names[cells[i]])
-        full_graphs.append(full)
-        graph = prune(full, node_threshold, n_paths)
+        start = time.perf_counter()
+        cell = str(adata.obs_names[cells[i]])
+        prompt = [int(t) for t in documents.input_ids[i]]
+        kind = target if target != "contrast" else "logodds"
+        readout, fed, info = cc.answer_logprob(model.model, prompt, answer_ids, index, kind=kind,
+                                               label=f"{'log-odds' if kind == 'logodds' else 'log P'}({cell_type})")
+        if target != "contrast":
+            goal = readout
+        else:
+            goal, fed = contrast, prompt + list(prefix)
+        gene_of, groups, sections = _inputs_of(documents, i, fed, genes)
+        labels = [tokenizer.decode([t]) for t in fed]
+        input_ids = torch.as_tensor(fed)
+        row = {"cell": cell, "probability": float(info["probabilities"][index]), "logprob": info["logprob"],
+               "logodds": info["logodds"]}
+        if method == "complete":
+            full = cc.attribute(model.model, transcoders, input_ids, goal, max_feature_nodes=max_feature_nodes,
+                                batch_size=batch_size, labels=labels, groups=groups, sections=sections)
+            graph = cc.to_networkx(full, node_threshold=node_threshold, edge_threshold=edge_threshold)
+            gene_rows += _complete_gene_rows(full, gene_of)
+            shares = full.input_shares()
+            signed = _group_attribution(full)
+            row.update(value=full.value, **full.scores(node_threshold, edge_threshold),
+                       **{f"share_{k}": shares.get(k, 0.0) for k in ("gene", "template", "answer", "error",
+                                                                    "unexpanded")},
+                       **{f"attribution_{k}": signed.get(k, 0.0) for k in ("gene", "template", "answer", "error",
+                                                                          "rest")},
+                       n_active=full.n_active, n_feature_nodes=full.n_features,
+                       n_features_kept=sum(1 for _, d in graph.nodes(data=True) if d["kind"] == "feature"))
+            exports.append(cc.to_circuit_tracer(full, slug=f"{cell_type} {cell}", node_threshold=node_threshold,
+                                                edge_threshold=edge_threshold, probability=row["probability"]))
+        else:
+            full = cc.trace(model.model, transcoders, input_ids, goal, max_nodes=max_nodes, threshold=threshold,
+                            groups=groups, labels=labels, prune=False)
+            for node, data in full.nodes(data=True):
+                if data["kind"] == "input":
+                    data["section"] = sections[data["position"]]
+            gene_rows += _greedy_gene_rows(full)
+            graph = cc.prune(full, node_threshold, n_paths)
+            row.update(value=full.graph["value"])
+        row["seconds"] = time.perf_counter() - start
+        graph.graph["cell"] = cell
         graphs.append(graph)
+        score_rows.append(row)
         if check_faithfulness:
-            result = faithfulness(graph, model.model, transcoders, input_ids, target)
-            checks.append({"cell": graph.graph["cell"], **{k: result[k] for k in
+            result = cc.faithfulness(graph, model.model, transcoders, input_ids, goal)
+            checks.append({"cell": cell, **{k: result[k] for k in
                           ("correlation", "spearman", "circuit_fraction", "graph_input_share", "target_value")}})
-    merged = merge(graphs)
-    merged.graph.update(cell_type=cell_type, n_layers=graphs[0].graph["n_layers"])
-    table = _gene_table(full_graphs)
-    target_info = {"token": tokenizer.decode([token]), "rivals": [tokenizer.decode([t]) for t in rivals],
-                   "prefix": tokenizer.decode(prefix)}
-    settings = {"n_cells": int(len(cells)), "max_nodes": max_nodes, "threshold": threshold,
-                "node_threshold": node_threshold, "n_paths": n_paths if n_paths is not None else -1, "seed": seed,
+    merged = cc.merge(graphs)
+    merged.graph.update(cell_type=cell_type, n_layers=graphs[0].graph["n_layers"], method=method, target_kind=target)
+    scores = pd.DataFrame(score_rows)
+    for column in ("replacement", "completeness", "replacement_pruned", "completeness_pruned"):
+        if column in scores:
+            merged.graph[column] = float(scores[column].mean())
+    table = _gene_table(gene_rows, len(graphs))
+    if target != "contrast":
+        what = "log-odds" if target == "logodds" else "log-probability"
+        target_info = {"kind": target, "token": cell_type, "rivals": [c for c in candidates if c != cell_type],
+                       "prefix": tokenizer.decode(answers[cell_type][:-1]),
+                       "description": f"the {what} of {cell_type!r} against all {len(candidates)} candidate labels, "
+                                      "as predict_cell_types scores them"}
+    else:
+        target_info = {"kind": "contrast", "token": tokenizer.decode([token]),
+                       "rivals": [tokenizer.decode([t]) for t in rivals], "prefix": tokenizer.decode(prefix),
+                       "description": f"logit of {tokenizer.decode([token])!r} minus the mean of its rivals' after "
+                                      f"{tokenizer.decode(prefix)!r}"}
+    settings = {"n_cells": int(len(cells)), "method": method, "target": target,
+                "max_feature_nodes": max_feature_nodes if max_feature_nodes is not None else -1,
+                "max_nodes": max_nodes, "threshold": threshold, "node_threshold": node_threshold,
+                "edge_threshold": edge_threshold, "n_paths": n_paths if n_paths is not None else -1, "seed": seed,
                 "label_key": label_key}
+    message = no_gene_message(cell_type, table, scores)
     adata.uns.setdefault(key_added, {})[cell_type] = {
         "genes": table.gene.tolist(), "attribution": table.attribution.to_numpy(), "n_cells": table.n_cells.to_numpy(),
-        "target": target_info["token"], "settings": settings}
+        "target": target_info["token"], "settings": settings, "message": message}
     result = CellTypeCircuit(cell_type, merged, table, graphs, [str(adata.obs_names[c]) for c in cells], target_info,
-                             pd.DataFrame(checks) if checks else None, settings)
+                             pd.DataFrame(checks) if checks else None, settings, scores, message, exports)
     if validate or rank_genes_by == "knockout":
         from ._validate import validate_circuit
 
