@@ -120,13 +120,8 @@ class LinearizedModel:
         model = self.model
         self.feature_leaves = {layer: f.clone().requires_grad_() for layer, f in self.activations.items()}
         self.error_leaves = {layer: e.clone().requires_grad_() for layer, e in self.errors.items()}
-        self.mlp_inputs, self.head_outputs, self.head_leaves, state = {}, {}, {}, {}
+        self.mlp_inputs, self.head_outputs, self.head_leaves = {}, {}, {}
         handles = []
-
-        def embed_leaf(module, args, kwargs):
-            hidden = _first_arg(args, kwargs, "hidden_states")
-            state["embeddings"] = hidden[0].detach().float().requires_grad_()
-            return _with_first_arg(args, kwargs, "hidden_states", state["embeddings"][None].to(hidden.dtype))
 
         def head_leaf(layer):
             def hook(module, args):
@@ -148,11 +143,23 @@ class LinearizedModel:
                 return out[None].to(x.dtype)
             return replacement
 
-        handles.append(first_block(model).register_forward_pre_hook(embed_leaf, with_kwargs=True))
         for layer, projection in attention_outputs(model).items():
             handles.append(projection.register_forward_pre_hook(head_leaf(layer)))
-        handles.append(model.get_output_embeddings().register_forward_pre_hook(
-            lambda m, args: state.__setitem__("final", args[0][0])))
+        self._run_replaced(mlp, handles)
+
+    def _run_replaced(self, mlp, handles: list) -> None:
+        """The linearized forward pass: a leaf at the embeddings, every MLP replaced by ``mlp(layer)``, the final
+        hidden state kept and checked against the clean pass; ``handles`` (hooks already set) are removed after."""
+        model, state = self.model, {}
+
+        def embed_leaf(module, args, kwargs):
+            hidden = _first_arg(args, kwargs, "hidden_states")
+            state["embeddings"] = hidden[0].detach().float().requires_grad_()
+            return _with_first_arg(args, kwargs, "hidden_states", state["embeddings"][None].to(hidden.dtype))
+
+        handles = [*handles, first_block(model).register_forward_pre_hook(embed_leaf, with_kwargs=True),
+                   model.get_output_embeddings().register_forward_pre_hook(
+                       lambda m, args: state.__setitem__("final", args[0][0]))]
         try:
             with torch.enable_grad(), frozen_nonlinearities(model), \
                     replace_mlp(model, {layer: mlp(layer) for layer in range(self.n_layers)}):
@@ -160,13 +167,13 @@ class LinearizedModel:
         finally:
             for handle in handles:
                 handle.remove()
-        self.embeddings = state["embeddings"]
-        self.final_hidden = state["final"]
+        self.embeddings, self.final_hidden = state["embeddings"], state["final"]
         gap = (self.final_hidden.detach().float() - self.final_hidden_clean.float()).abs().max()
         scale = self.final_hidden_clean.float().abs().max().clamp_min(1e-6)
         if float(gap / scale) > 1e-3:
-            raise RuntimeError(f"The linearized model does not reproduce the forward pass (relative gap {float(gap / scale):.2e}); "
-                               "the architecture may have a nonlinearity circuits do not freeze.")
+            raise RuntimeError(f"The linearized model does not reproduce the forward pass (relative gap "
+                               f"{float(gap / scale):.2e}); the architecture may have a nonlinearity circuits do "
+                               "not freeze.")
 
     # -- scalars to attribute ------------------------------------------------------------
     @property

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from ..harvest import first_block, replace_mlp
-from ._frozen import frozen_nonlinearities
-from ._linear import LinearizedModel, _first_arg, _with_first_arg
+from ._linear import LinearizedModel
 
 
 class ReplacementPass(LinearizedModel):
     """One input's linearized forward pass, with leaves at the embeddings and at each MLP output."""
 
     def _linear_pass(self) -> None:
-        model = self.model
-        self.encoder_inputs, self.output_leaves, state = {}, {}, {}
+        self.encoder_inputs, self.output_leaves = {}, {}
         for layer in range(self.n_layers):
             tc = self.transcoders.get(layer)
             out = self.errors[layer]
@@ -33,11 +30,6 @@ class ReplacementPass(LinearizedModel):
                     out = out + tc.decode(self.activations[layer], None)
             self.output_leaves[layer] = out.clone().requires_grad_()
         self.head_leaves, self.head_outputs, self.feature_leaves, self.error_leaves = {}, {}, {}, {}
-
-        def embed_leaf(module, args, kwargs):
-            hidden = _first_arg(args, kwargs, "hidden_states")
-            state["embeddings"] = hidden[0].detach().float().requires_grad_()
-            return _with_first_arg(args, kwargs, "hidden_states", state["embeddings"][None].to(hidden.dtype))
 
         def mlp(layer):
             tc = self.transcoders.get(layer)
@@ -51,27 +43,7 @@ class ReplacementPass(LinearizedModel):
                 return out[None].to(x.dtype)
             return replacement
 
-        handles = [first_block(model).register_forward_pre_hook(embed_leaf, with_kwargs=True),
-                   model.get_output_embeddings().register_forward_pre_hook(
-                       lambda m, args: state.__setitem__("final", args[0][0]))]
-        try:
-            with torch.enable_grad(), frozen_nonlinearities(model), \
-                    replace_mlp(model, {layer: mlp(layer) for layer in range(self.n_layers)}):
-                model(self.input_ids, use_cache=False)
-        finally:
-            for handle in handles:
-                handle.remove()
-        self.embeddings = state["embeddings"]
-        self.final_hidden = state["final"]
-        self._check_reproduces()
-
-    def _check_reproduces(self) -> None:
-        gap = (self.final_hidden.detach().float() - self.final_hidden_clean.float()).abs().max()
-        scale = self.final_hidden_clean.float().abs().max().clamp_min(1e-6)
-        if float(gap / scale) > 1e-3:
-            raise RuntimeError(f"The linearized model does not reproduce the forward pass (relative gap "
-                               f"{float(gap / scale):.2e}); the architecture may have a nonlinearity circuits do "
-                               "not freeze.")
+        self._run_replaced(mlp, [])
 
     def feature_value(self, layer: int, position: int, index: int) -> torch.Tensor:
         tc = self.transcoders[layer]
