@@ -75,6 +75,11 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
         best = circuit_good.iloc[0]
         said.append(f"Its circuit's input genes are enriched for {best.Headline} ({best.Gene_set}, {best.Overlap}, "
                     f"FDR {best['Adjusted P-value']:.2g}; genes {best.Genes}).")
+        strongest = circuit_heads.sort_values("Adjusted P-value").iloc[0]
+        if strongest["Adjusted P-value"] < best["Adjusted P-value"] and strongest.Headline != best.Headline:
+            # a flagged set can still be the strongest signal; say so rather than let a weak set speak alone
+            said.append(f"Stronger, but flagged: {strongest.Headline} ({strongest.Gene_set}, {strongest.Overlap}, "
+                        f"FDR {strongest['Adjusted P-value']:.2g}), where {_flag_reason(strongest)}.")
     elif circuit_heads is not None and len(circuit_heads):
         best = circuit_heads.iloc[0]
         said.append(f"Its circuit's input genes reach {best.Headline} ({best.Gene_set}, {best.Overlap}, FDR "

@@ -124,9 +124,17 @@ def table_html(frame: pd.DataFrame, *, index: bool = True, max_rows: int | None 
             f"<tbody>{''.join(rows)}</tbody></table></div>{note}")
 
 
+INPUT_GENE_COLUMNS = {"attribution": "contribution to the call", "influence": "influence",
+                      "n_cells": "traced cells it reaches", "fraction_of_cells": "share of traced cells"}
+INPUT_GENES_NOTE = ("Contribution: the gene's signed contribution to the call's log-odds through all paths of the "
+                    "circuit (its tokens pooled), mean over the traced cells; positive pushes towards this cell "
+                    "type. Influence: its unsigned influence on the call as circuit-tracer ranks nodes. Both are "
+                    "linearized attributions; the knockout check, where shown, is the measurement.")
+
+
 def _input_genes_frame(genes) -> pd.DataFrame:
     if isinstance(genes, pd.DataFrame):
-        return genes
+        return genes.rename(columns=INPUT_GENE_COLUMNS)
     if isinstance(genes, pd.Series):
         frame = genes.sort_values(ascending=False).rename("score").to_frame()
         frame.index.name = "gene"
@@ -227,7 +235,7 @@ def cards_html(cards: pd.DataFrame, caption: str = "") -> str:
     return f'{title}<div class="cards">{"".join(boxes)}</div>'
 
 
-def headlines_html(headlines: pd.DataFrame) -> str:
+def headlines_html(headlines: pd.DataFrame, list_name: str | None = "feature") -> str:
     """Headline sets as a table that fits: the set's short name with its library, genes comma-separated, and one
     notes column (the sets collapsed into it, a one-family overlap, a disease set)."""
     rows = []
@@ -239,7 +247,8 @@ def headlines_html(headlines: pd.DataFrame) -> str:
             notes.append(f"overlap is one name family ({row['One family']}*)")
         if row.get("Disease term"):
             notes.append("disease/pathogen set")
-        entry = {"feature": row.get("List"), "gene set": f"{row['Headline']} ({row['Gene_set']})",
+        entry = {list_name: row.get("List")} if list_name else {}
+        entry |= {"gene set": f"{row['Headline']} ({row['Gene_set']})",
                  "overlap": row["Overlap"], "FDR": row["Adjusted P-value"]}
         if "Matched P-value" in row:
             entry["matched p"] = row["Matched P-value"]
@@ -270,12 +279,14 @@ def _section_html(section) -> str:
     if section.circuit_view is not None:
         parts.append(circuit_view_html(section.circuit_view))
     if section.input_genes is not None:
-        parts.append("<h3>Circuit input genes</h3>" + table_html(_input_genes_frame(section.input_genes), index=False))
+        note = f'<p class="muted">{_e(INPUT_GENES_NOTE)}</p>' if isinstance(section.input_genes, pd.DataFrame) else ""
+        parts.append("<h3>Circuit input genes</h3>" + note
+                     + table_html(_input_genes_frame(section.input_genes), index=False))
     if section.validation is not None:
         parts.append(validation_html(section.validation))
     if section.circuit_enrichment is not None:
         parts.append("<h3>Circuit enrichment: gene sets among the circuit's input genes</h3>"
-                     + (headlines_html(section.circuit_enrichment) if len(section.circuit_enrichment) else
+                     + (headlines_html(section.circuit_enrichment, list_name=None) if len(section.circuit_enrichment) else
                         '<p class="muted">No set passed for the circuit\'s input genes.</p>'))
     for caption, frame in section.tables.items():
         parts.append(f"<h3>{_e(caption)}</h3>" + table_html(frame, index=False))
