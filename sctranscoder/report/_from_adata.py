@@ -63,6 +63,12 @@ def _flag_reason(entry) -> str:
     return "only through a disease or pathogen set, which is not headlined"
 
 
+def _described(entry, genes: bool = False) -> str:
+    """A headline set in words: its name, library, overlap and FDR (and genes)."""
+    listed = f"; genes {entry.Genes}" if genes else ""
+    return f"{entry.Headline} ({entry.Gene_set}, {entry.Overlap}, FDR {entry['Adjusted P-value']:.2g}{listed})"
+
+
 def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, marker_reason, has_circuit,
             max_fdr, families) -> str:
     """The section's finding, or that nothing passed and why."""
@@ -73,17 +79,14 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
     circuit_good, feature_good = _signable(circuit_heads), _signable(headlines)
     if len(circuit_good):
         best = circuit_good.iloc[0]
-        said.append(f"Its circuit's input genes are enriched for {best.Headline} ({best.Gene_set}, {best.Overlap}, "
-                    f"FDR {best['Adjusted P-value']:.2g}; genes {best.Genes}).")
+        said.append(f"Its circuit's input genes are enriched for {_described(best, genes=True)}.")
         strongest = circuit_heads.sort_values("Adjusted P-value").iloc[0]
         if strongest["Adjusted P-value"] < best["Adjusted P-value"] and strongest.Headline != best.Headline:
             # a flagged set can still be the strongest signal; say so rather than let a weak set speak alone
-            said.append(f"Stronger, but flagged: {strongest.Headline} ({strongest.Gene_set}, {strongest.Overlap}, "
-                        f"FDR {strongest['Adjusted P-value']:.2g}), where {_flag_reason(strongest)}.")
+            said.append(f"Stronger, but flagged: {_described(strongest)}, where {_flag_reason(strongest)}.")
     elif circuit_heads is not None and len(circuit_heads):
         best = circuit_heads.iloc[0]
-        said.append(f"Its circuit's input genes reach {best.Headline} ({best.Gene_set}, {best.Overlap}, FDR "
-                    f"{best['Adjusted P-value']:.2g}), but {_flag_reason(best)}.")
+        said.append(f"Its circuit's input genes reach {_described(best)}, but {_flag_reason(best)}.")
     elif has_circuit:
         said.append(f"Circuit enrichment: no set reached FDR <= {max_fdr} among its input genes.")
     if len(feature_good):
