@@ -95,7 +95,8 @@ def run_side(side, args, out_dir) -> dict:
                 runner(input_ids=batch, attention_mask=mask, use_cache=False)
     elif side == "per_layer":
         for layer in range(6):
-            source = harvest.stream(model, encode, len(ids), layer, batch_size=cfg.batch_size, seed=cfg.seed, **live)
+            source = harvest.stream(model, encode, len(ids), layer, batch_size=cfg.batch_size, seed=cfg.seed,
+                                    max_batches=cfg.n_tokens // cfg.batch_size, **live)
             tc.train(source, layer, cfg, out_dir=Path(out_dir) / f"layer{layer}", device=args.device,
                      progress=False, checkpoint_every=10**9)
     else:

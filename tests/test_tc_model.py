@@ -69,6 +69,34 @@ def test_topk_sparse_path_equals_the_dense_path():
         tc.Transcoder(config(activation="relu")).encode_sparse(x)
 
 
+def test_topk_training_gradients_equal_autograd_through_the_dense_pre_activations():
+    """The sparse gradient of the chosen entries (and of AuxK's) is the dense autograd gradient, for the
+    parameters and for the input (which circuits differentiate)."""
+    x, y = sparse_data(96)
+    t = tc.Transcoder(config(activation="topk", skip=True), dtype=torch.float64)
+    x, y = x.double().requires_grad_(), y.double()
+    t.init_from_data(x.detach(), y)
+    dead = torch.arange(H) % 3 == 0
+    t(x, y, dead=dead).loss.backward()
+    sparse = {name: p.grad.clone() for name, p in t.named_parameters()} | {"x": x.grad.clone()}
+    t.zero_grad()
+    x.grad = None
+    pre = t.pre_activations(x)  # the reference: autograd through every pre-activation
+    values, indices = pre.topk(4, dim=-1, sorted=False)
+    output = t.decode_sparse(indices, torch.relu(values), x)
+    masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
+    aux_values, aux_indices = masked.topk(min(t.cfg.auxk_k, int(dead.sum())), dim=-1, sorted=False)
+    estimate = torch.nn.functional.embedding_bag(aux_indices, t.W_dec, per_sample_weights=torch.relu(aux_values),
+                                                 mode="sum")
+    loss = (output - y).pow(2).sum(-1).mean() / t.target_variance + t.cfg.auxk_coefficient * \
+        tc.fraction_of_variance_unexplained(estimate * t.output_scale, (y - output).detach())
+    loss.backward()
+    dense = {name: p.grad for name, p in t.named_parameters()} | {"x": x.grad}
+    for name, grad in dense.items():
+        assert torch.allclose(sparse[name], grad, rtol=1e-10, atol=1e-12), name
+    assert sparse["W_enc"].abs().sum() > 0 and sparse["x"].abs().sum() > 0
+
+
 def test_batchtopk_keeps_k_per_row_over_the_batch_and_a_threshold_after():
     x, y = sparse_data(256)
     t = tc.Transcoder(config(activation="batchtopk"))

@@ -26,20 +26,21 @@ logger = logging.getLogger(__name__)
 
 def stream(model, encode: Callable[[int, int], Documents], n_documents: int, layer: int, *, batch_size: int = 4096,
            buffer_rows: int = 65_536, documents_per_pass: int = 16, only_spans: bool = False,
-           drop_special: bool = True, seed: int = 0, epochs: int | None = None):
+           drop_special: bool = True, seed: int = 0, epochs: int | None = None, max_batches: int | None = None):
     """Endless shuffled ``(mlp_in, mlp_out)`` batches of one layer, harvested while they are consumed.
 
     Documents are visited in a seeded random order (a new one each epoch), run
     through the model ``documents_per_pass`` at a time, and their tokens' rows go
     into a buffer of ``buffer_rows``; batches are drawn at random from a full
     buffer, which is refilled when half empty. Memory stays at one buffer,
-    whatever ``n_documents``. ``epochs=None`` cycles forever.
+    whatever ``n_documents``. ``epochs=None`` cycles forever; ``max_batches`` stops after that many batches.
     (:func:`stream_layers` does the same for several layers from one forward pass.)
     """
     (layer, _), = mlp_sites(model, [layer]).items()
     for batch in stream_layers(model, encode, n_documents, [layer], batch_size=batch_size, buffer_rows=buffer_rows,
                                documents_per_pass=documents_per_pass, only_spans=only_spans,
-                               drop_special=drop_special, seed=seed, epochs=epochs, split_documents=False):
+                               drop_special=drop_special, seed=seed, epochs=epochs, max_batches=max_batches,
+                               split_documents=False):
         yield batch[layer]
 
 
@@ -53,8 +54,8 @@ def buffer_bytes(n_layers: int, width: int, buffer_rows: int, pass_rows: int, dt
 def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: int, layers=None, *,
                   batch_size: int = 4096, buffer_rows: int = 65_536, documents_per_pass: int = 16,
                   only_spans: bool = False, drop_special: bool = True, seed: int = 0, epochs: int | None = None,
-                  skip_batches: int = 0, owners: dict | None = None, split_documents: bool = True,
-                  autocast_dtype=None, buffer_dtype=None, buffer_device=None):
+                  skip_batches: int = 0, max_batches: int | None = None, owners: dict | None = None,
+                  split_documents: bool = True, autocast_dtype=None, buffer_dtype=None, buffer_device=None):
     """Shuffled batches of several layers' ``(mlp_in, mlp_out)`` rows, all from one forward pass per
     ``documents_per_pass`` documents: yields ``{layer: (x, y)}``, the same tokens in every layer.
 
@@ -70,6 +71,10 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
         Start after this many batches, as if they had been drawn (to resume training): the row order is
         replayed from the documents' lengths alone, and only the documents whose rows are still in the buffer
         at that point run through the model.
+    max_batches
+        Stop after this many batches in all (skipped ones included): once the buffer holds the rows still
+        needed, they are shuffled and drawn without reading more documents, so a run of one epoch runs the
+        model over each document once rather than over the next epoch's first documents to keep the buffer full.
     owners
         Under ``torch.distributed``: ``{layer: rank}``, the process that trains each layer. Every process
         runs the model on its share of each pass's documents (``split_documents``) and sends each layer's
@@ -138,6 +143,7 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
     key_parts: list = []
     held = 0
     to_skip = skip_batches
+    drawn = 0  # batches yielded or skipped
     live = to_skip == 0  # rows carry activations (False: only their keys, while replaying up to skip_batches)
 
     passes: dict = {}  # pass -> its documents, for the passes with rows in the buffer
@@ -177,15 +183,19 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
                                 device=buffer_device)
         return {layer: (torch.cat(xs)[index], torch.cat(ys)[index]) for layer, (xs, ys) in found.items()}
 
+    def rows_still_needed():
+        return None if max_batches is None else (max_batches - drawn) * batch_size
+
     def drain(minimum):
-        nonlocal held, to_skip, live
+        nonlocal held, to_skip, live, drawn
         keys = np.concatenate(key_parts)
         order = rng.permutation(len(keys))
         keys = keys[order]
         if live:
             index = torch.from_numpy(order).to(buffer_device)
             data = {layer: (torch.cat(xs)[index], torch.cat(ys)[index]) for layer, (xs, ys) in buffer.items()}
-        while len(keys) - batch_size >= minimum:
+        while len(keys) - batch_size >= minimum and (max_batches is None or drawn < max_batches):
+            drawn += 1
             if not live:
                 to_skip -= 1
                 keys = keys[batch_size:]
@@ -211,6 +221,10 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
             order = rng.permutation(n_documents)
             for start in range(0, n_documents, documents_per_pass):
                 fill(np.sort(order[start : start + documents_per_pass]))
+                needed = rows_still_needed()
+                if needed is not None and held >= needed:
+                    yield from drain(0)
+                    return
                 if held >= buffer_rows:
                     yield from drain(buffer_rows // 2)
         if held:

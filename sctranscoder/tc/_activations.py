@@ -45,6 +45,44 @@ class Step(torch.autograd.Function):
         return torch.zeros_like(z), grad_threshold.reshape(-1, threshold.shape[-1]).sum(0), None
 
 
+class ChosenPreactivations(torch.autograd.Function):
+    """The pre-activations ``x W^T + b`` at each row's chosen features (``indices``), computed beforehand without
+    gradients (``values``), with the gradient of those entries alone.
+
+    A sparse activation's loss depends on k entries a row, so the encoder's gradient is a sum over those
+    (row, feature) pairs: gathered per feature (rows sorted by feature), it costs ``rows x k x d_in`` instead of
+    the dense ``rows x d_hidden x d_in`` matrix product and the ``rows x d_hidden`` gradient it reads, which were
+    most of a TopK training step.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, indices, values):
+        ctx.save_for_backward(x, weight, indices)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, indices = ctx.saved_tensors
+        k, width = indices.shape[-1], weight.shape[1]
+        grad = grad.reshape(-1, k).to(weight.dtype)
+        chosen = indices.reshape(-1, k)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:  # sum over a row's chosen features of grad * their encoder rows
+            grad_x = torch.nn.functional.embedding_bag(chosen, weight, per_sample_weights=grad, mode="sum")
+            grad_x = grad_x.reshape(x.shape).to(x.dtype)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            flat, flat_grad = chosen.reshape(-1), grad.reshape(-1)
+            order = flat.argsort()
+            counts = torch.bincount(flat, minlength=weight.shape[0])
+            offsets = counts.cumsum(0) - counts
+            rows = x.reshape(-1, width).to(weight.dtype)
+            grad_weight = torch.nn.functional.embedding_bag(order // k, rows, offsets,
+                                                            per_sample_weights=flat_grad[order], mode="sum")
+            grad_bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+            grad_bias.index_add_(0, flat, flat_grad)
+        return grad_x, grad_weight, grad_bias, None, None
+
+
 def topk(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices and (non-negative) values of each row's ``k`` largest pre-activations."""
     values, indices = pre.topk(k, dim=-1, sorted=False)

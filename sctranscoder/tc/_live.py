@@ -167,7 +167,8 @@ def _run(model, encode, n_documents, layers, cfg, training, start, n_steps, *, o
 
     batches = stream_layers(model, encode, n_documents, layers, batch_size=cfg.batch_size, buffer_rows=buffer_rows,
                             documents_per_pass=documents_per_pass, only_spans=only_spans, drop_special=drop_special,
-                            seed=cfg.seed, skip_batches=start, owners=owners, autocast_dtype=autocast_dtype)
+                            seed=cfg.seed, skip_batches=start, max_batches=n_steps, owners=owners,
+                            autocast_dtype=autocast_dtype)
     bar = progress_bar(total=n_steps, initial=start, desc=f"transcoders ({len(layers)} layers, one pass)",
                        unit="steps", enabled=progress)
     step = start

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._activations import ChosenPreactivations
 from ._config import TranscoderConfig
 from ._registry import get_activation
 
@@ -167,8 +169,15 @@ class Transcoder(nn.Module):
         ``dead``: a boolean mask of dead features, which the AuxK loss lets
         reconstruct the residual error.
         """
-        pre = self.pre_activations(x)
+        x_in = self.normalized_input(x)
+        # a sparse activation in training: the dense pre-activations without autograd, the chosen k a row with it
+        sparse_gradient = self.activation.sparse and torch.is_grad_enabled()
+        with torch.no_grad() if sparse_gradient else nullcontext():
+            pre = F.linear(x_in, self.W_enc, self.b_enc)
         features, indices, values = self._activate(pre)
+        if sparse_gradient:
+            values = torch.relu(ChosenPreactivations.apply(x_in, self.W_enc, self.b_enc, indices,
+                                                           pre.gather(-1, indices)))
         if features is None:
             output = self.decode_sparse(indices, values, x)
             l0 = (values > 0).sum(-1).float().mean()
@@ -182,7 +191,7 @@ class Transcoder(nn.Module):
         sparsity = self._sparsity(pre, features)
         auxk = zero
         if dead is not None and self.cfg.revival == "auxk" and bool(dead.any()):
-            auxk = self.cfg.auxk_coefficient * self._auxk(pre, dead, (y - output).detach())
+            auxk = self.cfg.auxk_coefficient * self._auxk(pre, dead, (y - output).detach(), x_in)
         return TranscoderOutput(output, features, indices, values, fvu + sparsity + auxk, fvu, sparsity, auxk, l0)
 
     def _sparsity(self, pre, features):
@@ -190,11 +199,13 @@ class Transcoder(nn.Module):
             return pre.new_zeros(())
         return self.activation.penalty(self, pre, features)
 
-    def _auxk(self, pre, dead, residual):
+    def _auxk(self, pre, dead, residual, x_in):
         """Normalized error of the ``auxk_k`` largest dead features reconstructing the residual (Gao et al. 2024)."""
         k = min(self.cfg.auxk_k, int(dead.sum()))
         masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
         values, indices = masked.topk(k, dim=-1, sorted=False)
+        if not pre.requires_grad:  # the sparse path: the gradient of the chosen entries alone
+            values = ChosenPreactivations.apply(x_in, self.W_enc, self.b_enc, indices, values)
         values = torch.relu(values)
         estimate = F.embedding_bag(indices, self.W_dec, per_sample_weights=values.to(self.W_dec.dtype), mode="sum")
         return fraction_of_variance_unexplained(estimate * self.output_scale, residual)

@@ -26,7 +26,9 @@ class Activation:
     description: str = ""
     """One line for help texts."""
     sparse: bool = False
-    """``activate`` returns (indices, values), decoded by a gather-and-sum without the dense matrix."""
+    """``activate`` returns (indices, values), decoded by a gather-and-sum without the dense matrix. The values
+    must be the ReLU of the pre-activations at those indices: with gradients on, the transcoder recomputes them so
+    that only the chosen entries carry gradient (:class:`~sctranscoder.tc._activations.ChosenPreactivations`)."""
     uses_k: bool = False
     """It reads ``cfg.k`` (the config checks ``k <= d_hidden``)."""
     unit_decoder: bool = True
