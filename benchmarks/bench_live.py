@@ -1,7 +1,7 @@
 """Live transcoder training of every layer: one shared forward pass (sct.tc.train_live) vs one pass per layer,
 against one bare forward pass over the same tokens.
 
-    python benchmarks/bench_live.py [--docs 16] [--doc-tokens 700] [--batch-size 2048] [--device cpu] [--bf16]
+    python benchmarks/bench_live.py [--docs 32] [--repeats 3] [--batch-size 2048] [--device cpu] [--bf16]
 
 The model is GPT-NeoX shaped like Pythia-70m (6 layers, d_model 512, 8 heads, d_mlp 2048, vocabulary 50,304,
 rotary 25%, parallel residual), random weights, built from its config (nothing is downloaded); documents are
@@ -16,7 +16,9 @@ d_hidden 4096. Sides, each run once in a fresh process (its time and peak RSS):
 - ``one_pass``: ``sct.tc.train_live``: one forward pass feeds all six trainers;
 - ``one_pass_bf16`` (``--bf16``): the same under bf16 autocast (float32 master weights).
 
-It prints each side's time over the bare forward's, the one-pass side's time split (forward and buffers vs
+Timings are noisy on a shared machine, so the forward, body and one-pass sides run ``--repeats`` rounds (in a
+rotated order) and each ratio is the median of the rounds' own ratios; per_layer runs once. It prints each side's
+time over the bare forward's, the one-pass side's time split (forward and buffers vs
 transcoder steps), and each layer's FVU on held-out documents for every trained side. ``--device cuda`` runs
 the same on a GPU (timings synchronize the device).
 """
@@ -29,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from _memory import peak_rss_mib  # benchmarks/ is on the path when a script runs
 
 SIDES = ("forward", "body", "per_layer", "one_pass")
@@ -151,7 +154,7 @@ def held_out_fvu(args, folders) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=16)
+    parser.add_argument("--docs", type=int, default=32)
     parser.add_argument("--doc-tokens", type=int, default=700)
     parser.add_argument("--docs-per-pass", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=2048)
@@ -163,37 +166,54 @@ def main():
     parser.add_argument("--bf16", action="store_true", help="also run the one-pass side under bf16 autocast")
     parser.add_argument("--sides", nargs="+", default=None, choices=[*SIDES, "one_pass_bf16"],
                         help="run only these sides (forward is always run: the ratios are to it)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of the forward, body and one-pass sides (each round in a rotated order; "
+                             "per_layer runs in the first only); ratios are medians of each round's own ratios")
     args = parser.parse_args()
     sides = [*SIDES, "one_pass_bf16"] if args.bf16 else list(SIDES)
     if args.sides:
         sides = [s for s in sides if s in args.sides or s == "forward"] + [s for s in args.sides if s not in sides]
-    results, folders = {}, {}
+    rounds, folders = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for side in sides:
-            folders[side] = f"{tmp}/{side}"
-            results[side] = in_fresh_process(side, args, folders[side])
-            print(f"  {side} done in {results[side]['seconds']:.1f} s", flush=True)
+        for r in range(args.repeats):
+            this = [s for s in sides if r == 0 or s != "per_layer"]
+            this = this[r % len(this):] + this[: r % len(this)]  # no side always first (or last) on a drifting load
+            rounds.append({})
+            for side in this:
+                folder = f"{tmp}/{side}{r}"
+                folders.setdefault(side, folder)
+                rounds[-1][side] = in_fresh_process(side, args, folder)
+                print(f"  round {r + 1}: {side} done in {rounds[-1][side]['seconds']:.1f} s", flush=True)
         fvu = held_out_fvu(args, {s: f for s, f in folders.items() if s not in ("forward", "body")})
-    tokens = results["forward"]["tokens"]
-    bare = results["forward"]["seconds"]
+    tokens = rounds[0]["forward"]["tokens"]
+
+    def median_of(side, value):
+        return float(np.median([value(r) for r in rounds if side in r]))
+
+    def over(side, base):  # this round's side over this round's base (rounds without the side use round 1's)
+        return median_of(base, lambda r: r.get(side, rounds[0][side])["seconds"] / r[base]["seconds"])
+
     print(f"\nPythia-70m-shaped GPT-NeoX (random weights), {args.docs} documents, {tokens:,} tokens, device "
-          f"{args.device}; TopK k=32, d_hidden {args.d_hidden}, batch {args.batch_size}, one epoch")
-    body = results["body"]["seconds"] if "body" in results else float("nan")
+          f"{args.device}; TopK k=32, d_hidden {args.d_hidden}, batch {args.batch_size}, one epoch; "
+          f"{args.repeats} rounds, medians")
     print(f"{'side':15s} {'seconds':>9s} {'x bare fwd':>11s} {'x body':>8s} {'tok/s':>9s} {'peak RSS MiB':>13s}")
     for side in sides:
-        r = results[side]
-        print(f"{side:15s} {r['seconds']:9.1f} {r['seconds'] / bare:11.2f} {r['seconds'] / body:8.2f} "
-              f"{tokens / r['seconds']:9,.0f} {r['peak_rss_mib']:13,.0f}")
+        seconds = median_of(side, lambda r: r[side]["seconds"])
+        body = over(side, "body") if "body" in sides else float("nan")
+        print(f"{side:15s} {seconds:9.1f} {over(side, 'forward'):11.2f} {body:8.2f} {tokens / seconds:9,.0f} "
+              f"{median_of(side, lambda r: r[side]['peak_rss_mib']):13,.0f}")
     for side in [s for s in sides if s.startswith("one_pass")]:
-        r = results[side]
-        print(f"{side}: transcoder steps {r['steps_s']:.1f} s, forward pass and buffers "
-              f"{r['seconds'] - r['steps_s']:.1f} s")
+        steps = median_of(side, lambda r: r[side]["steps_s"])
+        total = median_of(side, lambda r: r[side]["seconds"])
+        print(f"{side}: transcoder steps {steps:.1f} s, forward pass and buffers {total - steps:.1f} s")
+    print("\nspread over rounds (one pass over bare forward): " + ", ".join(
+        f"{r['one_pass']['seconds'] / r['forward']['seconds']:.2f}" for r in rounds if "one_pass" in r))
     print("\nheld-out FVU per layer:")
     for side, values in fvu.items():
         print(f"  {side:15s} " + " ".join(f"{v:.4f}" for v in values))
-    if "one_pass" in results and "per_layer" in results:
-        print(f"\none pass / per layer: {results['one_pass']['seconds'] / results['per_layer']['seconds']:.2f}x "
-              "the time")
+    if "one_pass" in sides and "per_layer" in sides:
+        print(f"\none pass / per layer: {rounds[0]['one_pass']['seconds'] / rounds[0]['per_layer']['seconds']:.2f}x "
+              "the time (round 1)")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ def test_enrichment_dotplot(table, tmp_path):
     ratio = (ratio[0] / ratio[1]).to_numpy()
     np.testing.assert_allclose(points.get_sizes() / points.get_sizes().max(), ratio / ratio.max())
     np.testing.assert_allclose(points.get_array(), -np.log10(shown["Adjusted P-value"]))
+    named = sct.pl.enrichment(table, n_terms=3, term_names=sct.tl.short_term, show=False)
+    plain = [t.get_text() for t in named.get_yticklabels()]
+    assert any(t.startswith("hallmark: ") for t in plain) and not any("HALLMARK_" in t for t in plain)
     sct.pl.enrichment(table, size="-log10 p", max_fdr=0.5, save=tmp_path / "dots.png")
     assert (tmp_path / "dots.png").stat().st_size > 2000
     # gseapy's own table (no List column) draws too

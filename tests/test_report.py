@@ -216,3 +216,19 @@ def test_report_in_headless_chromium(report_path):
                                           "text: document.getElementById('page-errors').textContent})")
         assert int(state["problems"]) >= 2 and "did not render" in state["text"]
         assert any("notAFunction" in e for e in browser.errors(session))
+
+
+def test_a_two_gene_overlap_is_not_a_headline():
+    """A circuit's genes sharing 2 of a 3-gene marker set of another cell type pass the FDR, but the result says
+    why that names nothing rather than headlining it."""
+    from types import SimpleNamespace
+
+    from sctranscoder.report._from_adata import _result
+
+    heads = sct.tl.headline_sets(pd.DataFrame({
+        "List": ["T reg"], "Gene_set": ["immune_markers"], "Term": ["Memory B cell"], "Overlap": ["2/3"],
+        "P-value": [1e-4], "Adjusted P-value": [0.039], "Odds Ratio": [50.0], "Genes": ["CD27;CRIP1"]}))
+    section = SimpleNamespace(small_group=False, n_cells=8)
+    said = _result("T reg", section, None, None, heads, None, "", True, 0.05, None)
+    assert "enriched for" not in said
+    assert "reach Memory B cell" in said and "only 2 of its genes are shared (CD27, CRIP1)" in said

@@ -1,5 +1,7 @@
 """Spelling, not biology: name families, the matched null, and planted features it must tell apart."""
 
+import os
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -104,3 +106,20 @@ def test_headlines_collapse_prefer_curated_and_flag_families():
     flagged = sct.tl.headline_sets(only_hla, families=families)
     assert flagged.iloc[-1]["One family"] == "HLA-D" and flagged.iloc[0].Headline == "Hypoxia"
     assert sct.tl.is_disease_term("WP_EBOLA_VIRUS_INFECTION_IN_HOST") and not sct.tl.is_disease_term("HALLMARK_HYPOXIA")
+    # two shared genes of a three-gene marker set pass the FDR but do not name a cell type: ranked after, flagged
+    pair = table.iloc[[3, 4]].assign(List="T reg", Overlap=["3/40", "2/3"], **{"Adjusted P-value": [0.03, 0.01]})
+    heads = sct.tl.headline_sets(pair, families=families)
+    assert list(heads["Few genes"]) == [False, True] and heads.iloc[0].Headline == "Hypoxia"
+
+
+def test_family_names_do_not_depend_on_the_run():
+    """A family whose stem and leading token are shared by as many genes gets the same (longer) name in every run,
+    whatever the interpreter's string hashing."""
+    import subprocess
+    import sys
+
+    code = ("import sctranscoder as sct; genes = ['HLA-DRA', 'HLA-DPB1', 'HLA-DQA1', 'RPL3', 'RPL4'];"
+            "print(sorted(set(sct.genesets.name_families(genes, {g: g[:3] for g in genes}))))")
+    names = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                            capture_output=True, text=True, check=True).stdout for seed in range(6)}
+    assert names == {"['HLA-D', 'RPL']\n"}

@@ -95,7 +95,8 @@ def name_families(genes, leading_tokens: dict | None = None, *, min_key_length: 
         if members[root] == 1:
             continue
         counts = Counter(k.split(":", 1)[1] for i, r in enumerate(roots) if r == root for k in keys_of[i])
-        labels[root] = counts.most_common(1)[0][0]
+        # ties go to the longer key, then the alphabetically first: set order varies between runs
+        labels[root] = max(counts.items(), key=lambda item: (item[1], len(item[0]), [-ord(c) for c in item[0]]))[0]
     return pd.Series([labels.get(r, g) for r, g in zip(roots, genes)], index=pd.Index(genes, name="gene"),
                      name="family")
 

@@ -21,7 +21,8 @@ def _wrap(term: str, width: int, lines: int = 3) -> str:
 
 def enrichment(df: pd.DataFrame, *, n_terms: int = 5, lists=None, size: str = "overlap_ratio",
                max_fdr: float | None = None, term_width: int = 50, cmap: str = "viridis_r", list_labels=None,
-               xlabel: str | None = None, title: str = "Gene-set enrichment", ax=None, show=None, save=None):
+               xlabel: str | None = None, title: str = "Gene-set enrichment", term_names=None, ax=None, show=None,
+               save=None):
     """Dotplot of an enrichment table (:func:`sctranscoder.genesets.enrich` or gseapy's ``res2d``).
 
     Parameters
@@ -41,6 +42,9 @@ def enrichment(df: pd.DataFrame, *, n_terms: int = 5, lists=None, size: str = "o
         Term names wrap at this many characters (up to three lines).
     list_labels, xlabel, title
         ``{list: label}`` for the columns (e.g. ``{"12": "12 (B cell)"}``), the x-axis title, the plot title.
+    term_names
+        A function giving each term's shown name (e.g. :func:`sctranscoder.tl.short_term`:
+        ``REACTOME_COMPLEMENT_CASCADE`` -> ``Complement cascade``); default the terms as they are.
     ax, show, save
         As in scanpy.
 
@@ -64,7 +68,8 @@ def enrichment(df: pd.DataFrame, *, n_terms: int = 5, lists=None, size: str = "o
     if table.empty:
         raise ValueError("No enrichment rows to draw (after the FDR cut and the choice of lists).")
     several = "Gene_set" in table and table["Gene_set"].astype(str).nunique() > 1
-    table["label"] = ((table["Gene_set"].astype(str) + ": ") if several else "") + table["Term"].astype(str)
+    shown_terms = table["Term"].astype(str).map(term_names) if term_names is not None else table["Term"].astype(str)
+    table["label"] = ((table["Gene_set"].astype(str) + ": ") if several else "") + shown_terms
     overlap = table["Overlap"].astype(str).str.split("/", expand=True).astype(float)
     table["overlap_ratio"] = overlap[0] / overlap[1]
     table["-log10 p"] = -np.log10(table["P-value"].clip(lower=1e-300))

@@ -51,15 +51,20 @@ def _marker_reason(label, marker_sets, background) -> str:
 
 
 def _signable(heads) -> pd.DataFrame:
-    """Headline entries a biologist would sign: not one name family, not a disease or pathogen set."""
+    """Headline entries a biologist would sign: not one name family, not two genes, not a disease or pathogen set."""
     if heads is None or not len(heads):
         return pd.DataFrame()
-    return heads[(heads["One family"] == "") & ~heads["Disease term"].astype(bool)]
+    few = heads["Few genes"].astype(bool) if "Few genes" in heads else False
+    return heads[(heads["One family"] == "") & ~few & ~heads["Disease term"].astype(bool)]
 
 
 def _flag_reason(entry) -> str:
     if entry["One family"]:
         return f"the shared genes are one name family ({entry['One family']}*), which spelling alone can explain"
+    if entry.get("Few genes", False):
+        shared = str(entry["Overlap"]).split("/")[0]
+        return (f"only {shared} of its genes are shared ({entry.Genes}): too few to name a cell type or pathway "
+                "(3 are needed)")
     return "only through a disease or pathogen set, which is not headlined"
 
 
@@ -378,6 +383,8 @@ def _overview_dotplot(content, sections, enrichment, pl, max_fdr) -> None:
     """The best sets of the two most specific features of each (not small) cell type, columns named by both."""
     import matplotlib.pyplot as plt
 
+    from ..tl import short_term
+
     passing = enrichment["Adjusted P-value"] <= max_fdr
     if "Beyond spelling" in enrichment:
         passing = enrichment["Beyond spelling"].astype(bool)
@@ -393,7 +400,8 @@ def _overview_dotplot(content, sections, enrichment, pl, max_fdr) -> None:
     present = set(shown.List.astype(str))
     lists = [f for f in owner if f in present]
     ax = pl.enrichment(shown, lists=lists, n_terms=2, show=False,
-                       list_labels={f: f"{f} ({owner[f]})" for f in lists}, xlabel="feature (the cell type it is "
+                       list_labels={f: f"{f} ({owner[f]})" for f in lists}, term_names=short_term,
+                       xlabel="feature (the cell type it is "
                        "most specific to)", title="Best gene sets of each cell type's most specific features")
     kind = "beyond spelling (both tests)" if "Beyond spelling" in enrichment else f"at FDR <= {max_fdr}"
     content.figures[f"Gene sets {kind} of the two most specific features of each cell type: columns are features, "

@@ -247,6 +247,8 @@ def headlines_html(headlines: pd.DataFrame, list_name: str | None = "feature") -
             notes.append(f"overlap is one name family ({row['One family']}*)")
         if row.get("Disease term"):
             notes.append("disease/pathogen set")
+        if row.get("Few genes"):
+            notes.append("fewer than 3 shared genes")
         entry = {list_name: row.get("List")} if list_name else {}
         entry |= {"gene set": f"{row['Headline']} ({row['Gene_set']})",
                  "overlap": row["Overlap"], "FDR": row["Adjusted P-value"]}

@@ -39,7 +39,8 @@ def short_term(term: str) -> str:
 
 
 def headline_sets(table: pd.DataFrame, *, families: pd.Series | None = None, max_fdr: float = 0.05,
-                  max_matched_p: float = 0.05, min_jaccard: float = 0.5, n: int | None = 5) -> pd.DataFrame:
+                  max_matched_p: float = 0.05, min_jaccard: float = 0.5, min_genes: int = 3,
+                  n: int | None = 5) -> pd.DataFrame:
     """One entry per group of sets reached by (nearly) the same genes, per list, best first.
 
     Rows pass when ``Adjusted P-value <= max_fdr`` and, when the table has it (from
@@ -48,18 +49,20 @@ def headline_sets(table: pd.DataFrame, *, families: pd.Series | None = None, max
     P-value); a row whose shared genes overlap an entry's by Jaccard index >= ``min_jaccard`` (or are a subset
     either way) joins that entry and is named under ``Also``. Entries are ranked by ``Score`` = specificity x
     effect: the share of the set's visible genes hit (``x/m``) times log2 of the odds ratio; entries whose genes
-    are all one name family (``One family``, with ``families``) or that name a disease come after the others.
+    are all one name family (``One family``, with ``families``), that share fewer than ``min_genes`` genes with
+    the list (``Few genes``: two genes do not make a pathway or a cell type, however small the set) or that name a
+    disease come after the others.
 
     Returns
     -------
     Columns ``List``, ``Headline`` (short name), ``Term``, ``Gene_set``, ``Overlap``, ``Adjusted P-value``,
     [``Matched P-value``], ``Odds Ratio``, ``Score``, ``Also`` (the collapsed sets' short names), ``Genes``
-    (comma-separated), ``One family``, ``Disease term``.
+    (comma-separated), ``One family``, ``Few genes``, ``Disease term``.
     """
     from .. import genesets
 
     columns = ["List", "Headline", "Term", "Gene_set", "Overlap", "Adjusted P-value", "Matched P-value",
-               "Odds Ratio", "Score", "Also", "Genes", "One family", "Disease term"]
+               "Odds Ratio", "Score", "Also", "Genes", "One family", "Few genes", "Disease term"]
     if table is None or not len(table):
         return pd.DataFrame(columns=columns)
     matched = "Matched P-value" in table
@@ -95,9 +98,9 @@ def headline_sets(table: pd.DataFrame, *, families: pd.Series | None = None, max
                                "Adjusted P-value": float(row["Adjusted P-value"]), "Odds Ratio": odds,
                                "Score": (x / m) * float(np.log2(max(odds, 1.0))), "Also": [],
                                "Genes": ", ".join(str(row["Genes"]).split(";")), "One family": family,
-                               "Disease term": bool(row["_disease"]), "_genes": genes,
+                               "Few genes": x < min_genes, "Disease term": bool(row["_disease"]), "_genes": genes,
                                **({"Matched P-value": float(row["Matched P-value"])} if matched else {})})
-        chosen.sort(key=lambda e: (e["Disease term"] or bool(e["One family"]), -e["Score"]))
+        chosen.sort(key=lambda e: (e["Disease term"] or bool(e["One family"]) or e["Few genes"], -e["Score"]))
         entries.extend(chosen[:n] if n is not None else chosen)
     out = pd.DataFrame(entries)
     out["Also"] = out.Also.map(lambda names: "; ".join(dict.fromkeys(names)))
