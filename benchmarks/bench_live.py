@@ -17,7 +17,9 @@ d_hidden 4096. Sides, each run once in a fresh process (its time and peak RSS):
 - ``one_pass_bf16`` (``--bf16``): the same under bf16 autocast (float32 master weights).
 
 Timings are noisy on a shared machine, so the forward, body and one-pass sides run ``--repeats`` rounds (in a
-rotated order) and each ratio is the median of the rounds' own ratios; per_layer runs once. It prints each side's
+rotated order) and each ratio is the median of the rounds' own ratios; per_layer runs once. Besides wall time
+each side's CPU time (all its threads, ``time.process_time``) is compared: on a CPU shared with other jobs it
+counts the work done rather than the waiting (on a GPU only the wall time means anything). It prints each side's
 time over the bare forward's, the one-pass side's time split (forward and buffers vs
 transcoder steps), and each layer's FVU on held-out documents for every trained side. ``--device cuda`` runs
 the same on a GPU (timings synchronize the device).
@@ -89,7 +91,7 @@ def run_side(side, args, out_dir) -> dict:
         model(input_ids=torch.ones((1, 8), dtype=torch.long, device=args.device))
     import safetensors.torch  # noqa: F401  (saving transcoders, on the training sides)
     _sync(args.device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if side in ("forward", "body"):
         runner = model.get_decoder() if side == "body" else model
         with torch.no_grad():
@@ -120,8 +122,8 @@ def run_side(side, args, out_dir) -> dict:
                       checkpoint_every=10**9, **live)
         split = {"steps_s": stepping[0]}
     _sync(args.device)
-    elapsed = time.perf_counter() - start
-    return {"seconds": elapsed, "tokens": tokens, "peak_rss_mib": peak_rss_mib(), **split}
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return {"seconds": elapsed, "cpu_seconds": cpu, "tokens": tokens, "peak_rss_mib": peak_rss_mib(), **split}
 
 
 def _child(side, args, out_dir, queue):
@@ -190,17 +192,19 @@ def main():
     def median_of(side, value):
         return float(np.median([value(r) for r in rounds if side in r]))
 
-    def over(side, base):  # this round's side over this round's base (rounds without the side use round 1's)
-        return median_of(base, lambda r: r.get(side, rounds[0][side])["seconds"] / r[base]["seconds"])
+    def over(side, base, key="seconds"):  # this round's side over its base (rounds without the side use round 1's)
+        return median_of(base, lambda r: r.get(side, rounds[0][side])[key] / r[base][key])
 
     print(f"\nPythia-70m-shaped GPT-NeoX (random weights), {args.docs} documents, {tokens:,} tokens, device "
           f"{args.device}; TopK k=32, d_hidden {args.d_hidden}, batch {args.batch_size}, one epoch; "
           f"{args.repeats} rounds, medians")
-    print(f"{'side':15s} {'seconds':>9s} {'x bare fwd':>11s} {'x body':>8s} {'tok/s':>9s} {'peak RSS MiB':>13s}")
+    print(f"{'side':15s} {'seconds':>9s} {'x bare fwd':>11s} {'x body':>8s} {'tok/s':>9s} {'CPU s':>8s} "
+          f"{'CPU x fwd':>10s} {'peak RSS MiB':>13s}")
     for side in sides:
         seconds = median_of(side, lambda r: r[side]["seconds"])
         body = over(side, "body") if "body" in sides else float("nan")
         print(f"{side:15s} {seconds:9.1f} {over(side, 'forward'):11.2f} {body:8.2f} {tokens / seconds:9,.0f} "
+              f"{median_of(side, lambda r: r[side]['cpu_seconds']):8.1f} {over(side, 'forward', 'cpu_seconds'):10.2f} "
               f"{median_of(side, lambda r: r[side]['peak_rss_mib']):13,.0f}")
     for side in [s for s in sides if s.startswith("one_pass")]:
         steps = median_of(side, lambda r: r[side]["steps_s"])

@@ -40,8 +40,8 @@ class Plan:
     disk_path: str
     memory_available: int
     seconds: dict = field(default_factory=dict)
-    """Estimated seconds: ``forward`` (one pass over every cell), ``harvest``, ``train_stored``, ``train_live``
-    (empty when nothing was measured)."""
+    """Estimated seconds: ``forward`` (one whole pass over every cell), ``harvest`` (up to the last requested
+    layer, as a harvest runs), ``train_stored``, ``train_live`` (empty when nothing was measured)."""
     dtype: str = "float16"
     recommendation: str = ""
     recommended_layers: list = field(default_factory=list)
@@ -206,13 +206,22 @@ def _measure(model, encoded, layers, cfg, n_rows, n_cells, batch_size, torch, Tr
     scale = sum(len(i) for i in encoded.input_ids) / max(tokens, 1)
 
     def timed(capture: bool) -> float:
-        from ..harvest import MLPCapture
+        from contextlib import nullcontext
 
-        with torch.no_grad(), MLPCapture(model.model, layers if capture else []) as hooks:
+        from ..harvest import MLPCapture, mlp_sites
+        from ..harvest._harvest import _StopForward
+        from ..harvest._stream import _stop_after_layer
+
+        # a harvest and the live path stop after the last captured layer: the LM head never runs
+        stop = _stop_after_layer(mlp_sites(model.model, [max(layers)])[max(layers)]) if capture else nullcontext()
+        with torch.no_grad(), MLPCapture(model.model, layers if capture else []) as hooks, stop:
             start = time.perf_counter()
             for b in range(0, n_cells, batch_size):
                 batch, mask = _pad(ids[b : b + batch_size], device)
-                model.model(input_ids=batch, attention_mask=mask, use_cache=False)
+                try:
+                    model.model(input_ids=batch, attention_mask=mask, use_cache=False)
+                except _StopForward:
+                    pass
                 for layer in hooks.layers:  # what a harvest does with each layer's rows, less the disk write
                     hooks.inputs[layer].to("cpu", torch.float16)
                     hooks.outputs[layer].to("cpu", torch.float16)
@@ -236,7 +245,7 @@ def _measure(model, encoded, layers, cfg, n_rows, n_cells, batch_size, torch, Tr
     step = min(steps)
     train = step * cfg.n_steps * len(layers)
     return {"forward": forward, "harvest": harvest, "train_stored": train,
-            "train_live": forward * max(1, cfg.n_steps * cfg.batch_size / max(n_rows, 1)) + train}
+            "train_live": harvest * max(1, cfg.n_steps * cfg.batch_size / max(n_rows, 1)) + train}
 
 
 def _recommend(p: Plan) -> None:
