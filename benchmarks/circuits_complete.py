@@ -140,7 +140,7 @@ def _predicted_agreement(args, cells_by_type) -> dict:
     adata = sct.datasets.pbmc68k_reduced()
     held_out = adata[adata.obs_names.isin(model.metadata["held_out_cells"])].copy()
     sct.tl.predict_cell_types(held_out, model, progress=False)
-    table = held_out.obsm["c2s_prediction_probabilities"]
+    table = sct.get.prediction_probabilities(held_out)
     return {cell_type: table.loc[list(cells), cell_type].tolist() for cell_type, cells in cells_by_type.items()}
 
 

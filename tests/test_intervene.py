@@ -134,7 +134,7 @@ def test_perturb_features_over_cells(default_setup):
     adata = adata[[300, 4]].copy()
     cells = [1]
     sct.tl.predict_cell_types(adata, model, progress=False)
-    probabilities = adata.obsm["c2s_prediction_probabilities"].iloc[cells]
+    probabilities = sct.get.prediction_probabilities(adata).iloc[cells]
     features = [(1, f) for f in range(0, 128, 2)]
     same = sct.tl.perturb_features(adata, model, transcoders, features, scale=1.0, cells=cells, progress=False)
     assert same.shape == (1, len(model.labels)) and list(same.columns) == model.labels

@@ -72,7 +72,7 @@ def scored():
 
 def test_unknocked_score_is_predict_cell_types_score(scored):
     model, adata, table, (first, deep, absent) = scored
-    probabilities = adata.obsm["c2s_prediction_probabilities"]
+    probabilities = sct.get.prediction_probabilities(adata)
     assert len(table) == 6 and table.attrs["mode"] == "zero"
     for row in table.itertuples():
         assert row.label == adata.obs.bulk_labels[row.cell]

@@ -48,7 +48,7 @@ def test_predict_score_mode(model_and_cells):
     model, cells = model_and_cells
     cells = cells.copy()
     sct.tl.predict_cell_types(cells, model, progress=False, batch_size=8)
-    probabilities = cells.obsm["c2s_prediction_probabilities"]
+    probabilities = sct.get.prediction_probabilities(cells)
     assert list(probabilities.columns) == model.labels
     np.testing.assert_allclose(probabilities.to_numpy().sum(axis=1), 1, rtol=1e-6)
     assert (cells.obs.c2s_prediction.astype(str) == probabilities.idxmax(axis=1)).all()

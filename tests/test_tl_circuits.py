@@ -77,7 +77,7 @@ def test_complete_circuit_scores_the_call_as_predict_cell_types_does(default_set
                                       progress=False)
     # the target is the call's log-odds against all candidates, as predict_cell_types scores it
     sct.tl.predict_cell_types(adata, model, progress=False)
-    predicted = adata.obsm["c2s_prediction_probabilities"].loc[result.cells, "CD19+ B"].to_numpy()
+    predicted = sct.get.prediction_probabilities(adata).loc[result.cells, "CD19+ B"].to_numpy()
     np.testing.assert_allclose(result.scores.probability, predicted, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(result.scores.value, np.log(predicted / (1 - predicted)), rtol=1e-3, atol=1e-3)
     assert result.target["kind"] == "logodds"

@@ -35,7 +35,10 @@ def predict_cell_types(
         A :class:`sctranscoder.models.C2SModel`.
     key_added
         ``adata.obs[key_added]`` gets the predicted label; in ``"score"`` mode
-        ``adata.obsm[key_added + "_probabilities"]`` gets a cells x candidates table.
+        ``adata.obsm[key_added + "_probabilities"]`` gets a cells x candidates array and
+        ``adata.uns[key_added]["candidates"]`` its column labels (an array rather than a table because labels
+        such as "CD4+/CD25 T Reg" hold slashes, which zarr and h5 stores refuse as keys);
+        :func:`sctranscoder.get.prediction_probabilities` reads both back as a table.
     candidates
         Labels to choose from (score mode); default: the labels the model was trained on. In
         ``"generate"`` mode they only speed decoding up (answers that follow them are read off
@@ -81,6 +84,7 @@ def predict_cell_types(
     scores = score_candidates(model, prompts, candidates, batch_size=batch_size, progress=progress)
     probabilities = np.exp(scores - scores.max(axis=1, keepdims=True))
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    adata.obsm[f"{key_added}_probabilities"] = pd.DataFrame(probabilities, index=adata.obs_names, columns=candidates)
+    adata.obsm[f"{key_added}_probabilities"] = probabilities
+    adata.uns[key_added] = {"mode": mode, "candidates": list(candidates)}
     adata.obs[key_added] = pd.Categorical(np.asarray(candidates)[probabilities.argmax(axis=1)], categories=candidates)
     return None
