@@ -26,34 +26,37 @@ def _spearman(a, b) -> float:
     return float(stats.spearmanr(a, b)[0])
 
 
-def _log_odds_of(log_probs: np.ndarray, index: int) -> float:
-    from ._knockout import log_odds
+def circuit_features(circuit) -> list:
+    """Per traced cell: the circuit's features as ``(layer, feature, position)``: the grown circuit's (features
+    over the node budget included) when :func:`cell_type_circuit` grew it, else each graph's feature nodes."""
+    if getattr(circuit, "circuit_features", None):
+        return circuit.circuit_features
+    return [_graph_features(graph) for graph in circuit.graphs]
 
-    return float(log_odds(log_probs[index]))
+
+def _graph_features(graph) -> list:
+    return [(d["layer"], d["feature"], d["position"]) for _, d in graph.nodes(data=True) if d["kind"] == "feature"]
 
 
-def feature_share(model, transcoders, prompts, graphs, label_index: int, answers, *, ablation: str = "zero") -> list:
+def feature_share(model, transcoders, prompts, circuits, label_index: int, answers, *, ablation: str = "zero") -> list:
     """Per cell: the share of the label's log-odds (over all candidates) that the cell's circuit features carry.
 
-    In the replacement model (errors held, attention free), ``(only the circuit's
-    features on - no feature on) / (every feature on - no feature on)``; features
-    switched off are set to 0 (``"zero"``) or to their mean activation over these
-    cells' tokens (``"mean"``).
+    ``circuits``: per cell, a graph or a list of ``(layer, feature, position)``. In the
+    replacement model (errors held, attention free), ``(only the circuit's features on
+    - no feature on) / (every feature on - no feature on)``; features switched off are
+    set to 0 (``"zero"``) or to their mean activation over these cells' tokens
+    (``"mean"``). The measure :func:`cell_type_circuit` grows circuits by
+    (:class:`sctranscoder.circuits.FeatureShare`).
     """
-    from ..circuits import ReplacementModel, feature_means
+    from ..circuits import FeatureShare, feature_means
 
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation={ablation!r} must be one of {ABLATIONS}.")
     means = feature_means(model.model, transcoders, prompts) if ablation == "mean" else None
     shares = []
-    for ids, graph in zip(prompts, graphs):
-        circuit = [(d["layer"], d["feature"], d["position"]) for _, d in graph.nodes(data=True) if d["kind"] == "feature"]
-        replacement = ReplacementModel(model.model, transcoders, ids, candidates=answers)
-        everything = _log_odds_of(replacement.run()[1], label_index)
-        nothing = _log_odds_of(replacement.run(keep_only=[], ablation=means)[1], label_index)
-        alone = _log_odds_of(replacement.run(keep_only=circuit, ablation=means)[1], label_index)
-        spread = everything - nothing
-        shares.append((alone - nothing) / spread if abs(spread) > 1e-9 else float("nan"))
+    for ids, features in zip(prompts, circuits):
+        features = _graph_features(features) if hasattr(features, "nodes") else features
+        shares.append(FeatureShare(model.model, transcoders, ids, answers, label_index, ablation=means)(features))
     return shares
 
 
@@ -160,7 +163,7 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         effect = effect_odds = present = pd.Series(dtype=float)
     per_gene, spearman, signs = _agreement(attribution, effect, top_genes)
     clock = time.perf_counter()
-    shares = feature_share(model, transcoders, documents.prompt_ids(), circuit.graphs, label_index, answers,
+    shares = feature_share(model, transcoders, documents.prompt_ids(), circuit_features(circuit), label_index, answers,
                            ablation=ablation)
     seconds["feature_share"] = time.perf_counter() - clock
     validation = {
