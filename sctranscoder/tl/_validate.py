@@ -98,8 +98,9 @@ def _gene_features(graph) -> dict:
 
 
 def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int = 10, ablation: str = "zero",
-                     rank_by_knockout: bool = False, gradients: bool = True, candidates=None, encoded=None, n_genes: int | None = None,
-                     organism: str | None = None, progress: bool = False) -> dict:
+                     rank_by_knockout: bool = False, gradients: bool = True, candidates=None, encoded=None,
+                     n_genes: int | None = None, organism: str | None = None, n_cells: int | None = None,
+                     progress: bool = False) -> dict:
     """Check a :class:`CellTypeCircuit`'s gene ranking against gene knockouts in the traced cells.
 
     Knocks out (``mode="zero"``) the circuit's ``top_genes`` genes with the largest
@@ -119,7 +120,9 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     against the same target as the knockouts: the attention-mask gradient of log
     P(cell type) (:func:`sctranscoder.circuits.attention_mask_gradients`), under
     ``validation["gradient"]``; its top genes are knocked out too.
-    ``n_genes`` / ``organism`` change single prompt settings, as in :func:`cell_type_circuit`.
+    ``n_genes`` / ``organism`` change single prompt settings, as in :func:`cell_type_circuit`;
+    ``n_cells``: validate only the first ``n_cells`` traced cells (default: all; knockouts of every
+    sentence gene cost one scoring pass per 64 genes and cell).
     """
     from ..models._scoring import answer_tokens
     from ._encode import encode_cells
@@ -132,7 +135,10 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     cell_type = circuit.cell_type
     if cell_type not in candidates:
         raise ValueError(f"{cell_type!r} is not among the candidate labels ({', '.join(candidates)}).")
-    rows = cell_positions(adata, circuit.cells)
+    if n_cells is not None and n_cells < 1:
+        raise ValueError(f"n_cells={n_cells} must be at least 1 (or None: every traced cell).")
+    cells = list(circuit.cells)[: n_cells if n_cells is not None else None]
+    rows = cell_positions(adata, cells)
     if encoded is None:
         settings = prompt_settings(adata, model, progress=False, n_genes=n_genes, organism=organism)
         documents = encode_cells(adata[rows], model, settings=settings, progress=False)
@@ -163,7 +169,8 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         effect = effect_odds = present = pd.Series(dtype=float)
     per_gene, spearman, signs = _agreement(attribution, effect, top_genes)
     clock = time.perf_counter()
-    shares = feature_share(model, transcoders, documents.prompt_ids(), circuit_features(circuit), label_index, answers,
+    features = circuit_features(circuit)[: len(cells)]
+    shares = feature_share(model, transcoders, documents.prompt_ids(), features, label_index, answers,
                            ablation=ablation)
     seconds["feature_share"] = time.perf_counter() - clock
     validation = {
@@ -175,6 +182,8 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         "feature_share": float(np.nanmedian(shares)) if np.isfinite(shares).any() else float("nan"),
         "feature_share_cells": [float(s) for s in shares],
         "ablation": ablation,
+        "circuit_features_cells": [len(f) for f in features],
+        "min_feature_share": circuit.settings.get("min_feature_share", -1),
         "genes": per_gene,
         "n_prompts": table.attrs.get("n_prompts", 0) if table is not None else 0,
         "n_passes": table.attrs.get("n_passes", 0) if table is not None else 0,

@@ -1,0 +1,66 @@
+"""Circuits grown until their features alone carry the call, checked by rerunning the experiment."""
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import tiny_model
+
+from sctranscoder.circuits import FeatureShare, answer_logprob, attribute, grow_circuit, to_networkx
+from sctranscoder.tc import Transcoder, TranscoderConfig
+
+PROMPT = list(range(5, 21))
+ANSWERS = [[30, 31, 3], [30, 32, 3], [33, 3], [34, 3]]
+
+
+def _traced(tokenizer, layers: int, seed: int):
+    """A tiny GPT-NeoX with random TopK transcoders, its call's log-odds traced with a node budget of 6."""
+    model = tiny_model("gpt_neox", tokenizer, seed=seed, layers=layers)
+    d = model.config.hidden_size
+    transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=128, activation="topk", k=16,
+                                                      seed=layer + 10 * seed)).eval() for layer in range(layers)}
+    target, fed, _ = answer_logprob(model, PROMPT, ANSWERS, 0)
+    graph = attribute(model, transcoders, torch.tensor(fed), target, max_feature_nodes=6, batch_size=4)
+    return model, transcoders, graph
+
+
+@pytest.fixture(scope="module")
+def traced(tokenizer):
+    return _traced(tokenizer, 2, 1)
+
+
+def test_grown_circuit_carries_the_share_it_reports(traced):
+    model, transcoders, graph = traced
+    share = FeatureShare(model, transcoders, PROMPT, ANSWERS, 0)
+    assert share([]) == pytest.approx(0.0, abs=1e-9)  # nothing on: the baseline itself
+    grown = grow_circuit(graph, share, 0.8)
+    assert grown.reached and grown.share >= 0.8
+    # the share is what a fresh experiment on the returned features gives
+    again = FeatureShare(model, transcoders, PROMPT, ANSWERS, 0)(grown.features)
+    assert again == pytest.approx(grown.share, rel=1e-5, abs=1e-6)
+    # the standard circuit did not carry it; the grown one contains it, and reaches past the node budget
+    assert grown.share_pruned < 0.8 and len(grown.features) > grown.n_pruned
+    standard = graph.prune().nodes[: graph.n_features]
+    assert bool((grown.include | ~standard).all())
+    assert grown.n_over_budget == len(grown.features) - int(grown.include.sum()) > 0
+    # the drawn graph holds exactly the circuit's feature nodes, and scores the grown circuit beside the standard
+    drawn = to_networkx(graph, include=grown.include)
+    assert sum(d["kind"] == "feature" for _, d in drawn.nodes(data=True)) == int(grown.include.sum())
+    assert 0 <= drawn.graph["replacement_grown"] <= 1 and 0 <= drawn.graph["completeness_grown"] <= 1
+    # a smaller set in the same order falls short (the size is the smallest to within the tolerance)
+    fewer = len(grown.features) - max(2, int(0.02 * len(grown.features)) + 1)
+    assert share(grown.features[:fewer]) < 0.8
+
+
+def test_a_share_out_of_reach_keeps_the_standard_circuit(tokenizer):
+    model, transcoders, graph = _traced(tokenizer, 3, 0)  # here even every active feature carries too little
+    share = FeatureShare(model, transcoders, PROMPT, ANSWERS, 0)
+    everything = share([(layer, index, position) for layer, position, index in graph.active.tolist()])
+    assert np.isfinite(everything) and everything < 0.8
+    grown = grow_circuit(graph, share, 0.8)
+    assert not grown.reached and grown.share == grown.share_pruned < 0.8
+    assert grown.share_all == pytest.approx(everything)
+    assert len(grown.features) == grown.n_pruned and grown.n_over_budget == 0
+    with pytest.raises(ValueError, match="min_share"):
+        grow_circuit(graph, share, 1.5)
+    with pytest.raises(IndexError, match="candidates"):
+        FeatureShare(model, transcoders, PROMPT, ANSWERS, 7)
