@@ -1,6 +1,5 @@
 """Circuits grown until their features alone carry the call, checked by rerunning the experiment."""
 
-import numpy as np
 import pytest
 import torch
 from tiny_models import tiny_model
@@ -51,16 +50,20 @@ def test_grown_circuit_carries_the_share_it_reports(traced):
     assert share(grown.features[:fewer]) < 0.8
 
 
-def test_a_share_out_of_reach_keeps_the_standard_circuit(tokenizer):
-    model, transcoders, graph = _traced(tokenizer, 3, 0)  # here even every active feature carries too little
+def test_every_traced_feature_is_the_model_and_a_share_out_of_reach_keeps_the_standard_circuit(traced):
+    model, transcoders, graph = traced
     share = FeatureShare(model, transcoders, PROMPT, ANSWERS, 0)
+    # every active feature of the traced sequence on (the rest are 0 anyway): the model itself
     everything = share([(layer, index, position) for layer, position, index in graph.active.tolist()])
-    assert np.isfinite(everything) and everything < 0.8
-    grown = grow_circuit(graph, share, 0.8)
-    assert not grown.reached and grown.share == grown.share_pruned < 0.8
-    assert grown.share_all == pytest.approx(everything)
-    assert len(grown.features) == grown.n_pruned and grown.n_over_budget == 0
+    assert everything == pytest.approx(1.0, abs=1e-4)
+    capped = grow_circuit(graph, lambda features: min(share(features), 0.5), 0.8)  # a measure that never reaches it
+    assert not capped.reached and capped.share == capped.share_pruned <= 0.5
+    assert capped.share_all == pytest.approx(0.5)
+    assert len(capped.features) == capped.n_pruned and capped.n_over_budget == 0
+    assert bool((capped.include == graph.prune().nodes[: graph.n_features]).all())
     with pytest.raises(ValueError, match="min_share"):
         grow_circuit(graph, share, 1.5)
     with pytest.raises(IndexError, match="candidates"):
         FeatureShare(model, transcoders, PROMPT, ANSWERS, 7)
+    with pytest.raises(ValueError, match="scope has 2 entries"):
+        share.replacement.run(keep_only=[], scope=[3, 4])

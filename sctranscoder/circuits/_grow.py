@@ -4,7 +4,8 @@ circuit-tracer prunes a graph to the nodes holding 0.8 of the cumulative
 influence; that says nothing about whether the kept features can make the call
 on their own. The measure here is an experiment in the replacement model (MLPs
 replaced by transcoders, their errors held, attention free): every feature
-outside the set is switched off (0, or its mean) at every position, and a
+outside the set is switched off (0, or its mean) at every position of the
+traced sequence (see below), and a
 candidate's log-odds over all candidate answers is read as the model's
 candidate scoring reads it::
 
@@ -17,6 +18,12 @@ circuit-tracer's node influence, then the active features over the node budget
 by their influence through the rows computed. The count is found by doubling
 and bisection (one replacement-model pass per check); the share returned is the
 one measured on the set returned.
+
+The features switched off are those of the traced sequence (the prompt and the
+label's answer): a rival answer's row shares them up to where the answers part;
+its own later tokens are not traced, so their features are recomputed freely, as
+attention is. With zero ablation, every active feature of the traced sequence
+on is then the model itself (a share of 1).
 """
 
 from __future__ import annotations
@@ -27,6 +34,13 @@ import numpy as np
 import torch
 
 from ._intervene import ReplacementModel
+
+
+def _shared(a: list, b: list) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def _log_odds(log_probs, index: int) -> float:
@@ -46,16 +60,24 @@ class FeatureShare:
             raise IndexError(f"index {index} is not one of the {len(candidates)} candidates.")
         self.replacement = ReplacementModel(model, transcoders, prompt_ids, candidates=candidates)
         self.index, self.ablation = index, ablation
+        # the traced sequence is the prompt and the label's answer but its last token; a rival's row shares it up to
+        # where the answers part, and its own later tokens (not traced) keep their features
+        n_prompt, mine = len(list(prompt_ids)), list(candidates[index])
+        self.scope = [n_prompt + min(_shared(list(answer), mine), len(mine) - 1) for answer in candidates]
         self.everything = _log_odds(self.replacement.run()[1], index)
-        self.nothing = _log_odds(self.replacement.run(keep_only=[], ablation=ablation)[1], index)
+        self.nothing = self._log_odds_with([])
         self.runs = 2
+
+    def _log_odds_with(self, features) -> float:
+        run = self.replacement.run(keep_only=list(features), ablation=self.ablation, scope=self.scope)
+        return _log_odds(run[1], self.index)
 
     def __call__(self, features) -> float:
         spread = self.everything - self.nothing
         if abs(spread) <= 1e-9:  # features change nothing: no share to carry
             return float("nan")
         self.runs += 1
-        alone = _log_odds(self.replacement.run(keep_only=list(features), ablation=self.ablation)[1], self.index)
+        alone = self._log_odds_with(features)
         return (alone - self.nothing) / spread
 
 

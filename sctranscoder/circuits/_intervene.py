@@ -229,11 +229,22 @@ class ReplacementModel:
     def _attention(self):
         return eager_attention(self.model) if self.freeze_attention else nullcontext()
 
-    def run(self, interventions=(), *, keep_only=None, ablation=None) -> tuple[float | None, np.ndarray | None]:
-        """The target and the candidates' normalized log-probabilities with these changes (see :func:`intervene`)."""
+    def run(self, interventions=(), *, keep_only=None, ablation=None, scope=None
+            ) -> tuple[float | None, np.ndarray | None]:
+        """The target and the candidates' normalized log-probabilities with these changes (see :func:`intervene`).
+
+        ``scope``: per candidate row, how many leading positions ``keep_only`` ablates; features after them are
+        left as they are (recomputed), e.g. on a rival answer's own tokens, which a traced sequence does not hold.
+        """
         interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)
         kept, changes = _masks(interventions, keep_only, self.batch.shape[1], self.batch.shape[0], self.prompt_length,
                                self.layers)
+        if kept is not None and scope is not None:
+            if len(scope) != self.batch.shape[0]:
+                raise ValueError(f"scope has {len(scope)} entries; there are {self.batch.shape[0]} candidate rows.")
+            for mask in kept.values():
+                for row, until in enumerate(scope):
+                    mask[row, int(until):] = True
         replacements = {layer: _replacement(self.layers.get(layer), self.errors[layer],
                                             None if kept is None else kept.get(layer), changes.get(layer, []),
                                             None if ablation is None else ablation.get(layer), self.prompt_length)
