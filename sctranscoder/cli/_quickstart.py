@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .._atomic import atomic_path
 from .._runconfig import RUN_FILE, write_run_config
+from ..pp._sentences import RANKS_KEY
 from ._commands import UsageError, circuit_line, genes_line, run_circuits, transcoder_settings, write_circuits
 
 _SECTIONS = {
@@ -95,6 +96,8 @@ def cmd_quickstart(args) -> None:
     # 3. faithfulness on the model's held-out cells
     start = time.perf_counter()
     test_cells = adata[_sample(adata, held_out, args.eval_cells, label_key, args.transcoder_seed)].copy()
+    # sentences made on the subset itself: a random tie-break depends on the row, and knockouts re-rank rows
+    test_cells.obsm.pop(RANKS_KEY, None)
     quality = sct.tl.evaluate_transcoders(test_cells, model, transcoders, cells=test_cells.obs_names,
                                           label_key=label_key)
     with atomic_path(out / "transcoder_quality.csv") as tmp:
