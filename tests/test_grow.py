@@ -1,5 +1,6 @@
 """Circuits grown until their features alone carry the call, checked by rerunning the experiment."""
 
+import numpy as np
 import pytest
 import torch
 from tiny_models import tiny_model
@@ -67,3 +68,24 @@ def test_every_traced_feature_is_the_model_and_a_share_out_of_reach_keeps_the_st
         FeatureShare(model, transcoders, PROMPT, ANSWERS, 7)
     with pytest.raises(ValueError, match="scope has 2 entries"):
         share.replacement.run(keep_only=[], scope=[3, 4])
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "llama"])
+def test_prompt_run_once_gives_the_full_pass(arch, tokenizer, monkeypatch):
+    """Candidate rows share the prompt: running it once and repeating its keys and values changes no score."""
+    from sctranscoder.circuits import Intervention, ReplacementModel
+
+    model = tiny_model(arch, tokenizer, seed=2)
+    d = model.config.hidden_size
+    transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=64, activation="topk", k=6,
+                                                      seed=layer)).eval() for layer in range(2)}
+    replacement = ReplacementModel(model, transcoders, PROMPT, candidates=ANSWERS)
+    keep = [(0, 3, 4), (1, 5, 17), (0, 9, 16), (1, 2, 2)]
+    runs = [dict(), dict(keep_only=keep, scope=[18, 17, 16, 16]), dict(keep_only=[], scope=[18, 17, 16, 16]),
+            dict(interventions=[Intervention(1, 5, 17, scale=3.0), Intervention.off(0, 3)])]
+    once = [replacement.run(**options)[1] for options in runs]
+    monkeypatch.setattr(ReplacementModel, "_shared_prompt", lambda self, kept, changes: False)
+    full = [replacement.run(**options)[1] for options in runs]
+    for a, b in zip(once, full):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(full[0], full[1])  # the ablations do change the scores
