@@ -144,3 +144,17 @@ def test_no_gene_says_so_in_words():
     message = no_gene_message("T reg", empty, scores)
     assert "reaches no gene" in message and "60%" in message
     assert no_gene_message("B", pd.DataFrame({"gene": ["CD79A"], "attribution": [0.3]}), scores) == ""
+
+
+def test_cells_short_of_the_share_are_named_in_words():
+    import pandas as pd
+
+    from sctranscoder.tl._circuits import short_of_share_message
+
+    scores = pd.DataFrame({"feature_share_reached": [True, False], "feature_share_all": [float("nan"), 0.62],
+                           "feature_share_pruned": [0.85, 0.3]})
+    message = short_of_share_message(scores, 0.8)
+    assert "In 1 of 2 cells" in message and "80%" in message and "62% at most" in message and "30%" in message
+    assert short_of_share_message(scores.iloc[:1], 0.8) == "" and short_of_share_message(scores, None) == ""
+    flat = scores.assign(feature_share_all=float("nan"))
+    assert "does not move the label's log-odds" in short_of_share_message(flat, 0.8)

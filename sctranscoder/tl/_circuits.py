@@ -179,15 +179,19 @@ def no_gene_message(cell_type: str, table: pd.DataFrame, scores: pd.DataFrame | 
 
 
 def short_of_share_message(scores: pd.DataFrame | None, min_share: float | None) -> str:
-    """A sentence naming the cells whose circuit cannot carry ``min_share`` of the call even with every active
-    feature on (they keep the standard pruned circuit)."""
+    """A sentence naming the cells whose circuit cannot carry ``min_share`` of the call even with every feature
+    of the traced sequence on (they keep the standard pruned circuit)."""
     if min_share is None or scores is None or "feature_share_reached" not in scores:
         return ""
     short = scores[~scores.feature_share_reached.astype(bool)]
     if not len(short):
         return ""
+    best = short.feature_share_all[np.isfinite(short.feature_share_all)]
+    if not len(best):  # the label's log-odds is the same with every feature off: there is no share to carry
+        return (f"In {len(short)} of {len(scores)} cells switching every feature off does not move the label's "
+                "log-odds, so no share of it can be measured; those cells keep the standard pruned circuit.")
     return (f"In {len(short)} of {len(scores)} cells the features cannot carry {min_share:.0%} of the label's "
-            f"log-odds even with every active feature on (they carry {short.feature_share_all.max():.0%} at most); "
+            f"log-odds even with every feature of the traced sequence on (they carry {best.max():.0%} at most); "
             f"those cells keep the standard pruned circuit, which carries "
             f"{short.feature_share_pruned.median():.0%} (median).")
 
