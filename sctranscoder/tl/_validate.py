@@ -115,7 +115,9 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     knockout effect over the validated genes), ``sign_agreement_top5`` (share of the
     5 genes with the largest absolute attribution whose knockout moves the
     probability the way the attribution's sign says), ``feature_share`` (median over
-    cells of :func:`feature_share`, with ``ablation`` stated), and the per-gene table.
+    cells of :func:`feature_share` on each cell's circuit features, the grown circuit's
+    where :func:`cell_type_circuit` grew it, with ``ablation`` stated; with zero
+    ablation it is the share the circuit was grown to), and the per-gene table.
     With ``gradients``, the same for a second attribution, measured on the real model
     against the same target as the knockouts: the attention-mask gradient of log
     P(cell type) (:func:`sctranscoder.circuits.attention_mask_gradients`), under
