@@ -174,7 +174,11 @@ def circuit_genes_html(input_genes, validation: dict | None) -> str:
     measured = (validation or {}).get("genes_by_knockout")
     if not isinstance(measured, pd.DataFrame):
         return "<h3>Circuit input genes " + _tag("attributed") + "</h3>" + attributed
-    frame = measured.rename(columns=MEASURED_COLUMNS)
+    # the columns a reader compares; the CSV keeps the rest (log-odds effect, gradient, cells)
+    frame = measured[[c for c in ("gene", "knockout_effect", "attribution", "features") if c in measured]].copy()
+    if "features" in frame:  # the three strongest, so the table stays narrow
+        frame["features"] = [", ".join(str(f).split(", ")[:3]) if isinstance(f, str) else "" for f in frame.features]
+    frame = frame.rename(columns=MEASURED_COLUMNS)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     return ("<h3>Circuit genes: measured and attributed</h3>"
             f'<div class="pair"><div><h4>{_tag("measured")} Genes ranked by measured knockout effect</h4>'
