@@ -11,7 +11,10 @@ sentence re-ranked, every candidate re-scored by the real model) and compare:
 - top-5 sign agreement: of the 5 genes with the largest absolute attribution,
   the share whose knockout moves P(cell type) the way the sign says;
 - the share of the label's log-odds that the circuit's features carry alone
-  (replacement model, every other feature zero-ablated, errors held);
+  (replacement model, every other feature zero-ablated, errors held), for the
+  circuit grown until it carries ``--min-feature-share`` of it and for the
+  standard circuit (circuit-tracer's pruning, node 0.8 / edge 0.98), with each
+  one's size in features (of those active, and over the node budget);
 - the same two figures for a second attribution on the real model with the
   knockouts' own target: the attention-mask gradient of log P(cell type)
   (``sct.circuits.attention_mask_gradients``, one forward and backward pass per cell);
@@ -22,6 +25,9 @@ sentence re-ranked, every candidate re-scored by the real model) and compare:
   over the same cells (``predict_cell_types``' work).
 
     python benchmarks/circuit_knockouts.py --transcoders /tmp/default_tc --n-cells 6
+
+``--target logprob`` traces log P(cell type) instead of its log-odds (the
+knockouts' own target); ``--min-feature-share 0`` keeps the standard circuits.
 """
 
 from __future__ import annotations
@@ -47,6 +53,29 @@ def one_pass_seconds(held_out, model, cells) -> float:
     return time.perf_counter() - start
 
 
+def _percent(values) -> str:
+    return ", ".join(f"{v:.0%}" for v in values)
+
+
+def _circuit_sizes(result) -> dict | None:
+    """Per traced cell: the grown circuit's share and size, and the standard circuit's (complete graphs)."""
+    scores = result.scores
+    if scores is None or "feature_share" not in scores:
+        return None
+    return {"share": scores.feature_share.tolist(), "reached": int(scores.feature_share_reached.sum()),
+            "features": scores.n_circuit_features.astype(int).tolist(),
+            "over_budget": scores.n_features_over_budget.astype(int).tolist(),
+            "active": scores.n_active.astype(int).tolist(), "share_pruned": scores.feature_share_pruned.tolist(),
+            "features_pruned": scores.n_features_pruned.astype(int).tolist(),
+            "share_all": scores.feature_share_all.tolist(), "checks": scores.feature_share_checks.astype(int).tolist(),
+            "grow_seconds": [round(float(v), 1) for v in scores.grow_seconds],
+            "trace_seconds": [round(float(v), 1) for v in scores.seconds],
+            "replacement_pruned": scores.replacement_pruned.tolist(),
+            "completeness_pruned": scores.completeness_pruned.tolist(),
+            "replacement_grown": scores.replacement_grown.tolist(),
+            "completeness_grown": scores.completeness_grown.tolist()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transcoders", type=Path, required=True, help="folder of layer{L}/ transcoders")
@@ -55,6 +84,8 @@ def main():
     parser.add_argument("--max-nodes", type=int, default=60)
     parser.add_argument("--top-genes", type=int, default=10)
     parser.add_argument("--ablation", choices=("zero", "mean"), default="zero")
+    parser.add_argument("--target", choices=("logodds", "logprob"), default="logodds")
+    parser.add_argument("--min-feature-share", type=float, default=0.8, help="0: keep the standard circuits")
     parser.add_argument("--types", nargs="*", default=None, help="these cell types instead of the largest")
     parser.add_argument("--steer-cells", type=int, default=10,
                         help="switch the circuit's features off in this many held-out cells of the type")
@@ -71,7 +102,8 @@ def main():
     for cell_type in types:
         start = time.perf_counter()
         result = sct.tl.cell_type_circuit(held_out, model, transcoders, cell_type, n_cells=args.n_cells,
-                                          max_nodes=args.max_nodes, progress=False)
+                                          max_nodes=args.max_nodes, target=args.target, progress=False,
+                                          min_feature_share=args.min_feature_share or None)
         trace_seconds = time.perf_counter() - start
         start = time.perf_counter()
         validation = sct.tl.validate_circuit(held_out, model, transcoders, result, top_genes=args.top_genes,
@@ -80,11 +112,12 @@ def main():
         forward = one_pass_seconds(held_out, model, result.cells)
         steer = held_out.obs_names[held_out.obs[label_key].astype(str) == cell_type][: args.steer_cells]
         start = time.perf_counter()
-        shift = sct.tl.perturb_features(held_out, model, transcoders, result, scale=0.0, cells=list(steer),
-                                        progress=False)
+        if len(steer):
+            shift = sct.tl.perturb_features(held_out, model, transcoders, result, scale=0.0, cells=list(steer),
+                                            progress=False)
+            before = shift.attrs["before"]
+            after = before + shift
         steer_seconds = time.perf_counter() - start
-        before = shift.attrs["before"]
-        after = before + shift
         measured = result.genes_by_knockout
         every = measured[measured.n_cells > 0]
         spearman_all = float(np.corrcoef(every.attribution.rank(), every.knockout_effect.rank())[0, 1])
@@ -102,7 +135,9 @@ def main():
             "steering": {"cells": len(steer), "features": len(sct.tl._perturb.feature_list(result)),
                          "p_before": float(before[cell_type].mean()), "p_after": float(after[cell_type].mean()),
                          "calls_changed": int((before.idxmax(axis=1) != after.idxmax(axis=1)).sum()),
-                         "top_gain": str(shift.mean().drop(cell_type).idxmax()), "seconds": steer_seconds},
+                         "top_gain": str(shift.mean().drop(cell_type).idxmax()), "seconds": steer_seconds}
+            if len(steer) else None,
+            "circuit": _circuit_sizes(result),
             "trace_seconds": trace_seconds, "validate_seconds": knockout_seconds, "one_pass_seconds": forward,
             **{f"{k}_seconds": v for k, v in validation["seconds"].items()},
         }
@@ -121,10 +156,17 @@ def main():
             f"{g} ({k:+.2g})" for g, k in zip(measured.gene[:10], measured.knockout_effect[:10])))
         print(f"  circuit features alone carry {s['feature_share_median']:.1%} of the label's log-odds "
               f"(median over cells, {args.ablation}-ablation of all other features)")
+        c = s["circuit"]
+        if c:
+            print(f"  grown circuit: share per cell {_percent(c['share'])} with {c['features']} features "
+                  f"({c['over_budget']} over the node budget) of {c['active']} active; reached in "
+                  f"{c['reached']} of {len(c['share'])} cells; standard circuit (node 0.8): {_percent(c['share_pruned'])} "
+                  f"with {c['features_pruned']} features; grow {c['grow_seconds']} s, {c['checks']} passes per cell")
         st = s["steering"]
-        print(f"  steering: the circuit's {st['features']} features off (everywhere) in {st['cells']} cells: mean "
-              f"P({cell_type}) {st['p_before']:.3f} -> {st['p_after']:.3f}, {st['calls_changed']} calls changed, "
-              f"largest gain {st['top_gain']!r} ({steer_seconds:.0f} s)")
+        if st:
+            print(f"  steering: the circuit's {st['features']} features off (everywhere) in {st['cells']} cells: mean "
+                  f"P({cell_type}) {st['p_before']:.3f} -> {st['p_after']:.3f}, {st['calls_changed']} calls changed, "
+                  f"largest gain {st['top_gain']!r} ({steer_seconds:.0f} s)")
         print(f"  cost: trace {trace_seconds:.0f} s; knockouts {s['knockout_prompts']} prompts in "
               f"{s['knockout_passes']} passes, {s['knockouts_seconds']:.0f} s = {s['knockouts_seconds'] / forward:.0f}x "
               f"one scoring pass over these cells ({forward:.2f} s); attention-mask gradients "

@@ -13,10 +13,13 @@ memory):
 Printed per type and side: seconds per traced cell (and per forward pass of the
 same prompt, for scale), circuit-tracer's replacement and completeness scores
 (unpruned / pruned), the input groups' shares of the target (genes, prompt
-template, fed answer prefix, errors), and the share of what all features do to
-the target that the circuit's features alone carry in the replacement model
-(attention and norms free, errors held), with the other features zero-ablated
-and mean-ablated (set to their mean activation over the cell's tokens). Last,
+template, fed answer prefix, errors), and the share of the label's log-odds over all
+candidates that the circuit's features alone carry in the replacement model
+(attention and norms free, errors held), with the traced sequence's other
+features zero-ablated and mean-ablated (set to their mean activation over the
+traced cells' tokens): the measure ``validate_circuit`` reports and
+``cell_type_circuit`` grows circuits by (``min_feature_share``, 0.8 by default;
+the greedy side is not grown). Last,
 how both targets agree with ``predict_cell_types``' probabilities on the traced
 cells.
 
@@ -48,35 +51,20 @@ def _forward_seconds(model, ids, repeats: int = 3) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def _circuit_fractions(model, transcoders, result, cell_type, candidates, documents, target_kind) -> list:
-    """Per cell: (zero-ablation, mean-ablation) share of the target the circuit's features alone carry."""
-    import torch
-
-    import sctranscoder as sct
-    from sctranscoder.circuits._faithfulness import _run, keep_only
+def _circuit_fractions(model, transcoders, result, cell_type, candidates, documents) -> list:
+    """Per cell: (zero-ablation, mean-ablation) share of the label's log-odds the circuit's features carry alone,
+    and their number: ``validate_circuit``'s measure (``sct.tl.validate_circuit``' ``feature_share``), the one
+    ``cell_type_circuit`` grows circuits by, whatever the traced target."""
     from sctranscoder.models._scoring import answer_tokens
+    from sctranscoder.tl._validate import circuit_features, feature_share
 
     answers = answer_tokens(model.tokenizer, candidates)
-    prefix, token, rivals = sct.tl.answer_contrast(dict(zip(candidates, answers)), cell_type)
-    out = []
-    for i, graph in enumerate(result.graphs):
-        prompt = [int(t) for t in documents.input_ids[i]]
-        readout, fed, _ = sct.circuits.answer_logprob(model.model, prompt, answers, candidates.index(cell_type))
-        if target_kind == "contrast":
-            target, fed = sct.circuits.Target.logit_difference(token, rivals), prompt + list(prefix)
-        else:
-            target = readout
-        linear = sct.circuits.LinearizedModel(model.model, transcoders, torch.as_tensor(fed))
-        features = [(d["layer"], d["position"], d["feature"]) for _, d in graph.nodes(data=True)
-                    if d["kind"] == "feature"]
-        everything = float(_run(linear, target, [{}])[0])
-        shares = []
-        for ablation in ("zero", "mean"):
-            none = keep_only(linear, target, [], ablation=ablation)
-            kept = keep_only(linear, target, features, ablation=ablation)
-            shares.append((kept - none) / (everything - none) if abs(everything - none) > 1e-9 else float("nan"))
-        out.append((*shares, len(features)))
-    return out
+    index = candidates.index(cell_type)
+    prompts = [[int(t) for t in ids] for ids in documents.input_ids]
+    features = circuit_features(result)
+    zero = feature_share(model, transcoders, prompts, features, index, answers, ablation="zero")
+    mean = feature_share(model, transcoders, prompts, features, index, answers, ablation="mean")
+    return [(z, m, len(f)) for z, m, f in zip(zero, mean, features)]
 
 
 def run_side(args) -> dict:
@@ -104,8 +92,7 @@ def run_side(args) -> dict:
         total = time.perf_counter() - start
         positions = np.flatnonzero(held_out.obs_names.isin(result.cells))
         documents = encoded.subset(positions)
-        fractions = _circuit_fractions(model, transcoders, result, cell_type, model.labels, documents,
-                                       options["target"])
+        fractions = _circuit_fractions(model, transcoders, result, cell_type, model.labels, documents)
         scores = result.scores
         side[cell_type] = {
             "cells": result.cells, "seconds_per_cell": total / len(result.cells),

@@ -34,10 +34,18 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     genes = pd.concat(tables)
     assert len(genes) and genes.gene.str.len().min() > 0 and genes.n_cells.max() == 1
     printed = capsys.readouterr().out
-    assert "FVU" in printed and "top input genes" in printed and str(out) in printed
+    assert "FVU" in printed and "top genes by knockout (measured)" in printed and str(out) in printed
+    # every circuit's genes were knocked out in its traced cell: the measured ranking is written and shown first
+    for name in ("Dendritic", "CD14+_Monocyte"):
+        measured = pd.read_csv(out / "circuits" / "validation" / f"{name}_knockouts.csv")
+        assert measured.knockout_effect.is_monotonic_decreasing and {"attribution", "features"} <= set(measured)
+        assert json.loads((out / "circuits" / "validation" / f"{name}.json").read_text())["n_cells"] == 1
+    page = (out / "report.html").read_text()
+    assert page.count("Genes ranked by measured knockout effect") == 2
     # the run configuration names every setting, and reading it back gives the same run
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["train"]["d_hidden"] == 256 and run["circuits"]["n_cells"] == 1
+    assert run["circuits"]["validate_cells"] == 2 and run["circuits"]["min_feature_share"] == 0.8
     from sctranscoder.cli import _parse
     again = _parse(["quickstart", "--out", str(tmp_path / "r"), "--config", str(out / "run.yaml")])
     assert (again.d_hidden, again.k, again.steps, again.n_largest) == (256, 8, 30, 2)
@@ -52,6 +60,7 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     assert main(["report", str(out), str(tmp_path / "again.html")]) == 0
     page = (tmp_path / "again.html").read_text()
     assert "Dendritic" in page and page.count("data:image/png;base64") >= 2
+    assert page.count("Genes ranked by measured knockout effect") == 2  # read back from circuits/validation/
     assert main(["enrich", str(out / "circuits"), str(tmp_path / "e2.csv")]) == 2
     assert main(["report", str(tmp_path / "nothing"), str(tmp_path / "x.html")]) == 2
 

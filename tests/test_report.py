@@ -232,3 +232,37 @@ def test_a_two_gene_overlap_is_not_a_headline():
     said = _result("T reg", section, None, None, heads, None, "", True, 0.05, None)
     assert "enriched for" not in said
     assert "reach Memory B cell" in said and "only 2 of its genes are shared (CD27, CRIP1)" in said
+
+
+def test_measured_gene_ranking_is_shown_beside_the_attributed_one(tmp_path):
+    """With a knockout check, the measured ranking is the list to read; the circuit's ranking sits beside it."""
+    from sctranscoder.cli._commands import read_validation, write_validation
+
+    attributed = pd.DataFrame({"gene": ["LYZ", "CD79A", "MS4A1"], "attribution": [0.9, 0.5, -0.1],
+                               "influence": [0.3, 0.2, 0.1], "n_cells": [2, 2, 1], "fraction_of_cells": [1, 1, 0.5]})
+    measured = pd.DataFrame({"gene": ["CD79A", "MS4A1", "LYZ"], "knockout_effect": [0.8, 0.3, -0.2],
+                             "knockout_effect_logodds": [1.1, 0.4, -0.3], "attribution": [0.5, -0.1, 0.9],
+                             "n_cells": [2, 1, 2], "features": ["L1/F7, L2/F3", "", "L0/F1"]})
+    validation = {"n_cells": 2, "n_genes": 3, "spearman": -0.5, "sign_agreement_top5": 2 / 3, "feature_share": 0.83,
+                  "ablation": "zero", "circuit_features_cells": [140, 152], "genes_by_knockout": measured,
+                  "genes": attributed[["gene", "attribution"]].assign(knockout_effect=[-0.2, 0.8, 0.3])}
+    write_validation(validation, tmp_path, "CD19+_B")  # what `circuits` writes and `report` reads back
+    again = read_validation(tmp_path, "CD19+_B")
+    pd.testing.assert_frame_equal(again["genes_by_knockout"], measured)
+    for shown in (validation, again):
+        page = sct.report.render_html(sct.report.ReportContent(cell_types=[
+            sct.report.CellTypeSection("CD19+ B", input_genes=attributed, validation=shown)]))
+        genes = page[page.index("Circuit genes: measured and attributed"):]
+        # the measured table comes first, in its own order, labelled; the attributed one beside it
+        left, right = genes.index('tag measured">measured</span> Genes ranked by measured knockout effect'), \
+            genes.index('tag attributed">attributed</span> The circuit')
+        assert left < right
+        table = genes[left:right]
+        assert table.index(">CD79A<") < table.index(">MS4A1<") < table.index(">LYZ<")
+        assert "knockout effect (measured)" in table and "circuit features it feeds (attributed)" in table
+        assert "L1/F7, L2/F3" in table
+        assert genes[right:].index(">LYZ<") < genes[right:].index(">CD79A<")
+        assert "83%" in page and "140, 152 features per cell" in page
+    alone = sct.report.render_html(sct.report.ReportContent(cell_types=[
+        sct.report.CellTypeSection("CD19+ B", input_genes=attributed)]))
+    assert "measured" not in alone.split("<section", 1)[1] and 'tag attributed">attributed' in alone

@@ -103,6 +103,24 @@ def test_complete_circuit_scores_the_call_as_predict_cell_types_does(default_set
     assert len(result.exports) == 2 and result.exports[0]["nodes"]
     summary = result.summary()
     assert summary["replacement"] == pytest.approx(result.scores.replacement.mean())
+    # each cell's circuit is grown until its features alone carry 80% of the call (or says it cannot), and
+    # validate's measure, rerun on the circuit's features, gives the same share
+    scores = result.scores
+    reached = scores.feature_share_reached.astype(bool)
+    assert (scores.feature_share[reached] >= 0.8).all() and (scores.n_circuit_features >= scores.n_features_pruned).all()
+    assert (reached | (scores.feature_share == scores.feature_share_pruned)).all()
+    assert ("cannot carry 80%" in result.message) == (not reached.all())
+    from sctranscoder.models._scoring import answer_tokens
+    from sctranscoder.tl._validate import feature_share
+
+    encoded = sct.tl.encode_cells(adata[result.cells], model, progress=False)
+    rerun = feature_share(model, transcoders, encoded.prompt_ids(), result.circuit_features, model.labels.index("CD19+ B"),
+                          answer_tokens(model.tokenizer, model.labels))
+    np.testing.assert_allclose(rerun, scores.feature_share, rtol=1e-4, atol=1e-5)
+    drawn = [sum(d["kind"] == "feature" for _, d in g.nodes(data=True)) for g in result.graphs]
+    assert (np.array(drawn) == scores.n_circuit_features - scores.n_features_over_budget).all()
+    with pytest.raises(ValueError, match="min_feature_share"):
+        sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", min_feature_share=1.5, progress=False)
     # the figure draws the gene table's genes, with horizontal labels, a legend for edges and a caption
     import matplotlib
 
@@ -126,3 +144,17 @@ def test_no_gene_says_so_in_words():
     message = no_gene_message("T reg", empty, scores)
     assert "reaches no gene" in message and "60%" in message
     assert no_gene_message("B", pd.DataFrame({"gene": ["CD79A"], "attribution": [0.3]}), scores) == ""
+
+
+def test_cells_short_of_the_share_are_named_in_words():
+    import pandas as pd
+
+    from sctranscoder.tl._circuits import short_of_share_message
+
+    scores = pd.DataFrame({"feature_share_reached": [True, False], "feature_share_all": [float("nan"), 0.62],
+                           "feature_share_pruned": [0.85, 0.3]})
+    message = short_of_share_message(scores, 0.8)
+    assert "In 1 of 2 cells" in message and "80%" in message and "62% at most" in message and "30%" in message
+    assert short_of_share_message(scores.iloc[:1], 0.8) == "" and short_of_share_message(scores, None) == ""
+    flat = scores.assign(feature_share_all=float("nan"))
+    assert "does not move the label's log-odds" in short_of_share_message(flat, 0.8)

@@ -14,6 +14,7 @@ from ._attribution_graph import AttributionGraph, attribute, to_networkx, token_
 from ._circuit_tracer_json import to_circuit_tracer, write_circuit_tracer
 from ._faithfulness import ablation_effects, faithfulness, keep_only
 from ._graphs import merge, position_free, read_json, to_json, write_graphml, write_json
+from ._grow import FeatureShare, Grown, grow_circuit
 from ._intervene import Intervention, InterventionResult, ReplacementModel, feature_means, intervene
 from ._invariant import de_embedding, read_directions, top_groups, virtual_weights, write_directions
 from ._linear import Attribution, LinearizedModel
@@ -23,6 +24,9 @@ from ._trace import prune, trace
 
 __all__ = [
     "Attribution",
+    "FeatureShare",
+    "Grown",
+    "grow_circuit",
     "Intervention",
     "InterventionResult",
     "ReplacementModel",

@@ -46,6 +46,11 @@ class AttributionGraph:
     groups: list | None = None
     sections: list | None = None
     info: dict = field(default_factory=dict)
+    active: torch.Tensor | None = None
+    """``(n_active, 3)``: layer, position and index of every active feature, nodes or not."""
+    active_influence: torch.Tensor | None = None
+    """``(n_active,)``: each active feature's influence on the output through the rows computed (features
+    over the node budget have no row of their own, but their direct effects on the nodes are known)."""
     _cache: dict = field(default_factory=dict, repr=False)
 
     # -- node layout -------------------------------------------------------------------------
@@ -86,16 +91,21 @@ class AttributionGraph:
         return weights
 
     # -- influence, pruning, scores --------------------------------------------------------------
-    def prune(self, node_threshold: float = 0.8, edge_threshold: float = 0.98):
-        """circuit-tracer's pruning (cached per thresholds): masks of kept nodes and edges."""
-        key = ("prune", node_threshold, edge_threshold)
+    def prune(self, node_threshold: float = 0.8, edge_threshold: float = 0.98, include=None):
+        """circuit-tracer's pruning (cached per thresholds): masks of kept nodes and edges. ``include``: a
+        boolean mask of feature nodes kept besides (see :func:`sctranscoder.circuits.grow_circuit`)."""
+        mask = None
+        if include is not None:
+            mask = torch.zeros(self.n_nodes, dtype=torch.bool)
+            mask[: self.n_features] = torch.as_tensor(include, dtype=torch.bool)
+        key = ("prune", node_threshold, edge_threshold, None if mask is None else mask.numpy().tobytes())
         if key not in self._cache:
             kinds = self.masks()
             self._cache[key] = prune_masks(self.adjacency, self.output_weights(), self.n_features,
-                                           kinds["token"] | kinds["output"], node_threshold, edge_threshold)
+                                           kinds["token"] | kinds["output"], node_threshold, edge_threshold, mask)
         return self._cache[key]
 
-    def scores(self, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> dict:
+    def scores(self, node_threshold: float = 0.8, edge_threshold: float = 0.98, include=None) -> dict:
         """circuit-tracer's replacement and completeness scores, of the whole graph and of the pruned one.
 
         For the pruned graph, every node that pruning removed counts as an error node: what
@@ -104,7 +114,7 @@ class AttributionGraph:
         kinds = self.masks()
         weights = self.output_weights()
         replacement, completeness = graph_scores(self.adjacency, weights, kinds["token"], kinds["error"])
-        kept = self.prune(node_threshold, edge_threshold).nodes
+        kept = self.prune(node_threshold, edge_threshold, include).nodes
         dropped = ~kept & ~kinds["output"]
         replacement_p, completeness_p = graph_scores(self.adjacency, weights, kinds["token"], kinds["error"] | dropped)
         return {"replacement": replacement, "completeness": completeness, "replacement_pruned": replacement_p,
@@ -314,6 +324,9 @@ def attribute(model, transcoders: dict, input_ids, target, *, max_feature_nodes:
     if bar is not None:
         bar.close()
 
+    # every active feature's influence through all rows (the ranking the node budget was chosen by)
+    active_influence = _partial_influence(torch.cat([output_row[None], feature_rows]),
+                                          torch.cat([torch.tensor([n_columns]), order]), n_columns)[:n_active]
     # nodes: the visited features (in active order), errors, tokens, output
     ranked = torch.argsort(order)
     order, feature_rows, pre = order[ranked], feature_rows[ranked], pre[ranked]
@@ -327,7 +340,8 @@ def attribute(model, transcoders: dict, input_ids, target, *, max_feature_nodes:
         input_ids=[int(t) for t in linear.input_ids[0].tolist()], n_layers=linear.n_layers,
         target=getattr(target, "label", "target"), value=value, n_active=n_active,
         labels=list(labels) if labels is not None else None, groups=list(groups) if groups is not None else None,
-        sections=list(sections) if sections is not None else None)
+        sections=list(sections) if sections is not None else None, active=active,
+        active_influence=active_influence)
 
 
 def _labels(graph: AttributionGraph) -> list:
@@ -335,13 +349,14 @@ def _labels(graph: AttributionGraph) -> list:
 
 
 def to_networkx(graph: AttributionGraph, *, pruned: bool = True, node_threshold: float = 0.8,
-                edge_threshold: float = 0.98):
+                edge_threshold: float = 0.98, include=None):
     """The graph as a ``networkx.DiGraph`` with the node names and attributes of :func:`trace` (input tokens
-    of a group pooled into one node ``input:{group}``); ``pruned``: only what circuit-tracer's pruning keeps."""
+    of a group pooled into one node ``input:{group}``); ``pruned``: only what circuit-tracer's pruning keeps
+    (and the feature nodes in the boolean mask ``include``, see :meth:`AttributionGraph.prune`)."""
     import networkx as nx
 
     kinds = graph.masks()
-    result = graph.prune(node_threshold, edge_threshold)
+    result = graph.prune(node_threshold, edge_threshold, include)
     keep_nodes = result.nodes if pruned else torch.ones(graph.n_nodes, dtype=torch.bool)
     keep_edges = result.edges if pruned else graph.adjacency != 0
     influence = result.influence
@@ -400,6 +415,9 @@ def to_networkx(graph: AttributionGraph, *, pruned: bool = True, node_threshold:
                      share_error=shares["error"], share_bias=0.0, share_unexpanded=shares["unexpanded"],
                      **{f"share_{k}": v for k, v in shares.items() if k not in ("error", "unexpanded", "input")},
                      **graph.scores(node_threshold, edge_threshold), **graph.info)
+    if include is not None:  # the grown circuit's own scores, beside the standard pruning's
+        grown = graph.scores(node_threshold, edge_threshold, include)
+        out.graph.update(replacement_grown=grown["replacement_pruned"], completeness_grown=grown["completeness_pruned"])
     return out
 
 

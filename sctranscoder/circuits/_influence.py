@@ -54,16 +54,21 @@ class Pruned(NamedTuple):
 
 
 def prune_masks(adjacency: torch.Tensor, weights: torch.Tensor, n_features: int, always: torch.Tensor,
-                node_threshold: float = 0.8, edge_threshold: float = 0.98) -> Pruned:
+                node_threshold: float = 0.8, edge_threshold: float = 0.98, include: torch.Tensor | None = None
+                ) -> Pruned:
     """circuit-tracer's pruning. ``always``: nodes never pruned (tokens and outputs); the first
     ``n_features`` nodes are features (which must keep an incoming edge); every node that is not
-    ``always`` must keep an outgoing edge."""
+    ``always`` must keep an outgoing edge. ``include``: nodes kept whatever their influence and edges
+    (a circuit chosen by another rule, e.g. grown until it carries the call), edges pruned as usual."""
     for name, value in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name}={value} must lie between 0 and 1.")
     node_influence = influence(normalize_rows(adjacency), weights)
     nodes = node_influence >= threshold_for(node_influence, node_threshold)
     nodes |= always
+    if include is not None:
+        nodes |= include
+        always = always | include
     kept = adjacency.clone()
     kept[~nodes] = 0
     kept[:, ~nodes] = 0
@@ -77,7 +82,7 @@ def prune_masks(adjacency: torch.Tensor, weights: torch.Tensor, n_features: int,
         edges[~nodes] = False
         edges[:, ~nodes] = False
         nodes[prunable] &= edges[:, prunable].any(0)
-        nodes[:n_features] &= edges[:n_features].any(1)
+        nodes[:n_features] &= edges[:n_features].any(1) | always[:n_features]
         if torch.equal(before, nodes):
             return Pruned(nodes, edges, node_influence)
 

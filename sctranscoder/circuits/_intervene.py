@@ -15,6 +15,7 @@ summed, then softmaxed over the candidates.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, replace
 
@@ -142,19 +143,58 @@ def _position(position, prompt_length: int, width: int | None = None):
     return position % prompt_length if position < 0 else position
 
 
-def _replacement(tc, error, kept, changes, ablation, prompt_length):
+def _replacement(tc, error, kept, changes, ablation, prompt_length, window=None):
+    """The replaced MLP of one layer. ``window``: which rows and (from which position) columns of the full batch
+    the pass being run holds (a pass over the prompt alone, then one over the answers; default: all of it)."""
+    window = window if window is not None else {"rows": slice(None), "start": 0}
+
     def run(x):
+        rows, start = window["rows"], window["start"]
+        stop = start + x.shape[1]
+        held = error[rows, start:stop]
         if tc is None:
-            return error.to(x.dtype)
+            return held.to(x.dtype)
         features = tc.encode(x.float())
         if kept is not None:  # everything not kept is ablated
             off = ablation.to(features) if ablation is not None else features.new_zeros(())
-            features = torch.where(kept, features, off)
+            features = torch.where(kept[rows, start:stop], features, off)
         for change in changes:
-            where = (slice(None), _position(change.position, prompt_length, features.shape[1]), int(change.feature))
-            features[where] = change.value if change.value is not None else features[where] * change.scale
-        return (tc.decode(features, x.float()) + error).to(x.dtype)
+            where = _position(change.position, prompt_length, error.shape[1])
+            if isinstance(where, int):
+                if not start <= where < stop:
+                    continue
+                where -= start
+            features[:, where, int(change.feature)] = change.value if change.value is not None else \
+                features[:, where, int(change.feature)] * change.scale
+        return (tc.decode(features, x.float()) + held).to(x.dtype)
     return run
+
+
+def _cache_argument(model) -> str:
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _read_cached(model, batch, prompt_length, answers, replacements, window):
+    """The answers' summed log-likelihoods as :func:`_read` gives them, with the prompt run once: every candidate
+    row shares it (and, with ``scope``, its interventions), so its keys and values are computed for one row and
+    repeated (``None`` where the model's cache cannot be repeated over rows)."""
+    with torch.no_grad(), replace_mlp(model, replacements):
+        window.update(rows=slice(0, 1), start=0)
+        out = model(batch[:1, :prompt_length], use_cache=True, logits_to_keep=1)
+        cache = getattr(out, "cache", None)  # transformers 5 renamed past_key_values
+        cache = out.past_key_values if cache is None else cache
+        if not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        first = torch.log_softmax(out.logits[0, -1].float(), -1)  # the first answer token, in every row
+        rest = None
+        if batch.shape[1] > prompt_length:
+            cache.batch_repeat_interleave(batch.shape[0])
+            window.update(rows=slice(None), start=prompt_length)
+            rest = torch.log_softmax(model(batch[:, prompt_length:], use_cache=True, **{_cache_argument(model): cache})
+                                     .logits.float(), -1)
+    window.update(rows=slice(None), start=0)
+    return np.array([float(first[answer[0]] + sum(rest[row, j - 1, token] for j, token in enumerate(answer) if j))
+                     for row, answer in enumerate(answers)])
 
 
 def _read(model, batch, target, prompt_length, answers, replacements=None, patterns=None):
@@ -226,18 +266,45 @@ class ReplacementModel:
             with torch.no_grad():
                 self.errors[layer] = y if tc is None else y - tc.decode(tc.encode(x), x)
 
+    def _shared_prompt(self, kept, changes) -> bool:
+        """Whether every candidate row runs the same prompt (same features kept there), so it can be run once."""
+        if self.target is not None or self.freeze_attention or self.answers == [[]] or len(self.answers) < 2:
+            return False
+        if kept is not None:
+            n = self.prompt_length
+            if any(not bool((mask[:, :n] == mask[:1, :n]).all()) for mask in kept.values()):
+                return False
+        return True
+
     def _attention(self):
         return eager_attention(self.model) if self.freeze_attention else nullcontext()
 
-    def run(self, interventions=(), *, keep_only=None, ablation=None) -> tuple[float | None, np.ndarray | None]:
-        """The target and the candidates' normalized log-probabilities with these changes (see :func:`intervene`)."""
+    def run(self, interventions=(), *, keep_only=None, ablation=None, scope=None
+            ) -> tuple[float | None, np.ndarray | None]:
+        """The target and the candidates' normalized log-probabilities with these changes (see :func:`intervene`).
+
+        ``scope``: per candidate row, how many leading positions ``keep_only`` ablates; features after them are
+        left as they are (recomputed), e.g. on a rival answer's own tokens, which a traced sequence does not hold.
+        """
         interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)
         kept, changes = _masks(interventions, keep_only, self.batch.shape[1], self.batch.shape[0], self.prompt_length,
                                self.layers)
+        if kept is not None and scope is not None:
+            if len(scope) != self.batch.shape[0]:
+                raise ValueError(f"scope has {len(scope)} entries; there are {self.batch.shape[0]} candidate rows.")
+            for mask in kept.values():
+                for row, until in enumerate(scope):
+                    mask[row, int(until):] = True
+        window = {"rows": slice(None), "start": 0}
         replacements = {layer: _replacement(self.layers.get(layer), self.errors[layer],
                                             None if kept is None else kept.get(layer), changes.get(layer, []),
-                                            None if ablation is None else ablation.get(layer), self.prompt_length)
+                                            None if ablation is None else ablation.get(layer), self.prompt_length,
+                                            window)
                         for layer in range(self.n_layers)}
+        if self._shared_prompt(kept, changes):
+            scores = _read_cached(self.model, self.batch, self.prompt_length, self.answers, replacements, window)
+            if scores is not None:
+                return None, _normalized(scores)
         patterns = _Patterns(self.patterns, True) if self.freeze_attention else None
         with self._attention():
             value, scores = _read(self.model, self.batch, self.target, self.prompt_length, self.answers, replacements,

@@ -163,6 +163,44 @@ def largest_types(adata, label_key: str, n: int, known) -> list[str]:
     return [t for t in counts.index if t in set(known)][:n]
 
 
+def write_validation(validation: dict, out: Path, safe: str) -> None:
+    """A circuit's knockout check, in ``out``: ``{safe}_knockouts.csv`` (genes ranked by measured effect),
+    ``{safe}_attributed_vs_knockout.csv`` (the attributed top genes with their measured effect) and
+    ``{safe}.json`` (the figures); :func:`read_validation` reads them back."""
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+
+    tables = {"genes_by_knockout": "knockouts", "genes": "attributed_vs_knockout"}
+    for key, name in tables.items():
+        if isinstance(validation.get(key), pd.DataFrame):
+            with atomic_path(out / f"{safe}_{name}.csv") as tmp:
+                validation[key].to_csv(tmp, index=False)
+    figures = {k: v for k, v in validation.items() if not isinstance(v, (pd.DataFrame, dict))}
+    gradient = validation.get("gradient") or {}
+    figures["gradient"] = {k: v for k, v in gradient.items() if not isinstance(v, pd.DataFrame)}
+    with atomic_path(out / f"{safe}.json") as tmp:
+        Path(tmp).write_text(json.dumps(figures, default=float))
+
+
+def read_validation(folder: Path, safe: str) -> dict | None:
+    """What :func:`write_validation` wrote, as the dict the report shows (``None`` if nothing was)."""
+    import pandas as pd
+
+    path = folder / f"{safe}.json"
+    if not path.is_file():
+        return None
+    validation = json.loads(path.read_text())
+    for key, name in (("genes_by_knockout", "knockouts"), ("genes", "attributed_vs_knockout")):
+        table = folder / f"{safe}_{name}.csv"
+        if table.is_file():
+            frame = pd.read_csv(table, keep_default_na=False, na_values=[""])  # a gene called NA stays a gene
+            if "features" in frame:  # a gene that feeds no circuit feature
+                frame["features"] = frame["features"].fillna("")
+            validation[key] = frame
+    return validation
+
+
 def write_circuits(results: dict, out: Path) -> None:
     """Each cell type's merged graph (GraphML and JSON) and gene table (CSV), named by a filesystem-safe label."""
     import sctranscoder as sct
@@ -178,6 +216,8 @@ def write_circuits(results: dict, out: Path) -> None:
         if result.scores is not None:
             with atomic_path(out / f"{safe}_scores.csv") as tmp:
                 result.scores.to_csv(tmp, index=False)
+        if result.validation is not None:  # a folder of its own: `report` and `enrich` read circuits/*.json, *_genes.csv
+            write_validation(result.validation, out / "validation", safe)
         # each cell's pruned graph in circuit-tracer's JSON, for its frontend (a folder of its own, so
         # `report` and `enrich`, which read circuits/*.json, do not take them for merged graphs)
         groups = sct.tl.circuit_supernodes(result, "immune_markers").attrs["supernodes"] if result.exports else {}
@@ -201,6 +241,9 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
             raise UsageError(f"--cell-types {unknown} are not labels the model knows ({', '.join(known)})")
     else:
         cell_types = largest_types(ranked_by if ranked_by is not None else adata, label_key, args.n_largest, known)
+    validate_cells = getattr(args, "validate_cells", None)
+    if validate_cells is not None and validate_cells < 0:
+        raise UsageError(f"--validate-cells {validate_cells} must be 0 (no knockouts) or more")
     results = {}
     for cell_type in cell_types:
         results[cell_type] = sct.tl.cell_type_circuit(
@@ -208,7 +251,10 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
             method=getattr(args, "method", "complete"), target=getattr(args, "target", "logodds"),
             max_feature_nodes=getattr(args, "max_feature_nodes", 1024), max_nodes=args.max_nodes,
             node_threshold=args.node_threshold, edge_threshold=getattr(args, "edge_threshold", 0.98),
-            progress=progress)
+            min_feature_share=getattr(args, "min_feature_share", 0.8) or None, progress=progress)
+        if validate_cells is None or validate_cells > 0:  # the measured gene ranking, the one to read genes from
+            sct.tl.validate_circuit(adata, model, transcoders, results[cell_type], rank_by_knockout=True,
+                                    n_cells=validate_cells, progress=progress)
     return results
 
 
@@ -217,11 +263,25 @@ def circuit_line(result) -> str:
     summary = result.summary()
     if "replacement" not in summary:
         return result.message
-    line = (f"replacement {summary['replacement']:.2f} / completeness {summary['completeness']:.2f} "
+    grown = ""
+    if "feature_share" in summary:
+        grown = (f"circuit features alone carry {summary['feature_share']:.0%} of the label's log-odds "
+                 f"({summary['n_circuit_features']:.0f} features; circuit-tracer's pruned circuit: "
+                 f"{summary['feature_share_pruned']:.0%}, {summary['n_features_pruned']:.0f}; means over cells); ")
+    line = grown + (f"replacement {summary['replacement']:.2f} / completeness {summary['completeness']:.2f} "
             f"(pruned {summary['replacement_pruned']:.2f} / {summary['completeness_pruned']:.2f}); "
             f"inputs: genes {summary['share_gene']:.0%}, template {summary['share_template']:.0%}, "
             f"answer prefix {summary['share_answer']:.0%}, errors {summary['share_error']:.0%}")
     return line + (f". {result.message}" if result.message else "")
+
+
+def genes_line(result, n: int = 8) -> str:
+    """The top genes, measured (knockouts) when the circuit was validated, and attributed."""
+    attributed = f"attributed {', '.join(result.genes.gene.head(n))}"
+    measured = result.genes_by_knockout
+    if measured is None:
+        return f"top genes ({attributed})"
+    return f"top genes by knockout (measured) {', '.join(measured.gene.head(n))}; {attributed}"
 
 
 def cmd_circuits(args) -> None:
@@ -242,6 +302,6 @@ def cmd_circuits(args) -> None:
     results = run_circuits(adata, model, transcoders, args, label_key)
     write_circuits(results, args.out)
     for cell_type, result in results.items():
-        print(f"{cell_type}: top genes {', '.join(result.genes.gene.head(8))}")
+        print(f"{cell_type}: {genes_line(result)}")
         print(f"  {circuit_line(result)}")
     print(f"wrote {args.out}")

@@ -79,6 +79,12 @@ def _circuit_options(parser) -> None:
                         help="pruning: share of cumulative influence kept (complete, default 0.8) or minimum "
                              "influence per node (greedy, default 0.02)")
     parser.add_argument("--edge-threshold", type=float, default=0.98, help="complete graphs: edge influence kept")
+    parser.add_argument("--min-feature-share", type=float, default=0.8,
+                        help="complete graphs: grow each cell's circuit until its features alone carry this share of "
+                             "the label's log-odds (0: keep circuit-tracer's pruned circuit)")
+    parser.add_argument("--validate-cells", type=int, default=None,
+                        help="knock every sentence gene out of this many traced cells per type and rank genes by the "
+                             "measured effect (default: every traced cell; 0: no knockouts)")
 
 
 def _sub(sub, name: str, help_text: str):
@@ -178,6 +184,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("--eval-cells", type=int, default=64, help="held-out cells for evaluation and circuits")
     _circuit_options(p)
     p.add_argument("--n-top-genes", type=int, default=25, help="circuit genes tested for enrichment per cell type")
-    # a quick run: fewer cells and a small node budget (the library default is 1,024)
-    p.set_defaults(n_cells=4, max_nodes=40, max_feature_nodes=64)
+    # a quick run: fewer cells, a small node budget (the library default is 1,024), knockouts in 2 cells per type
+    p.set_defaults(n_cells=4, max_nodes=40, max_feature_nodes=64, validate_cells=2)
     return parser, subs

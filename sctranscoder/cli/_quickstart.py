@@ -8,14 +8,15 @@ from pathlib import Path
 
 from .._atomic import atomic_path
 from .._runconfig import RUN_FILE, write_run_config
-from ._commands import UsageError, circuit_line, run_circuits, transcoder_settings, write_circuits
+from ..pp._sentences import RANKS_KEY
+from ._commands import UsageError, circuit_line, genes_line, run_circuits, transcoder_settings, write_circuits
 
 _SECTIONS = {
     "sentences": ("n_genes", "tie_break", "seed", "chunk_size"),
     "train": ("layers", "activation", "k", "d_hidden", "skip", "steps", "batch_size", "lr", "transcoder_seed",
               "subsample", "train_cells", "eval_cells"),
     "circuits": ("cell_types", "n_largest", "n_cells", "method", "target", "max_feature_nodes", "max_nodes",
-                 "node_threshold", "edge_threshold", "n_top_genes"),
+                 "node_threshold", "edge_threshold", "min_feature_share", "validate_cells", "n_top_genes"),
 }
 
 
@@ -95,6 +96,8 @@ def cmd_quickstart(args) -> None:
     # 3. faithfulness on the model's held-out cells
     start = time.perf_counter()
     test_cells = adata[_sample(adata, held_out, args.eval_cells, label_key, args.transcoder_seed)].copy()
+    # sentences made on the subset itself: a random tie-break depends on the row, and knockouts re-rank rows
+    test_cells.obsm.pop(RANKS_KEY, None)
     quality = sct.tl.evaluate_transcoders(test_cells, model, transcoders, cells=test_cells.obs_names,
                                           label_key=label_key)
     with atomic_path(out / "transcoder_quality.csv") as tmp:
@@ -147,6 +150,7 @@ def _report(sct, cells, label_key, quality, feature_enrichment, circuit_enrichme
         cells, label_key, quality=quality, enrichment=feature_enrichment, model="bundled default C2S model",
         title="sctranscoder quickstart: the default C2S model on pbmc68k", circuit_figures=figures,
         input_genes={name: result.genes for name, result in circuits.items()}, circuits=circuits,
+        validations={name: result.validation for name, result in circuits.items() if result.validation is not None},
         circuit_enrichment=circuit_enrichment, c2s_model=model, transcoders=transcoders,
         feature_keys={layer: f"features_layer{layer}" for layer in transcoders if layer != max(transcoders)},
         marker_sets=sct.datasets.PBMC68K_MARKER_SETS,
@@ -187,9 +191,9 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
     if "accuracy_kept" in quality:
         print(f"  all MLPs replaced: cell-type accuracy {every.accuracy:.3f} vs {every.accuracy_clean:.3f} "
               f"({every.accuracy_kept:.0%} kept), CE recovered {every.recovered_mean:.3f} (vs mean ablation)")
-    print("  circuits: top input genes, and the best gene set among them (FDR)")
+    print("  circuits: top genes (by measured knockout effect where validated), and the best gene set among them (FDR)")
     for cell_type, result in circuits.items():
-        print(f"    {cell_type:<30} {', '.join(result.genes.gene.head(6))}")
+        print(f"    {cell_type:<30} {genes_line(result, 6)}")
         print(f"    {'':<30} {circuit_line(result)}")
         rows = circuit_enrichment[circuit_enrichment.List.astype(str) == cell_type] if len(circuit_enrichment) else []
         heads = headline_sets(rows) if len(rows) else []

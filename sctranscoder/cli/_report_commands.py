@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._atomic import atomic_path
-from ._commands import UsageError, _require_h5ad, _require_model
+from ._commands import UsageError, _require_h5ad, _require_model, read_validation
 
 
 def _gene_lists(path: Path, n_top: int) -> dict:
@@ -83,6 +83,7 @@ def cmd_report(args) -> None:
         genes = path.with_name(f"{path.stem}_genes.csv")
         if genes.is_file():
             section.input_genes = pd.read_csv(genes)
+        section.validation = read_validation(path.parent / "validation", path.stem)
         if enriched is not None:
             rows = enriched[enriched.List.astype(str) == name]
             heads = sct.tl.headline_sets(rows, max_fdr=0.05)

@@ -28,6 +28,9 @@ figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1p
 figcaption { font-size: 0.88em; color: #555; }
 #page-errors { background: #fde8e8; border: 1px solid #e0a0a0; padding: 0.6em; }
 section.celltype { border-left: 4px solid #8a6fbf; padding-left: 1em; margin: 2em 0; }
+.pair { display: flex; flex-wrap: wrap; gap: 1.5em; } .pair > div { flex: 1 1 24em; min-width: 0; }
+.tag { font-size: 0.8em; font-weight: 600; padding: 0.05em 0.4em; border-radius: 3px; color: #fff; }
+.tag.measured { background: #2f6f4f; } .tag.attributed { background: #6b5a9a; }
 """
 
 # Records script errors and figures that fail to load in a visible notice (never silently), and makes

@@ -142,34 +142,72 @@ def _input_genes_frame(genes) -> pd.DataFrame:
     return pd.DataFrame({"rank": np.arange(1, len(genes) + 1), "gene": [str(g) for g in genes]})
 
 
+MEASURED_COLUMNS = {"knockout_effect": "knockout effect (measured)",
+                    "knockout_effect_logodds": "knockout effect on log-odds (measured)",
+                    "attribution": "contribution (attributed)", "gradient": "attention-mask gradient (attributed)",
+                    "n_cells": "validated cells with the gene", "features": "circuit features it feeds (attributed)"}
+MEASURED_NOTE = ("Measured: the drop in log P(cell type) over all candidate labels when the gene's expression is set "
+                 "to 0 in a cell and its sentence rebuilt, re-scored by the model, mean over the validated cells "
+                 "(0 where the gene is not in a cell's sentence). This is the list to read genes from. The "
+                 "attributed columns are the circuit's account of it: the gene's linearized contribution to the "
+                 "call and the circuit features its tokens feed, the mechanism offered for the measured effect.")
+
+
+def _share(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.0%}"
+
+
+def _signed(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+
+
+def _tag(kind: str) -> str:
+    return f'<span class="tag {kind}">{kind}</span>'
+
+
+def circuit_genes_html(input_genes, validation: dict | None) -> str:
+    """The circuit's genes: with a knockout check, the measured ranking (the list to read) beside the attributed
+    one (the circuit's account), each labelled; without, the attributed ranking alone."""
+    attributed = '<p class="muted">No attributed gene table was given.</p>' if input_genes is None else \
+        (f'<p class="muted">{_e(INPUT_GENES_NOTE)}</p>' if isinstance(input_genes, pd.DataFrame) else "") \
+        + table_html(_input_genes_frame(input_genes), index=False, max_rows=25)
+    measured = (validation or {}).get("genes_by_knockout")
+    if not isinstance(measured, pd.DataFrame):
+        return "<h3>Circuit input genes " + _tag("attributed") + "</h3>" + attributed
+    # the columns a reader compares; the CSV keeps the rest (log-odds effect, gradient, cells)
+    frame = measured[[c for c in ("gene", "knockout_effect", "attribution", "features") if c in measured]].copy()
+    if "features" in frame:  # the three strongest, so the table stays narrow
+        frame["features"] = [", ".join(str(f).split(", ")[:3]) if isinstance(f, str) else "" for f in frame.features]
+    frame = frame.rename(columns=MEASURED_COLUMNS)
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return ("<h3>Circuit genes: measured and attributed</h3>"
+            f'<div class="pair"><div><h4>{_tag("measured")} Genes ranked by measured knockout effect</h4>'
+            f'<p class="muted">{_e(MEASURED_NOTE)}</p>{table_html(frame, index=False, max_rows=25)}</div>'
+            f'<div><h4>{_tag("attributed")} The circuit\'s input genes</h4>{attributed}</div></div>')
+
+
 def validation_html(validation: dict) -> str:
     """Attributed against measured: the knockout check of a circuit's gene ranking, in words and tables."""
-    def share(value):
-        return "n/a" if value is None or not np.isfinite(value) else f"{value:.0%}"
-
-    spearman = validation.get("spearman", float("nan"))
-    text = (f"Checked by experiment in {validation.get('n_cells', '?')} cells. <b>Measured</b>: the drop in log "
+    text = (f"Checked by experiment in {validation.get('n_cells', '?')} cells. {_tag('measured')} the drop in log "
             "P(cell type) over all candidate labels when a gene's expression is set to 0 and the sentence rebuilt. "
-            "<b>Attributed</b>: the gene's share of the circuit's target in the linearized model. Over the "
+            f"{_tag('attributed')} the gene's share of the circuit's target in the linearized model. Over the "
             f"{validation.get('n_genes', '?')} most attributed genes, Spearman "
-            f"{'n/a' if not np.isfinite(spearman) else f'{spearman:+.2f}'}; the top 5 genes' signs agree with their "
-            f"knockouts in {share(validation.get('sign_agreement_top5'))}. The circuit's features alone carry "
-            f"{share(validation.get('feature_share'))} of the label's log-odds (median over cells; every other "
-            f"feature {_e(validation.get('ablation', 'zero'))}-ablated).")
+            f"{_signed(validation.get('spearman'))}; the top 5 genes' signs agree with their knockouts in "
+            f"{_share(validation.get('sign_agreement_top5'))} (the bar: Spearman 0.6 and 80%). The circuit's "
+            f"features alone carry {_share(validation.get('feature_share'))} of the label's log-odds (median over "
+            f"cells; every other feature {_e(validation.get('ablation', 'zero'))}-ablated, errors held")
+    sizes = validation.get("circuit_features_cells")
+    text += f"; {', '.join(str(n) for n in sizes)} features per cell)." if sizes else ")."
     gradient = validation.get("gradient")
     if gradient:
-        rho = gradient.get("spearman", float("nan"))
         text += (" A second attribution, the attention-mask gradient of log P(cell type) on the real model (first-order "
-                 f"effect of hiding the gene from attention): Spearman {'n/a' if not np.isfinite(rho) else f'{rho:+.2f}'}"
-                 f", top-5 sign agreement {share(gradient.get('sign_agreement_top5'))}.")
+                 f"effect of hiding the gene from attention): Spearman {_signed(gradient.get('spearman'))}, top-5 sign "
+                 f"agreement {_share(gradient.get('sign_agreement_top5'))}.")
     parts = [f"<h3>Attributed against measured</h3><p>{text}</p>"]
     if isinstance(validation.get("genes"), pd.DataFrame):
-        parts.append(table_html(validation["genes"], index=False))
-    measured = validation.get("genes_by_knockout")
-    if isinstance(measured, pd.DataFrame):
-        parts.append("<h3>Genes ranked by measured knockout effect</h3><p>The ranking to read genes from; the "
-                     "attribution column and the circuit features each gene feeds are the mechanism offered for "
-                     "it.</p>" + table_html(measured, index=False))
+        parts.append(table_html(validation["genes"].rename(columns={
+            "attribution": "contribution (attributed)", "knockout_effect": "knockout effect (measured)"}),
+            index=False))
     return "".join(parts)
 
 
@@ -280,14 +318,15 @@ def _section_html(section) -> str:
         parts.append(f"<h3>{_e(heading)}</h3>{fragment}")
     if section.circuit_view is not None:
         parts.append(circuit_view_html(section.circuit_view))
-    if section.input_genes is not None:
-        note = f'<p class="muted">{_e(INPUT_GENES_NOTE)}</p>' if isinstance(section.input_genes, pd.DataFrame) else ""
-        parts.append("<h3>Circuit input genes</h3>" + note
-                     + table_html(_input_genes_frame(section.input_genes), index=False))
+    if section.input_genes is not None or section.validation is not None:
+        parts.append(circuit_genes_html(section.input_genes, section.validation))
     if section.validation is not None:
         parts.append(validation_html(section.validation))
     if section.circuit_enrichment is not None:
-        parts.append("<h3>Circuit enrichment: gene sets among the circuit's input genes</h3>"
+        measured = isinstance((section.validation or {}).get("genes_by_knockout"), pd.DataFrame)
+        among = ("the genes whose knockout lowers P(cell type) " + _tag("measured")) if measured else \
+            ("the circuit's input genes " + _tag("attributed"))
+        parts.append(f"<h3>Circuit enrichment: gene sets among {among}</h3>"
                      + (headlines_html(section.circuit_enrichment, list_name=None) if len(section.circuit_enrichment) else
                         '<p class="muted">No set passed for the circuit\'s input genes.</p>'))
     for caption, frame in section.tables.items():

@@ -37,7 +37,12 @@ class CellTypeCircuit:
     message: str = ""
     """A sentence for readers, e.g. that the circuit reaches no gene."""
     exports: list = field(default_factory=list)
-    """Per cell (complete graphs): the pruned graph as circuit-tracer graph JSON (dicts)."""
+    """Per cell (complete graphs): the graph pruned as circuit-tracer prunes it (node 0.8 / edge 0.98 by
+    default, not grown), as circuit-tracer graph JSON (dicts)."""
+    circuit_features: list = field(default_factory=list)
+    """Per cell (complete graphs with ``min_feature_share``): the grown circuit's features as
+    ``(layer, feature, position)``, nodes of the graph first, then any active features over the node budget
+    (those carry the call too but have no row, so they are not drawn)."""
 
     def summary(self) -> dict:
         """Mean per-cell scores and shares (complete graphs), for tables and the CLI."""
@@ -52,7 +57,12 @@ class CellTypeCircuit:
 
     def input_genes(self, n: int | None = None) -> dict:
         """``{cell_type: genes}``: the genes that push the call towards this cell type, strongest first
-        (what :func:`sctranscoder.tl.enrich_circuit` tests)."""
+        (what :func:`sctranscoder.tl.enrich_circuit` tests): measured (knocking them out lowers P(cell type))
+        where the circuit was validated with ``rank_by_knockout``, else attributed."""
+        if self.genes_by_knockout is not None:
+            measured = self.genes_by_knockout
+            supporting = measured[measured.knockout_effect > 0].gene.tolist()
+            return {self.cell_type: supporting[:n] if n is not None else supporting}
         supporting = self.genes[self.genes.attribution > 0].gene.tolist()
         return {self.cell_type: supporting[:n] if n is not None else supporting}
 
@@ -168,14 +178,32 @@ def no_gene_message(cell_type: str, table: pd.DataFrame, scores: pd.DataFrame | 
     return f"The circuit of {cell_type!r} reaches no gene that pushes the call towards it.{where}"
 
 
+def short_of_share_message(scores: pd.DataFrame | None, min_share: float | None) -> str:
+    """A sentence naming the cells whose circuit cannot carry ``min_share`` of the call even with every feature
+    of the traced sequence on (they keep the standard pruned circuit)."""
+    if min_share is None or scores is None or "feature_share_reached" not in scores:
+        return ""
+    short = scores[~scores.feature_share_reached.astype(bool)]
+    if not len(short):
+        return ""
+    best = short.feature_share_all[np.isfinite(short.feature_share_all)]
+    if not len(best):  # the label's log-odds is the same with every feature off: there is no share to carry
+        return (f"In {len(short)} of {len(scores)} cells switching every feature off does not move the label's "
+                "log-odds, so no share of it can be measured; those cells keep the standard pruned circuit.")
+    return (f"In {len(short)} of {len(scores)} cells the features cannot carry {min_share:.0%} of the label's "
+            f"log-odds even with every feature of the traced sequence on (they carry {best.max():.0%} at most); "
+            f"those cells keep the standard pruned circuit, which carries "
+            f"{short.feature_share_pruned.median():.0%} (median).")
+
+
 def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_key: str | None = None,
                       candidates=None, n_cells: int = 8, n_genes: int | None = None, organism: str | None = None,
                       method: str = "complete", target: str = "logodds", max_feature_nodes: int | None = 1024,
                       batch_size: int = 64, node_threshold: float | None = None, edge_threshold: float = 0.98,
                       max_nodes: int = 60, threshold: float = 0.01, n_paths: int | None = None,
                       check_faithfulness: bool = False, seed: int = 0, key_added: str = "circuits", encoded=None,
-                      progress: bool = True, validate: bool = False, rank_genes_by: str = "attribution"
-                      ) -> CellTypeCircuit:
+                      progress: bool = True, validate: bool = False, rank_genes_by: str = "attribution",
+                      min_feature_share: float | None = 0.8) -> CellTypeCircuit:
     """Trace why a C2S model calls cells ``cell_type``, over a sample of that type's cells.
 
     The default target is the call as :func:`predict_cell_types` scores it: the log-odds of
@@ -193,6 +221,13 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     the same node at every position, attributions averaged over cells). Gene rankings (signed
     contribution to the target over all paths of the unpruned graph, averaged over cells) go to
     ``adata.uns[key_added][cell_type]``.
+
+    With ``min_feature_share`` (complete graphs), each cell's circuit is then grown until its features alone
+    carry that share of the label's log-odds over all candidates, measured in the replacement model with
+    every other feature zero-ablated and the transcoders' errors held
+    (:func:`sctranscoder.circuits.grow_circuit`, the measure :func:`validate_circuit` reports as
+    ``feature_share``). Per cell, ``result.scores`` records the share reached and the features it took,
+    beside the standard pruned circuit's; ``result.message`` says in words where a cell cannot reach it.
 
     Parameters
     ----------
@@ -231,6 +266,9 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     validate
         Knock the top genes out of the traced cells and compare (``result.validation``,
         :func:`sctranscoder.tl.validate_circuit`).
+    min_feature_share
+        Grow each cell's circuit until its features alone carry this share of the label's log-odds
+        (default 0.8; ``None``: the standard pruned circuit). Complete graphs only.
     rank_genes_by
         ``"knockout"``: also knock out every gene of the traced cells' sentences and rank genes by the measured
         drop of log P(cell type) (``result.genes_by_knockout``; ``result.genes`` stays the attributed ranking).
@@ -250,6 +288,8 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
         raise ValueError(f"target={target!r} must be 'logodds', 'logprob' or 'contrast'.")
     if node_threshold is None:
         node_threshold = 0.8 if method == "complete" else 0.02
+    if min_feature_share is not None and not 0.0 < min_feature_share <= 1.0:
+        raise ValueError(f"min_feature_share={min_feature_share} must lie in (0, 1], or be None.")
     if rank_genes_by not in ("attribution", "knockout"):
         raise ValueError(f"rank_genes_by={rank_genes_by!r} must be 'attribution' or 'knockout'.")
     label_key = label_key or model.metadata.get("label_key")
@@ -274,7 +314,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     documents = encoded.subset(cells) if encoded is not None else \
         encode_cells(adata[cells], model, settings=settings, progress=False)
     genes = documents.genes
-    graphs, gene_rows, checks, score_rows, exports = [], [], [], [], []
+    graphs, gene_rows, checks, score_rows, exports, grown_features = [], [], [], [], [], []
     for i in progress_bar(range(len(cells)), desc=f"circuit {cell_type}", unit="cells", enabled=progress):
         start = time.perf_counter()
         cell = str(adata.obs_names[cells[i]])
@@ -294,7 +334,22 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
         if method == "complete":
             full = cc.attribute(model.model, transcoders, input_ids, goal, max_feature_nodes=max_feature_nodes,
                                 batch_size=batch_size, labels=labels, groups=groups, sections=sections)
-            graph = cc.to_networkx(full, node_threshold=node_threshold, edge_threshold=edge_threshold)
+            include = None
+            if min_feature_share is not None:
+                clock = time.perf_counter()
+                grown = cc.grow_circuit(full, cc.FeatureShare(model.model, transcoders, prompt, answer_ids, index),
+                                        min_feature_share, node_threshold=node_threshold, edge_threshold=edge_threshold)
+                include = grown.include
+                grown_features.append(grown.features)
+                row.update(feature_share=grown.share, feature_share_reached=grown.reached,
+                           n_circuit_features=len(grown.features), n_features_over_budget=grown.n_over_budget,
+                           feature_share_pruned=grown.share_pruned, n_features_pruned=grown.n_pruned,
+                           feature_share_all=grown.share_all, feature_share_checks=grown.n_checks,
+                           grow_seconds=time.perf_counter() - clock)
+            graph = cc.to_networkx(full, node_threshold=node_threshold, edge_threshold=edge_threshold, include=include)
+            if include is not None:
+                row.update(replacement_grown=graph.graph["replacement_grown"],
+                           completeness_grown=graph.graph["completeness_grown"])
             gene_rows += _complete_gene_rows(full, gene_of)
             shares = full.input_shares()
             signed = _group_attribution(full)
@@ -346,13 +401,17 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
                 "max_feature_nodes": max_feature_nodes if max_feature_nodes is not None else -1,
                 "max_nodes": max_nodes, "threshold": threshold, "node_threshold": node_threshold,
                 "edge_threshold": edge_threshold, "n_paths": n_paths if n_paths is not None else -1, "seed": seed,
-                "label_key": label_key}
-    message = no_gene_message(cell_type, table, scores)
+                "label_key": label_key,
+                "min_feature_share": min_feature_share if min_feature_share is not None and method == "complete"
+                else -1}
+    message = " ".join(m for m in (no_gene_message(cell_type, table, scores),
+                                   short_of_share_message(scores, min_feature_share)) if m)
     adata.uns.setdefault(key_added, {})[cell_type] = {
         "genes": table.gene.tolist(), "attribution": table.attribution.to_numpy(), "n_cells": table.n_cells.to_numpy(),
         "target": target_info["token"], "settings": settings, "message": message}
     result = CellTypeCircuit(cell_type, merged, table, graphs, [str(adata.obs_names[c]) for c in cells], target_info,
-                             pd.DataFrame(checks) if checks else None, settings, scores, message, exports)
+                             pd.DataFrame(checks) if checks else None, settings, scores, message, exports,
+                             grown_features)
     if validate or rank_genes_by == "knockout":
         from ._validate import validate_circuit
 

@@ -26,34 +26,37 @@ def _spearman(a, b) -> float:
     return float(stats.spearmanr(a, b)[0])
 
 
-def _log_odds_of(log_probs: np.ndarray, index: int) -> float:
-    from ._knockout import log_odds
+def circuit_features(circuit) -> list:
+    """Per traced cell: the circuit's features as ``(layer, feature, position)``: the grown circuit's (features
+    over the node budget included) when :func:`cell_type_circuit` grew it, else each graph's feature nodes."""
+    if getattr(circuit, "circuit_features", None):
+        return circuit.circuit_features
+    return [_graph_features(graph) for graph in circuit.graphs]
 
-    return float(log_odds(log_probs[index]))
+
+def _graph_features(graph) -> list:
+    return [(d["layer"], d["feature"], d["position"]) for _, d in graph.nodes(data=True) if d["kind"] == "feature"]
 
 
-def feature_share(model, transcoders, prompts, graphs, label_index: int, answers, *, ablation: str = "zero") -> list:
+def feature_share(model, transcoders, prompts, circuits, label_index: int, answers, *, ablation: str = "zero") -> list:
     """Per cell: the share of the label's log-odds (over all candidates) that the cell's circuit features carry.
 
-    In the replacement model (errors held, attention free), ``(only the circuit's
-    features on - no feature on) / (every feature on - no feature on)``; features
-    switched off are set to 0 (``"zero"``) or to their mean activation over these
-    cells' tokens (``"mean"``).
+    ``circuits``: per cell, a graph or a list of ``(layer, feature, position)``. In the
+    replacement model (errors held, attention free), ``(only the circuit's features on
+    - no feature on) / (every feature on - no feature on)``; features switched off are
+    set to 0 (``"zero"``) or to their mean activation over these cells' tokens
+    (``"mean"``). The measure :func:`cell_type_circuit` grows circuits by
+    (:class:`sctranscoder.circuits.FeatureShare`).
     """
-    from ..circuits import ReplacementModel, feature_means
+    from ..circuits import FeatureShare, feature_means
 
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation={ablation!r} must be one of {ABLATIONS}.")
     means = feature_means(model.model, transcoders, prompts) if ablation == "mean" else None
     shares = []
-    for ids, graph in zip(prompts, graphs):
-        circuit = [(d["layer"], d["feature"], d["position"]) for _, d in graph.nodes(data=True) if d["kind"] == "feature"]
-        replacement = ReplacementModel(model.model, transcoders, ids, candidates=answers)
-        everything = _log_odds_of(replacement.run()[1], label_index)
-        nothing = _log_odds_of(replacement.run(keep_only=[], ablation=means)[1], label_index)
-        alone = _log_odds_of(replacement.run(keep_only=circuit, ablation=means)[1], label_index)
-        spread = everything - nothing
-        shares.append((alone - nothing) / spread if abs(spread) > 1e-9 else float("nan"))
+    for ids, features in zip(prompts, circuits):
+        features = _graph_features(features) if hasattr(features, "nodes") else features
+        shares.append(FeatureShare(model.model, transcoders, ids, answers, label_index, ablation=means)(features))
     return shares
 
 
@@ -95,8 +98,9 @@ def _gene_features(graph) -> dict:
 
 
 def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int = 10, ablation: str = "zero",
-                     rank_by_knockout: bool = False, gradients: bool = True, candidates=None, encoded=None, n_genes: int | None = None,
-                     organism: str | None = None, progress: bool = False) -> dict:
+                     rank_by_knockout: bool = False, gradients: bool = True, candidates=None, encoded=None,
+                     n_genes: int | None = None, organism: str | None = None, n_cells: int | None = None,
+                     progress: bool = False) -> dict:
     """Check a :class:`CellTypeCircuit`'s gene ranking against gene knockouts in the traced cells.
 
     Knocks out (``mode="zero"``) the circuit's ``top_genes`` genes with the largest
@@ -111,12 +115,16 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     knockout effect over the validated genes), ``sign_agreement_top5`` (share of the
     5 genes with the largest absolute attribution whose knockout moves the
     probability the way the attribution's sign says), ``feature_share`` (median over
-    cells of :func:`feature_share`, with ``ablation`` stated), and the per-gene table.
+    cells of :func:`feature_share` on each cell's circuit features, the grown circuit's
+    where :func:`cell_type_circuit` grew it, with ``ablation`` stated; with zero
+    ablation it is the share the circuit was grown to), and the per-gene table.
     With ``gradients``, the same for a second attribution, measured on the real model
     against the same target as the knockouts: the attention-mask gradient of log
     P(cell type) (:func:`sctranscoder.circuits.attention_mask_gradients`), under
     ``validation["gradient"]``; its top genes are knocked out too.
-    ``n_genes`` / ``organism`` change single prompt settings, as in :func:`cell_type_circuit`.
+    ``n_genes`` / ``organism`` change single prompt settings, as in :func:`cell_type_circuit`;
+    ``n_cells``: validate only the first ``n_cells`` traced cells (default: all; knockouts of every
+    sentence gene cost one scoring pass per 64 genes and cell).
     """
     from ..models._scoring import answer_tokens
     from ._encode import encode_cells
@@ -129,7 +137,10 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     cell_type = circuit.cell_type
     if cell_type not in candidates:
         raise ValueError(f"{cell_type!r} is not among the candidate labels ({', '.join(candidates)}).")
-    rows = cell_positions(adata, circuit.cells)
+    if n_cells is not None and n_cells < 1:
+        raise ValueError(f"n_cells={n_cells} must be at least 1 (or None: every traced cell).")
+    cells = list(circuit.cells)[: n_cells if n_cells is not None else None]
+    rows = cell_positions(adata, cells)
     if encoded is None:
         settings = prompt_settings(adata, model, progress=False, n_genes=n_genes, organism=organism)
         documents = encode_cells(adata[rows], model, settings=settings, progress=False)
@@ -160,7 +171,8 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         effect = effect_odds = present = pd.Series(dtype=float)
     per_gene, spearman, signs = _agreement(attribution, effect, top_genes)
     clock = time.perf_counter()
-    shares = feature_share(model, transcoders, documents.prompt_ids(), circuit.graphs, label_index, answers,
+    features = circuit_features(circuit)[: len(cells)]
+    shares = feature_share(model, transcoders, documents.prompt_ids(), features, label_index, answers,
                            ablation=ablation)
     seconds["feature_share"] = time.perf_counter() - clock
     validation = {
@@ -172,6 +184,8 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         "feature_share": float(np.nanmedian(shares)) if np.isfinite(shares).any() else float("nan"),
         "feature_share_cells": [float(s) for s in shares],
         "ablation": ablation,
+        "circuit_features_cells": [len(f) for f in features],
+        "min_feature_share": circuit.settings.get("min_feature_share", -1),
         "genes": per_gene,
         "n_prompts": table.attrs.get("n_prompts", 0) if table is not None else 0,
         "n_passes": table.attrs.get("n_passes", 0) if table is not None else 0,
