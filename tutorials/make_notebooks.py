@@ -187,15 +187,28 @@ CIRCUITS = [
     ),
     new_markdown_cell(
         "## The circuit of one cell type\n\n"
-        "The target is the logit of the answer's first distinguishing token (here `19` of `CD19+ B`, after the "
-        "shared `CD`) minus the mean logit of its rivals' tokens. Each cell is traced on its own (attention "
-        "patterns and norm scales frozen at that cell's values, so attributions are exact), and the graphs "
-        "are merged. `genes` ranks the sentence genes by their mean signed attribution."
+        "The target is the call as `predict_cell_types` makes it: the log-odds of `CD19+ B` against every other "
+        "candidate label. Each cell gets a complete attribution graph, as circuit-tracer builds it (attention "
+        "patterns and norm scales frozen at that cell's values, so attributions are exact), and its circuit is "
+        "grown from the graph's pruned nodes until its features alone carry 80% of the call in the replacement "
+        "model (`min_feature_share`; `res.scores` has the share reached per cell). The graphs are merged. "
+        "`genes` ranks the sentence genes by their mean signed attribution: the linearized hypothesis."
     ),
     new_code_cell(
-        "b_cells = sct.tl.cell_type_circuit(test_cells, model, transcoders, 'CD19+ B', n_cells=3, max_nodes=30,\n"
-        "                                   check_faithfulness=True, progress=False)\n"
+        "b_cells = sct.tl.cell_type_circuit(test_cells, model, transcoders, 'CD19+ B', n_cells=3,\n"
+        "                                   check_faithfulness=True, rank_genes_by='knockout', progress=False)\n"
         "print(b_cells.target)\nb_cells.genes.head(12)"
+    ),
+    new_markdown_cell(
+        "Attributions are read off a linearization; the experiment is a knockout: each gene's expression set to "
+        "0 in the traced cells, the sentences rebuilt and every candidate re-scored by the real model. "
+        "`rank_genes_by='knockout'` measures every gene of the sentences, and `genes_by_knockout` is the ranking "
+        "to read genes from, with each gene's attribution and the circuit features it feeds beside it (the "
+        "mechanism offered for it). `validation` says how well the two agree."
+    ),
+    new_code_cell(
+        "print({k: b_cells.validation[k] for k in ('spearman', 'sign_agreement_top5', 'feature_share')})\n"
+        "b_cells.genes_by_knockout.head(8)"
     ),
     new_markdown_cell(
         "Layer by layer: genes at the bottom, attention heads and features above, the answer on top; blue edges "
