@@ -232,6 +232,10 @@ def test_a_two_gene_overlap_is_not_a_headline():
     said = _result("T reg", section, None, None, heads, None, "", True, 0.05, None)
     assert "enriched for" not in said
     assert "reach Memory B cell" in said and "only 2 of its genes are shared (CD27, CRIP1)" in said
+    # when the genes tested are the measured ones, the result says so
+    section.validation = {"genes_by_knockout": pd.DataFrame({"gene": ["CD27"], "knockout_effect": [0.1]})}
+    said = _result("T reg", section, None, None, heads, None, "", True, 0.05, None)
+    assert said.startswith("The genes whose knockout lowers P(T reg) reach Memory B cell")
 
 
 def test_measured_gene_ranking_is_shown_beside_the_attributed_one(tmp_path):

@@ -11,6 +11,12 @@ ENRICHMENT_COLUMNS = ["feature", "Gene_set", "Term", "Overlap", "P-value", "Adju
 MAX_CARDS = 12  # cards per circuit, by influence
 
 
+# the report's settings under the names a reader knows them by
+PLAIN_OPTIONS = {"n_features": "features shown per cell type", "n_genes": "top genes per feature",
+                 "min_occurrences": "least occurrences of a gene", "max_fdr": "FDR cut", "n_terms": "gene sets shown",
+                 "small_group": "fewest cells for a headline", "figures": "feature figures"}
+
+
 def _circuit_features(circuit) -> list[tuple[int, int, float]]:
     """(layer, feature, influence) of every feature node of a circuit graph (or a CellTypeCircuit), strongest first."""
     graph = circuit if hasattr(circuit, "nodes") else circuit.graph  # a networkx graph, or a CellTypeCircuit
@@ -81,19 +87,22 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
         return (f"{label} has only {section.n_cells} cells here: too few for its features' AUROCs or gene-set "
                 "overlaps to carry weight, so nothing is headlined.")
     said = []
+    measured = isinstance((getattr(section, "validation", None) or {}).get("genes_by_knockout"), pd.DataFrame)
+    subject = f"The genes whose knockout lowers P({label})" if measured else "Its circuit's input genes"
     circuit_good, feature_good = _signable(circuit_heads), _signable(headlines)
     if len(circuit_good):
         best = circuit_good.iloc[0]
-        said.append(f"Its circuit's input genes are enriched for {_described(best, genes=True)}.")
+        said.append(f"{subject} are enriched for {_described(best, genes=True)}.")
         strongest = circuit_heads.sort_values("Adjusted P-value").iloc[0]
         if strongest["Adjusted P-value"] < best["Adjusted P-value"] and strongest.Headline != best.Headline:
             # a flagged set can still be the strongest signal; say so rather than let a weak set speak alone
             said.append(f"Stronger, but flagged: {_described(strongest)}, where {_flag_reason(strongest)}.")
     elif circuit_heads is not None and len(circuit_heads):
         best = circuit_heads.iloc[0]
-        said.append(f"Its circuit's input genes reach {_described(best)}, but {_flag_reason(best)}.")
+        said.append(f"{subject} reach {_described(best)}, but {_flag_reason(best)}.")
     elif has_circuit:
-        said.append(f"Circuit enrichment: no set reached FDR <= {max_fdr} among its input genes.")
+        said.append(f"Circuit enrichment: no set reached FDR <= {max_fdr} among "
+                    f"{subject[0].lower() + subject[1:]}.")
     if len(feature_good):
         best = feature_good.iloc[0]
         said.append(f"Feature {best.List}, specific to {label}, reads {best.Headline} ({best.Gene_set}, "
@@ -218,6 +227,8 @@ def cell_type_sections(
         if circuits is not None and label in circuits:
             section.cards = _circuit_cards(adata, circuits[label], label_key, feature_keys, c2s_model, transcoders,
                                            families, enrichment, key, n_genes, min_occurrences)
+        if validations and label in validations:
+            section.validation = validations[label]
         has_circuit = bool(circuits and label in circuits) or bool(input_genes and label in input_genes)
         section.result = _result(label, section, section.headlines, all_rows, circuit_heads, circuit_rows,
                                  _marker_reason(label, marker_sets, background), has_circuit, max_fdr, families)
@@ -236,8 +247,6 @@ def cell_type_sections(
             section.circuit_figure = circuit_figures[label]
         if input_genes and label in input_genes:
             section.input_genes = input_genes[label]
-        if validations and label in validations:
-            section.validation = validations[label]
         sections.append(section)
     return sections
 
@@ -298,13 +307,14 @@ def from_adata(
               "transcoders", "feature_keys", "marker_sets", "families")
     options = {"n_features": 5, "n_genes": 10, "min_occurrences": 3, "max_fdr": 0.05,
                **{k: v for k, v in section_options.items() if k not in hidden}}
+    shown_options = {PLAIN_OPTIONS.get(k, k): v for k, v in options.items()}
     alive = tl.alive_features(adata, key=key)
     background = tl.feature_background(adata, key=key, min_occurrences=options["min_occurrences"])
     settings = {"layer": info["layer"], "transcoder activation": info.get("activation"),
                 "features (transcoder width)": info["d_hidden"], "alive features": len(alive),
                 "cells": adata.n_obs, "labels": label_key, "genes per prompt": info["n_genes"],
                 "per-cell pooling": info["pool"], "tokens pooled per cell": info["tokens"],
-                "enrichment background (genes)": len(background), **options, **_enrichment_settings(enrichment),
+                "enrichment background (genes)": len(background), **shown_options, **_enrichment_settings(enrichment),
                 **(parameters or {})}
     content = ReportContent(title=title, model=model, quality=quality, cell_types=sections, parameters=settings,
                             gene_set_libraries=_bundled_names(gene_sets))
@@ -356,7 +366,8 @@ def from_adata(
         "named after its preferred member (cell-type markers, then Hallmark, Reactome, GO, WikiPathways; "
         "disease, pathogen and drug sets last), the others listed under Also; entries are ranked by specificity "
         "(share of the set's visible genes hit) times effect (log2 odds ratio), and entries whose shared genes are "
-        "one name family, or that name a disease, are not headlined. Cell types with fewer than 5 cells are marked "
+        "one name family, that share fewer than 3 genes with the list, or that name a disease, are not headlined. "
+        "Cell types with fewer than 5 cells are marked "
         "and not headlined.",
     ]
     return content

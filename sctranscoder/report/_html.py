@@ -206,7 +206,8 @@ def validation_html(validation: dict) -> str:
     parts = [f"<h3>Attributed against measured</h3><p>{text}</p>"]
     if isinstance(validation.get("genes"), pd.DataFrame):
         parts.append(table_html(validation["genes"].rename(columns={
-            "attribution": "contribution (attributed)", "knockout_effect": "knockout effect (measured)"}),
+            "attribution": "contribution (attributed)", "knockout_effect": "knockout effect (measured)",
+            "signs_agree": "signs agree"}),
             index=False))
     return "".join(parts)
 
@@ -328,7 +329,7 @@ def _section_html(section) -> str:
             ("the circuit's input genes " + _tag("attributed"))
         parts.append(f"<h3>Circuit enrichment: gene sets among {among}</h3>"
                      + (headlines_html(section.circuit_enrichment, list_name=None) if len(section.circuit_enrichment) else
-                        '<p class="muted">No set passed for the circuit\'s input genes.</p>'))
+                        '<p class="muted">No set passed for these genes.</p>'))
     for caption, frame in section.tables.items():
         parts.append(f"<h3>{_e(caption)}</h3>" + table_html(frame, index=False))
     if section.cards is not None:
