@@ -166,7 +166,7 @@ def _add_circuit_views(sct, content, circuits, feature_enrichment, layer: int) -
     """Each circuit, interactive, with its supernodes and the enriched sets the report has for its features."""
     sets: dict = {}
     if feature_enrichment is not None and len(feature_enrichment):
-        for feature, rows in feature_enrichment.sort_values("P-value").groupby("List"):
+        for feature, rows in feature_enrichment.sort_values("P-value").groupby("List", observed=True):
             sets[(layer, int(feature))] = [f"{t} ({g}, FDR {q:.1g})" for t, g, q in
                                            zip(rows.Term, rows.Gene_set, rows["Adjusted P-value"])][:5]
     for name, result in circuits.items():
