@@ -423,7 +423,9 @@ def _overview_dotplot(content, sections, enrichment, pl, max_fdr) -> None:
 
 def _enrichment_settings(enrichment) -> dict:
     made = enrichment.attrs.get("enrich", {}) if enrichment is not None else {}
-    return {f"enrichment {k}": made[k] for k in ("fdr_over", "min_set_size", "min_overlap") if k in made}
+    names = {"fdr_over": "FDR corrected over the sets", "min_set_size": "smallest testable set (genes)",
+             "min_overlap": "least overlap (genes)"}
+    return {f"enrichment: {plain}": made[k] for k, plain in names.items() if k in made}
 
 
 def _enrichment_method(enrichment, options, n_background: int) -> str:
