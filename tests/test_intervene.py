@@ -2,6 +2,7 @@
 
 import copy
 
+import networkx as nx
 import numpy as np
 import pytest
 import torch
@@ -177,3 +178,17 @@ def test_attention_mask_gradients_match_finite_differences():
         assert gradient == pytest.approx(estimate, rel=2e-2, abs=1e-5)
     with pytest.raises(ValueError, match="groups has"):
         sct.circuits.attention_mask_gradients(model, torch.tensor(ids), groups[:3], answers, 0)
+
+
+def test_a_grown_circuit_is_perturbed_with_every_feature_it_holds():
+    """Features over the node budget carry the call too: a grown circuit hands all of them over, not only the
+    drawn graph's nodes."""
+    from types import SimpleNamespace
+
+    from sctranscoder.tl._perturb import feature_list
+
+    graph = nx.DiGraph()
+    graph.add_node("f", kind="feature", layer=0, feature=5)
+    grown = SimpleNamespace(graph=graph, circuit_features=[[(0, 5, 3), (2, 9, 7)], [(0, 5, 1), (1, 4, 2)]])
+    assert feature_list(grown) == [(0, 5), (1, 4), (2, 9)]
+    assert feature_list(SimpleNamespace(graph=graph, circuit_features=[])) == [(0, 5)]

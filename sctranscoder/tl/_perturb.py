@@ -10,6 +10,9 @@ from .._progress import progress_bar
 
 def feature_list(features) -> list[tuple]:
     """``(layer, index[, position])`` tuples from a list of them, a graph, or a :class:`CellTypeCircuit`."""
+    grown = getattr(features, "circuit_features", None)
+    if grown:  # a grown circuit: every feature it holds, the drawn ones and those over the node budget
+        return sorted({(int(layer), int(index)) for cell in grown for layer, index, _ in cell})
     graph = getattr(features, "graph", features)
     if hasattr(graph, "nodes") and hasattr(graph, "edges"):
         found = sorted({(int(d["layer"]), int(d["feature"])) for _, d in graph.nodes(data=True)
@@ -40,7 +43,8 @@ def perturb_features(adata, model, transcoders: dict, features, scale: float | N
         Cells, a :class:`sctranscoder.models.C2SModel` and ``{layer: Transcoder}``.
     features
         ``(layer, index)`` pairs (every position), ``(layer, index, position)`` triples, or a traced circuit
-        (:class:`CellTypeCircuit` or graph: all its features, every position).
+        (:class:`CellTypeCircuit` or graph: all its features, every position; a grown circuit's features
+        include those over the node budget, which the graph does not draw).
     scale
         Multiply the features by this (0: switch them off; 1 changes nothing).
     value
