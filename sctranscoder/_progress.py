@@ -99,6 +99,8 @@ class StageLine:
         if self.closed:
             return
         self.closed = True
+        if failed and self.n == self.initial:
+            return  # nothing was done: the error that follows says it all (an input error, not a failed run)
         count = f"{self.n - self.initial:,} {self.unit}"
         if self.initial:
             count += f" (from {self.initial:,})"

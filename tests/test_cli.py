@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -78,7 +80,12 @@ def test_config_file_errors_are_one_line(tmp_path, capsys):
 def test_sentences_command(tmp_path):
     make_adata(make_counts()).write_h5ad(tmp_path / "in.h5ad")
     out = tmp_path / "out.parquet"
-    assert main(["sentences", str(tmp_path / "in.h5ad"), str(out), "--n-genes", "5"]) == 0
+    umask = os.umask(0o022)
+    try:
+        assert main(["sentences", str(tmp_path / "in.h5ad"), str(out), "--n-genes", "5"]) == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # readable by the group, as a plain open() would make it
     assert pd.read_parquet(out).cell_sentence.str.split(" ").str.len().max() == 5
     assert main(["sentences", str(tmp_path / "in.h5ad"), str(out)]) == 2  # exists, no --overwrite
     assert main(["sentences", str(tmp_path / "in.h5ad"), str(out), "--overwrite"]) == 0
@@ -176,6 +183,26 @@ def test_harvest_and_train_errors(tmp_path, capsys, monkeypatch, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "acts").exists() and not (tmp_path / "tc").exists()
+
+
+def test_option_errors_are_one_line_with_a_pointer_to_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "acts", "tc", "--k", "abc"])
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "sctranscoder train: error: argument --k: invalid int value: 'abc' (see 'sctranscoder train --help')"
+
+
+def test_an_unknown_label_key_lists_the_columns_alone(tmp_path, capsys):
+    from sctranscoder.models._default import default_model_path
+
+    adata = make_adata(make_counts())
+    adata.obs["cell_type"] = "T"
+    adata.write_h5ad(tmp_path / "in.h5ad")
+    assert main(["harvest", str(tmp_path / "in.h5ad"), str(default_model_path()), str(tmp_path / "acts"),
+                 "--label-key", "celltype"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # no progress line before the input error
+    assert "--label-key celltype is not a column of adata.obs" in line and "'cell_type'" in line
 
 
 def test_bad_layer_list_is_refused(capsys):

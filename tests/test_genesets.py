@@ -211,3 +211,21 @@ def test_prerank_finds_a_planted_set_offline(background, monkeypatch):
     row = table.set_index("Term").loc["planted"]
     assert row.NES > 1.5 and row["NOM p-val"] <= 0.05
     assert table.Term.iloc[0] == "planted"
+
+
+def test_every_gene_list_shape_is_read_as_gene_names(background):
+    ranked = pd.DataFrame({"gene": ["MS4A1", "CD79A", "CD79B", "CD19"], "attribution": [0.4, 0.3, 0.2, 0.1]})
+    by_list = gs.enrich({"B": list(ranked.gene)}, "immune_markers", background)
+    for shape in (ranked, ranked.gene, ranked.set_index("gene").attribution, tuple(ranked.gene)):
+        table = gs.enrich({"B": shape}, "immune_markers", background)
+        pd.testing.assert_frame_equal(table, by_list)
+    assert gs.gene_names(pd.Series([0.1, 0.9], index=["LOW", "HIGH"])) == ["HIGH", "LOW"]  # scores: strongest first
+    assert gs.gene_names(pd.DataFrame({"names": ["A", "B"], "scores": [2, 1]})) == ["A", "B"]  # scanpy's table
+    with pytest.raises(ValueError, match=r"no gene column .* columns are \['feature', 'score'\]"):
+        gs.enrich({"B": pd.DataFrame({"feature": ["MS4A1"], "score": [1.0]})}, "immune_markers", background)
+
+
+def test_a_list_sharing_no_gene_with_the_background_is_an_error(background):
+    with pytest.raises(ValueError, match=r"1 of 2 gene lists share no gene with the background .*'ids': ENSG0000"):
+        gs.enrich({"symbols": ["MS4A1", "CD79A"], "ids": ["ENSG00000177455", "ENSG00000156738"]}, "immune_markers",
+                  background)

@@ -114,3 +114,10 @@ def test_training_a_c2s_model_is_quiet_or_one_line_per_epoch(small_pbmc, tmp_pat
     assert re.match(r"training: \d+ steps done in [\d.]+ s \(", lines[-2]), lines[-2]
     assert lines[-1].startswith("scoring: ")  # the held-out cells, scored against the regression
     assert len(lines) == 3 + len(epochs)
+
+
+def test_a_stage_failing_before_its_first_item_prints_no_progress_line(capfd):
+    # an input error comes alone: no "0 of 700 cells failed" line before it
+    with pytest.raises(ValueError), progress_bar(total=700, desc="cell sentences", unit="cells"):
+        raise ValueError("bad input")
+    assert capfd.readouterr().err == ""

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .._atomic import atomic_path
+from .._obs import require_obs_column
 
 
 class UsageError(Exception):
@@ -297,8 +298,7 @@ def cmd_circuits(args) -> None:
     adata = ad.read_h5ad(args.input)
     model = sct.models.load(args.model)
     label_key = args.label_key or model.metadata.get("label_key")
-    if label_key is None or label_key not in adata.obs:
-        raise UsageError(f"--label-key {label_key!r} is not a column of the h5ad's obs")
+    require_obs_column(adata, label_key)
     results = run_circuits(adata, model, transcoders, args, label_key)
     write_circuits(results, args.out)
     for cell_type, result in results.items():

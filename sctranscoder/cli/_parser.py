@@ -87,6 +87,13 @@ def _circuit_options(parser) -> None:
                              "measured effect (default: every traced cell; 0: no knockouts)")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """An option error as one line naming the fix, with a pointer to ``--help`` instead of the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _sub(sub, name: str, help_text: str):
     parser = sub.add_parser(name, help=help_text, epilog=f"example:\n  {EXAMPLES[name]}\n",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,8 +103,8 @@ def _sub(sub, name: str, help_text: str):
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="sctranscoder",
-                                     description="Cell sentences, transcoders and circuits for C2S models.")
+    parser = OneLineErrors(prog="sctranscoder",
+                           description="Cell sentences, transcoders and circuits for C2S models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -4,6 +4,7 @@ Needs no torch and no AnnData: gene lists in, tables out.
 """
 
 from ._enrich import COLUMNS, enrich
+from ._gene_lists import gene_names
 from ._gmt import normalize_genes, read_gmt, write_gmt
 from ._library import (
     bundled_folder,
@@ -40,6 +41,7 @@ __all__ = [
     "coverage",
     "coverage_summary",
     "enrich",
+    "gene_names",
     "libraries",
     "load",
     "normalize_genes",

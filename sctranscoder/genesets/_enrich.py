@@ -51,10 +51,20 @@ def _as_lists(gene_lists) -> dict[str, list[str]]:
         if len(lists) != len(gene_lists):
             raise ValueError("Two gene-list names are equal as strings; give every list a distinct name.")
         return lists
-    if isinstance(gene_lists, (list, tuple, np.ndarray, pd.Index, pd.Series)):
+    if isinstance(gene_lists, (list, tuple, np.ndarray, pd.Index, pd.Series, pd.DataFrame)):
         return {"list": normalize_genes(gene_lists)}
     raise TypeError(f"gene_lists must be a dict {{name: [genes]}} or one list of genes, "
                     f"not {type(gene_lists).__name__}.")
+
+
+def _no_overlap_message(lists: dict, k: np.ndarray, universe: pd.Index) -> str:
+    empty = [name for name, n in zip(lists, k) if n == 0]
+    name = empty[0]
+    sample = ", ".join(lists[name][:5]) or "no genes at all"
+    return (f"{len(empty)} of {len(lists)} gene lists share no gene with the background of {len(universe)} genes "
+            f"(e.g. {name!r}: {sample}; background: {', '.join(universe[:5])}, ...), so nothing can be tested. "
+            "Check that the lists hold gene symbols of the same organism and spelling as the background "
+            "(a ranked table needs its gene column), and that the background is the genes the model sees.")
 
 
 def _rows_in(rows: list[list[str]], index: pd.Index):
@@ -162,7 +172,7 @@ def enrich(
     list_indptr, list_genes = _rows_in(list(lists.values()), universe)
     k = np.diff(list_indptr)
     if (k == 0).any():
-        logger.warning("%d of %d gene lists share no gene with the background.", int((k == 0).sum()), len(k))
+        raise ValueError(_no_overlap_message(lists, k, universe))
     query = _csr(list_indptr, list_genes, len(universe))
 
     n_lists, n_background = len(list_names), len(universe)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._atomic import atomic_path
+from ._gene_lists import gene_names
 
 
 def normalize_genes(genes) -> list[str]:
-    """Gene symbols as cell2sentence writes them: stripped, uppercased, first occurrence kept, empties dropped."""
-    if isinstance(genes, str):
-        raise TypeError(f"Expected a list of gene symbols, got the string {genes[:40]!r}; wrap it in a list.")
-    out = (str(g).strip().upper() for g in genes)
+    """Gene symbols as cell2sentence writes them: stripped, uppercased, first occurrence kept, empties dropped.
+
+    ``genes`` is anything :func:`gene_names` reads (a list, a Series, a table with a gene column).
+    """
+    out = (str(g).strip().upper() for g in gene_names(genes))
     return list(dict.fromkeys(g for g in out if g))
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._atomic import atomic_path
 from ._matrix import select_expression
 from ._sentences import DEFAULT_CHUNK_SIZE, rank_chunks, warn_empty
 
@@ -111,14 +111,12 @@ def write_sentences(
     columns = _check_obs_columns(adata, obs_columns)
     source = select_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, uppercase=uppercase)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
     obs = adata.obs
     schema = pa.schema([("cell_name", pa.string()), ("cell_sentence", pa.large_string())]
                        + [(c, pa.string()) for c in columns])
     encoded_names = encode_names(source.genes)  # once, not per chunk
     n_empty = 0
-    try:
+    with atomic_path(path, prefix=f".{path.name}.") as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
             for chunk in rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed,
                                      chunk_size=chunk_size, progress=progress):
@@ -131,10 +129,6 @@ def write_sentences(
                 for c in columns:
                     batch[c] = obs[c].iloc[rows].astype(str).tolist()
                 writer.write_table(pa.table(batch, schema=schema))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     warn_empty(n_empty, source.n_obs)
     logger.info("wrote %d cell sentences to %s", source.n_obs, path)
     return path

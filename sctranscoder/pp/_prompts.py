@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._obs import require_obs_column
+
 # The first prediction template is the canonical C2S cell-type prompt (the format
 # the published C2S models were trained on); the others vary the wording only.
 PREDICTION_TEMPLATES = (
@@ -70,8 +72,8 @@ def prompts(
 
     if task not in TEMPLATES:
         raise ValueError(f"task={task!r} is not one of {sorted(TEMPLATES)}.")
-    if label_key is not None and label_key not in adata.obs:
-        raise KeyError(f"label_key={label_key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)}).")
+    if label_key is not None:
+        require_obs_column(adata, label_key, role="the column whose answers follow the prompts")
     if task == "cell_type_generation" and label_key is None:
         raise ValueError("cell_type_generation prompts name the cell type: pass label_key=<obs column>.")
     templates = TEMPLATES[task]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._obs import require_obs_column
 from ._features import FEATURES_KEY, _activity, alive_features, feature_genes, feature_specificity
 
 SMALL_GROUP = 5  # labels with fewer cells: AUROC 1.0 and 2/3 overlaps come easily; marked, never headlined
@@ -60,8 +61,7 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
     from ._spelling import enrich_beyond_spelling, name_families, spelling_scores
 
     cells, info = _activity(adata, key)
-    if label_key not in adata.obs:
-        raise KeyError(f"label_key={label_key!r} is not a column of adata.obs.")
+    require_obs_column(adata, label_key)
     features = alive_features(adata, key=key) if features is None else np.asarray(features, dtype=np.int64)
     features = np.asarray([int(f) for f in features], dtype=np.int64)
     if features.size == 0:

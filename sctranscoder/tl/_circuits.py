@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .._obs import require_obs_column
 from .._progress import progress_bar
 
 
@@ -293,8 +294,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
     if rank_genes_by not in ("attribution", "knockout"):
         raise ValueError(f"rank_genes_by={rank_genes_by!r} must be 'attribution' or 'knockout'.")
     label_key = label_key or model.metadata.get("label_key")
-    if label_key is None or label_key not in adata.obs:
-        raise ValueError(f"label_key={label_key!r} is not a column of adata.obs; pass the column holding cell types.")
+    require_obs_column(adata, label_key)
     candidates = list(candidates) if candidates is not None else model.labels
     if cell_type not in candidates:
         raise ValueError(f"{cell_type!r} is not among the candidate labels ({', '.join(candidates)}).")

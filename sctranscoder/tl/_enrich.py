@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..genesets import gene_names
 from ._features import FEATURES_KEY, _activity, feature_background, feature_genes
 
 
@@ -78,24 +79,21 @@ def enriched_fraction(enrichment: pd.DataFrame, n_features: int, max_fdr: float 
 def _circuit_lists(genes_or_graph, n_top):
     """A circuit's ranked input genes as ``{name: [genes]}``.
 
-    Accepts a list of genes, ``{name: [genes]}`` (e.g. ``{cell_type: ranked input genes}``
-    from the circuit code), ``{name: pd.Series of scores by gene}``, or any object with
-    an ``input_genes()`` method returning one of these.
+    Accepts one gene list or ``{name: gene list}`` (e.g. ``{cell_type: ranked input genes}`` from the
+    circuit code), a gene list being anything :func:`sctranscoder.genesets.gene_names` reads (a list, a
+    Series of scores by gene, a ranked table with a gene column), or any object with an ``input_genes()``
+    method returning one of these.
     """
     if hasattr(genes_or_graph, "input_genes") and callable(genes_or_graph.input_genes):
         genes_or_graph = genes_or_graph.input_genes()
-    if isinstance(genes_or_graph, pd.Series):
+    if isinstance(genes_or_graph, (list, tuple, np.ndarray, pd.Index, pd.Series, pd.DataFrame)):
         genes_or_graph = {"circuit": genes_or_graph}
-    if isinstance(genes_or_graph, (list, tuple, np.ndarray, pd.Index)):
-        genes_or_graph = {"circuit": list(genes_or_graph)}
     if not isinstance(genes_or_graph, dict) or not genes_or_graph:
         raise TypeError("Pass a circuit's input genes as a list, {name: [genes]}, {name: scores by gene} or an "
                         f"object with input_genes(); got {type(genes_or_graph).__name__}.")
     lists = {}
     for name, genes in genes_or_graph.items():
-        if isinstance(genes, pd.Series):  # scores by gene: best first
-            genes = list(genes.sort_values(ascending=False).index)
-        genes = [str(g) for g in genes]
+        genes = [str(g) for g in gene_names(genes)]
         lists[str(name)] = genes[:n_top] if n_top is not None else genes
     return lists
 

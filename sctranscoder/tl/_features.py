@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._obs import require_obs_column
+
 FEATURES_KEY = "features"
 
 
@@ -222,8 +224,7 @@ def feature_specificity(adata, label_key: str, *, key: str = FEATURES_KEY, featu
     from scipy.stats import rankdata
 
     cells, _ = _activity(adata, key)
-    if label_key not in adata.obs:
-        raise KeyError(f"label_key={label_key!r} is not a column of adata.obs.")
+    require_obs_column(adata, label_key)
     features = np.arange(cells.shape[1]) if features is None else np.asarray(features, dtype=np.int64)
     values = cells[:, features].astype(np.float64)
     labels = adata.obs[label_key].astype(str).to_numpy()

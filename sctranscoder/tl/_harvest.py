@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from .._obs import require_obs_column
+
 
 def _obs_fingerprint(adata) -> str:
     """A short hash of the cell names, so a resumed harvest cannot silently switch cells."""
@@ -85,8 +87,8 @@ def harvest(
     from ._encode import encode_cells
     from ._plan import check_store_fits
 
-    if label_key is not None and label_key not in adata.obs:
-        raise KeyError(f"label_key={label_key!r} is not a column of adata.obs.")
+    if label_key is not None:
+        require_obs_column(adata, label_key, role="the column whose answers follow the prompts")
     if encoded is None:
         encoded = encode_cells(adata, model, label_key=label_key, progress=progress, n_genes=n_genes,
                                organism=organism, template=template, add_special_tokens=add_special_tokens)

@@ -21,6 +21,7 @@ import difflib
 import numpy as np
 import pandas as pd
 
+from .._obs import require_obs_column
 from .._progress import progress_bar
 
 MODES = ("zero", "remove")
@@ -230,8 +231,8 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
     if len(candidates) < 2:
         raise ValueError("Knockouts compare candidate labels: pass candidates=[...] (at least two).")
     check_label(label, candidates)
-    if label_key is not None and label_key not in adata.obs:
-        raise ValueError(f"label_key={label_key!r} is not a column of adata.obs; pass the column holding cell types.")
+    if label_key is not None:
+        require_obs_column(adata, label_key)
     if label is None and label_key is None:
         default = (model.metadata or {}).get("label_key")
         label_key = default if default in adata.obs else None
