@@ -229,3 +229,13 @@ def test_a_list_sharing_no_gene_with_the_background_is_an_error(background):
     with pytest.raises(ValueError, match=r"1 of 2 gene lists share no gene with the background .*'ids': ENSG0000"):
         gs.enrich({"symbols": ["MS4A1", "CD79A"], "ids": ["ENSG00000177455", "ENSG00000156738"]}, "immune_markers",
                   background)
+
+
+def test_enrich_circuit_reads_a_ranked_gene_table(background):
+    from sctranscoder.tl import enrich_circuit
+
+    ranked = pd.DataFrame({"gene": ["MS4A1", "CD79A", "CD79B", "CD19", "CD3D"], "attribution": [5, 4, 3, 2, -1]})
+    table = enrich_circuit({"B": ranked}, "immune_markers", background=background, n_top=4)
+    expected = enrich_circuit({"B": ["MS4A1", "CD79A", "CD79B", "CD19"]}, "immune_markers", background=background)
+    pd.testing.assert_frame_equal(table, expected)
+    assert len(table) > 0
