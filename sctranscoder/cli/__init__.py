@@ -9,12 +9,14 @@ import warnings
 from .._hints import ArgumentHints
 from .._runconfig import read_run_config
 from ._commands import UsageError, cmd_circuits, cmd_evaluate, cmd_harvest, cmd_plan, cmd_sentences, cmd_train
+from ._model_commands import cmd_predict, cmd_train_model
 from ._parser import build_parser
 from ._quickstart import cmd_quickstart
 from ._report_commands import cmd_enrich, cmd_report
 
 COMMANDS = {"sentences": cmd_sentences, "plan": cmd_plan, "harvest": cmd_harvest, "train": cmd_train, "evaluate": cmd_evaluate,
-            "circuits": cmd_circuits, "enrich": cmd_enrich, "report": cmd_report, "quickstart": cmd_quickstart}
+            "circuits": cmd_circuits, "enrich": cmd_enrich, "report": cmd_report, "quickstart": cmd_quickstart,
+            "train-model": cmd_train_model, "predict": cmd_predict}
 
 
 def _parse(argv):

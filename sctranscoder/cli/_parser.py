@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -17,6 +18,8 @@ EXAMPLES = {
     "circuits": "sctranscoder circuits pbmc.h5ad c2s_model/ transcoders/ circuits/ --n-largest 5",
     "enrich": "sctranscoder enrich circuits/ circuit_enrichment.csv --h5ad pbmc.h5ad --model c2s_model/",
     "report": "sctranscoder report quickstart_out/ report.html",
+    "train-model": "sctranscoder train-model atlas.h5ad --label-key cell_type --out c2s_model/",
+    "predict": "sctranscoder predict new_cells.h5ad --model c2s_model/ --out predictions.csv",
     "quickstart": "sctranscoder quickstart --out quickstart_out\n  sctranscoder quickstart --out again --config quickstart_out/run.yaml",
 }
 
@@ -26,6 +29,16 @@ def layers(text: str) -> list[int]:
         return [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of layer numbers") from None
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object of settings")
+    return value
 
 
 def _sentence_options(parser) -> None:
@@ -181,6 +194,42 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("output", type=Path, help="the .html file to write")
     p.add_argument("--title", default="sctranscoder report")
     p.add_argument("--model-name", default="", help="the model's name, for the report's heading")
+
+    p = subs["train-model"] = _sub(sub, "train-model", "h5ad in, a C2S cell-type model trained on it out (resumable)")
+    p.add_argument("input", type=Path, help="an .h5ad file with cell types in obs")
+    p.add_argument("--label-key", required=True, help="obs column of cell types the model learns to answer")
+    p.add_argument("--out", type=Path, required=True, help="model folder (resumed from its last checkpoint)")
+    p.add_argument("--base-model", type=Path, default=None, help="a model folder to fine-tune (default: from scratch)")
+    p.add_argument("--model-config", type=json_object, default=None,
+                   help='from scratch: the architecture as JSON, e.g. \'{"hidden_size": 64, "layers": 2}\' '
+                        "(hidden_size, layers, heads, max_positions, dropout; default: the recipe's)")
+    p.add_argument("--n-genes", type=int, default=None, help="genes per prompt (default: the recipe's)")
+    p.add_argument("--tokenizer", choices=["word", "byte_bpe", "sentencepiece"], default=None,
+                   help="from scratch: one token per gene (word) or subword pieces (default: the recipe's)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training cells (default: the recipe's)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--validation-size", type=float, default=None,
+                   help="share of each type's training cells that chooses the epoch")
+    p.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--organism", default=None, help="the organism named in the prompts")
+    p.add_argument("--tie-break", choices=["random", "stable", "c2s"], default=None)
+    p.add_argument("--layer", default=None, help="adata.layers key holding the expression")
+    p.add_argument("--use-raw", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from the last checkpoint in --out")
+
+    p = subs["predict"] = _sub(sub, "predict", "h5ad + model folder in, each cell's predicted type out")
+    p.add_argument("input", type=Path, help="an .h5ad file")
+    p.add_argument("--model", type=Path, required=True, help="a C2S model folder (e.g. from train-model)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="predictions.csv (cell, prediction, probabilities) or a .h5ad copy of the input with them")
+    p.add_argument("--key-added", default="c2s_prediction", help="obs column (and obsm key) of the predictions")
+    p.add_argument("--mode", choices=["score", "generate"], default="score",
+                   help="score every candidate label, or generate an answer")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts per forward pass")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     p = subs["quickstart"] = _sub(sub, "quickstart", "the whole pipeline on the bundled PBMC data and default model")
     p.add_argument("--out", type=Path, default=Path("quickstart_out"), help="output folder")
