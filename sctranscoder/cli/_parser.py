@@ -162,7 +162,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     _transcoder_options(p)
     p.add_argument("--eval-fraction", type=float, default=0.1, help="shards held out for evaluation")
 
-    p = subs["evaluate"] = _sub(sub, "evaluate", "FVU, L0, CE recovered and accuracy kept on held-out cells")
+    p = subs["evaluate"] = _sub(sub, "evaluate", "FVU, L0, loss recovered and accuracy kept on held-out cells")
     p.add_argument("input", type=Path, help="an .h5ad file")
     p.add_argument("model", type=Path, help="the model folder the transcoders were trained on")
     p.add_argument("transcoders", type=Path, help="folder of layer{L}/ transcoders")

@@ -190,7 +190,7 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
         f"layer {layer} FVU {row.fvu:.3f}, L0 {row.l0:.0f}" for layer, row in layers.iterrows()))
     if "accuracy_kept" in quality:
         print(f"  all MLPs replaced: cell-type accuracy {every.accuracy:.3f} vs {every.accuracy_clean:.3f} "
-              f"({every.accuracy_kept:.0%} kept), CE recovered {every.recovered_mean:.3f} (vs mean ablation)")
+              f"({every.accuracy_kept:.0%} kept), loss recovered {every.recovered_mean:.3f} (against mean ablation)")
     print("  circuits: top genes (by measured knockout effect where validated), and the best gene set among them (FDR)")
     for cell_type, result in circuits.items():
         print(f"    {cell_type:<30} {genes_line(result, 6)}")

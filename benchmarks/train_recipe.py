@@ -1,0 +1,129 @@
+"""train_c2s with the library's recipe, side by side with a logistic regression, across data sizes and prompts.
+
+    python benchmarks/train_recipe.py                                  # every size, the recipe's genes per prompt
+    python benchmarks/train_recipe.py --sizes 1000 2000 --genes 50 100 200
+    python benchmarks/train_recipe.py --datasets pbmc68k --sizes 200 500 700
+    python benchmarks/train_recipe.py --sizes 2000 --options '{"tokenizer": "byte_bpe"}'   # try a recipe change
+
+Each run trains a C2S model from scratch in a fresh process (``train_c2s(adata, label_key, out_dir)`` with the
+library's defaults, or ``n_genes`` / ``--options`` given) and reads ``sctranscoder.json``: held-out accuracy
+(20% of each type, candidate scoring) beside the logistic regression train_c2s fits on the same split and
+genes, the recipe it chose, wall time and the process's peak memory. It also prints ``sct.tl.plan``'s estimate
+of the training time made before training, and its ratio to the measured time.
+
+Data: simulated atlases (``sct.datasets.simulated``, 5 types in 2 lineages; a logistic regression separates them
+at about 0.99) and stratified subsets of pbmc68k_reduced (700 cells, 10 types). Prints one JSON line per run
+and a Markdown table at the end; ``--json`` also writes the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIMULATION = dict(n_types=5, n_genes=700, fold_change=4.0, markers_per_type=20, library_size=1500)
+
+
+def load(dataset: str, n_cells: int, seed: int):
+    import numpy as np
+
+    import sctranscoder as sct
+
+    if dataset == "simulated":
+        return sct.datasets.simulated(n_cells=n_cells, seed=seed, **SIMULATION), "cell_type"
+    from sklearn.model_selection import train_test_split
+
+    adata = sct.datasets.pbmc68k_reduced()
+    if n_cells >= adata.n_obs:
+        return adata, "bulk_labels"
+    keep, _ = train_test_split(np.arange(adata.n_obs), train_size=n_cells, stratify=adata.obs.bulk_labels,
+                               random_state=seed)
+    return adata[np.sort(keep)].copy(), "bulk_labels"
+
+
+def one_run(dataset: str, n_cells: int, n_genes: int | None, options: dict, seed: int, threads: int) -> dict:
+    """Train once in this process; the row to print."""
+    import warnings
+
+    import torch
+
+    import sctranscoder as sct
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _memory import peak_rss_mib
+
+    torch.set_num_threads(threads)
+    adata, key = load(dataset, n_cells, seed)
+    given = dict(options, **({"n_genes": n_genes} if n_genes is not None else {}))
+    estimate = sct.tl.plan_training(adata, key, **given) if hasattr(sct.tl, "plan_training") else None
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the below-the-regression warning: the table says it
+            model = sct.models.train_c2s(adata, key, out, progress=False, **given)
+        seconds = time.perf_counter() - start
+    meta = model.metadata
+    evaluation = meta["held_out_evaluation"]
+    recipe = meta.get("recipe", {})
+    row = {"data set": dataset, "cells": int(adata.n_obs), "genes per prompt": int(meta["n_genes"]),
+           "tokenizer": recipe.get("tokenizer") or meta.get("tokenizer"), "held out": evaluation["n_cells"],
+           "C2S": round(evaluation["c2s_accuracy"], 3),
+           "regression": round(evaluation["logistic_regression_accuracy"], 3),
+           "gap (points)": round(100 * (evaluation["logistic_regression_accuracy"] - evaluation["c2s_accuracy"]), 1),
+           "epochs": meta["epochs"], "chosen epoch": meta.get("selected_epoch"), "steps": meta["steps"],
+           "minutes": round(seconds / 60, 2), "peak MiB": round(peak_rss_mib())}
+    if estimate is not None:
+        row["plan minutes"] = round(estimate.seconds / 60, 2)
+        row["plan / measured"] = round(estimate.seconds / seconds, 2)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    columns = ["data set", "cells", "genes per prompt", "tokenizer", "C2S", "regression", "gap (points)", "epochs",
+               "chosen epoch", "minutes", "plan / measured", "peak MiB"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "-")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["simulated", "pbmc68k"], choices=["simulated", "pbmc68k"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[200, 500, 1000, 2000, 5000, 20000])
+    parser.add_argument("--genes", nargs="+", default=["recipe"],
+                        help="genes per prompt: numbers, or 'recipe' for the library's choice")
+    parser.add_argument("--options", type=json.loads, default={}, help="more train_c2s arguments, as JSON")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data (simulation, subsample)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--one", type=json.loads, help=argparse.SUPPRESS)  # a single run, in a child process
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(one_run(**args.one)))
+        return
+    rows = []
+    for dataset in args.datasets:
+        sizes = sorted({min(s, 700) for s in args.sizes}) if dataset == "pbmc68k" else args.sizes
+        for n_cells in sizes:
+            for genes in args.genes:
+                run = {"dataset": dataset, "n_cells": n_cells, "n_genes": None if genes == "recipe" else int(genes),
+                       "options": args.options, "seed": args.seed, "threads": args.threads}
+                child = subprocess.run([sys.executable, __file__, "--one", json.dumps(run)], capture_output=True,
+                                       text=True)  # a fresh process each: peak memory is the run's own
+                if child.returncode:
+                    print(child.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit(f"run {run} failed")
+                rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+                print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
