@@ -193,7 +193,7 @@ def validation_html(validation: dict) -> str:
             f"{_tag('attributed')} the gene's share of the circuit's target in the linearized model. Over the "
             f"{validation.get('n_genes', '?')} most attributed genes, Spearman "
             f"{_signed(validation.get('spearman'))}; the top 5 genes' signs agree with their knockouts in "
-            f"{_share(validation.get('sign_agreement_top5'))} (the bar: Spearman 0.6 and 80%). The circuit's "
+            f"{_share(validation.get('sign_agreement_top5'))} (a ranking to trust reaches Spearman 0.6 and 80%). The circuit's "
             f"features alone carry {_share(validation.get('feature_share'))} of the label's log-odds (median over "
             f"cells; every other feature {_e(validation.get('ablation', 'zero'))}-ablated, errors held")
     sizes = validation.get("circuit_features_cells")
