@@ -141,3 +141,58 @@ def test_the_recorded_settings_survive_write_h5ad(cells, model, tmp_path):
         sct.pp.PromptSettings.of_model(model).updated(n_genes=60)
     sct.tl.predict_cell_types(back, model, progress=False)  # read back: 60 genes, no error, the same calls
     assert (back.obs.c2s_prediction == cells.obs.c2s_prediction).all()
+
+
+# -- the tie key: name-keyed ties for new models and sentences, row-keyed for those recorded before ----------------
+def _with_tie_key(model, tie_key):
+    """The model as if its sctranscoder.json recorded ``tie_key`` (``None``: recorded before the key existed)."""
+    prompt = {k: v for k, v in model.metadata["prompt"].items() if k != "tie_key"}
+    if tie_key is not None:
+        prompt["tie_key"] = tie_key
+    return replace(model, metadata={**model.metadata, "prompt": prompt}, name_or_path=f"{model.name_or_path}-{tie_key}")
+
+
+def test_models_and_sentences_recorded_before_the_tie_key_read_as_row_keyed(model):
+    assert sct.pp.PromptSettings.of_model(_with_tie_key(model, None)).tie_key == "row"
+    assert sct.pp.PromptSettings.of_model(_with_tie_key(model, "name")).tie_key == "name"
+    flat = {k: model.metadata[k] for k in ("n_genes", "organism", "template", "tie_break", "seed")}
+    assert sct.pp.PromptSettings.of_model(replace(model, metadata=flat)).tie_key == "row"  # oldest layout
+    assert sct.pp.PromptSettings.of_model(replace(model, metadata={})).tie_key == "name"  # not sctranscoder's
+    assert sct.pp.PromptSettings().tie_key == "name"
+
+
+@pytest.mark.parametrize("tie_key", [None, "row", "name"])
+def test_a_model_reads_sentences_keyed_as_it_was_trained(cells, model, tie_key):
+    """Each model builds its own kind of sentences; a subset then gives the same ones only with name keys."""
+    keyed = _with_tie_key(model, tie_key)
+    expected_key = tie_key or "row"
+    sct.tl.predict_cell_types(cells, keyed, progress=False)
+    assert cells.uns["c2s"]["tie_key"] == expected_key
+    settings = sct.pp.PromptSettings.of_model(keyed)
+    reference = cells.copy()
+    sct.pp.cell_sentences(reference, progress=False, **settings.sentence_options())
+    assert sct.get.sentences(reference) == sct.get.sentences(cells)
+    part = cells[[5, 2, 9]].copy()
+    del part.obsm["c2s_ranks"], part.uns["c2s"]
+    sct.tl.predict_cell_types(part, keyed, progress=False)
+    same = sct.get.sentences(part) == [sct.get.sentences(cells)[i] for i in (5, 2, 9)]
+    assert same == (expected_key == "name")
+
+
+def test_sentences_keyed_otherwise_than_the_model_are_an_error_naming_the_fix(cells, model):
+    old = _with_tie_key(model, None)
+    sct.pp.cell_sentences(cells, n_genes=200, seed=model.metadata["seed"], progress=False)  # name keys
+    with pytest.raises(ValueError, match=r"tie_key='name'.*tie_key='row'.*tie_key='row'"):
+        sct.tl.predict_cell_types(cells, old, progress=False)
+    sct.pp.cell_sentences(cells, n_genes=200, seed=model.metadata["seed"], tie_key="row", progress=False)
+    with pytest.raises(ValueError, match=r"tie_key='row'.*tie_key='name'"):
+        sct.tl.predict_cell_types(cells, _with_tie_key(model, "name"), progress=False)
+    sct.tl.predict_cell_types(cells, old, progress=False)  # the old model reads its own kind
+
+
+def test_sentences_recorded_before_the_tie_key_read_as_row_keyed(cells):
+    sct.pp.cell_sentences(cells, n_genes=30, progress=False)
+    del cells.uns["c2s"]["tie_key"]
+    assert sct.pp.PromptSettings.of_sentences(cells).tie_key == "row"
+    assert "tie_key" in sct.pp.PromptSettings(n_genes=30).sentence_mismatches(cells)
+    assert not sct.pp.PromptSettings(n_genes=30, tie_key="row").sentence_mismatches(cells)

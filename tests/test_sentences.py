@@ -209,3 +209,63 @@ def test_sentences_do_not_rely_on_stored_order(counts_adata):
     assert sct.get.sentences(counts_adata, n_genes=4) == expected
     with pytest.raises(ValueError, match="n_genes=0"):
         sct.get.sentences(counts_adata, n_genes=0)
+
+
+# -- random ties keyed on the cell's name -------------------------------------------------------------------------
+@pytest.mark.parametrize("n_genes", [None, 6])
+def test_random_ties_give_a_cell_the_same_sentence_in_any_subset_or_order(n_genes):
+    """Ties keyed on obs names: a cell's sentence does not depend on the cells ranked with it (rows did)."""
+    dense = make_counts(n_cells=300, n_genes=40, seed=13, rate=1.0)  # integer counts: ties in every cell
+    full = make_adata(dense)
+    sct.pp.cell_sentences(full, n_genes=n_genes, tie_break="random", seed=5, progress=False)
+    expected = dict(zip(full.obs_names, rankings_of(full)))
+    rng = np.random.default_rng(0)
+    third = np.sort(rng.choice(300, 100, replace=False))
+    shuffled = rng.permutation(300)
+    for rows in (third, shuffled, third[::-1], np.array([299])):
+        part = full[rows].copy()
+        del part.obsm["c2s_ranks"], part.uns["c2s"]
+        sct.pp.cell_sentences(part, n_genes=n_genes, tie_break="random", seed=5, chunk_size=7, progress=False)
+        assert rankings_of(part) == [expected[name] for name in part.obs_names]
+    assert full.uns["c2s"]["tie_key"] == "name"
+
+
+def test_row_keyed_ties_reproduce_sentences_made_before_name_keys():
+    """tie_key="row" gives exactly the sentences of the row-keyed kernel (recorded from it), which subsets change."""
+    import hashlib
+
+    small = make_adata(make_counts(n_cells=5, n_genes=10, seed=11, rate=1.0))
+    sct.pp.cell_sentences(small, tie_break="random", seed=42, tie_key="row", progress=False)
+    assert rankings_of(small) == [[6, 7, 1, 4], [1, 8, 5, 0, 4, 6, 9, 2], [4, 8, 0], [9, 6, 1, 7], [8, 0, 9, 5, 4]]
+    assert small.uns["c2s"]["tie_key"] == "row"
+    larger = make_adata(make_counts(n_cells=300, seed=12))
+    sct.pp.cell_sentences(larger, tie_break="random", seed=3, n_genes=20, chunk_size=70, tie_key="row",
+                          progress=False)
+    digest = hashlib.sha256(repr(rankings_of(larger)).encode()).hexdigest()
+    assert digest == "5d83114c8b7a10e6d2e6d909095d19a16bb683ccebafcf640bcab5199e6514ad"
+    sct.pp.cell_sentences(small, tie_break="random", seed=42, progress=False)  # name keys: another draw
+    assert rankings_of(small) != [[6, 7, 1, 4], [1, 8, 5, 0, 4, 6, 9, 2], [4, 8, 0], [9, 6, 1, 7], [8, 0, 9, 5, 4]]
+
+
+def test_name_tie_keys_are_fixed_numbers():
+    """FNV-1a 64 of the UTF-8 bytes, then splitmix64's finaliser: the same in every process and platform."""
+    from sctranscoder.pp._sentences import name_tie_keys
+
+    keys = name_tie_keys(["cell0", "AAACATACAACCAC-1", "é", ""])
+    assert keys.dtype == np.uint64
+    assert keys.tolist() == [16862856897786056264, 8752117077207372818, 7936488146098753722, 14087677454934409008]
+
+
+def test_write_sentences_keys_ties_as_cell_sentences(tmp_path):
+    import pandas as pd
+
+    adata = make_adata(make_counts(n_cells=40, seed=14))
+    for tie_key in ("name", "row"):
+        path = sct.pp.write_sentences(adata, tmp_path / f"{tie_key}.parquet", tie_key=tie_key, seed=2, progress=False)
+        sct.pp.cell_sentences(adata, tie_key=tie_key, seed=2, progress=False)
+        assert pd.read_parquet(path).cell_sentence.tolist() == sct.get.sentences(adata)
+
+
+def test_unknown_tie_key_is_refused(counts_adata):
+    with pytest.raises(ValueError, match="tie_key='obs'"):
+        sct.pp.cell_sentences(counts_adata, tie_key="obs", progress=False)

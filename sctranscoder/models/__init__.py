@@ -2,6 +2,7 @@
 
 from ._default import default
 from ._load import C2SModel, hub_reachable, load
+from ._recipe import TrainConfig
 from ._scoring import answer_tokens, generate_answers, parse_answer, score_candidates
 from ._spans import GeneSpans, gene_spans
 from ._tokenizer import train_tokenizer
@@ -19,6 +20,7 @@ __all__ = [
     "load",
     "parse_answer",
     "score_candidates",
+    "TrainConfig",
     "train_c2s",
     "train_tokenizer",
 ]

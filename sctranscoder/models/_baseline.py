@@ -47,19 +47,26 @@ def logistic_regression_accuracy(train_x, train_y, test_x, test_y, *, seed: int 
     return float(clf.score(test_x, np.asarray(test_y)))
 
 
-def compare_to_baseline(model_accuracy: float, baseline_accuracy: float, n_cells: int) -> dict:
-    """The record kept in ``sctranscoder.json``; warns when the model is far below the regression."""
+ADVICE = ["more cells per type", "more optimizer steps (min_steps=, epochs=)",
+          "a validation split to choose the epoch (validation_size=0.15)", "dropout augmentation (augment=2)",
+          "a smaller model (config={'hidden_size': 64, 'layers': 2})",
+          "fine-tuning a pretrained C2S model (base_model=)"]
+
+
+def compare_to_baseline(model_accuracy: float, baseline_accuracy: float, n_cells: int, advice=None) -> dict:
+    """The record kept in ``sctranscoder.json``; warns when the model is far below the regression, advising
+    ``advice`` (what the run did not already do; default :data:`ADVICE`)."""
     gap = baseline_accuracy - model_accuracy
     if gap > MAX_GAP:
+        tips = list(ADVICE if advice is None else advice)
+        tried = "; ".join(tips[:-1]) + ("; or " if len(tips) > 1 else "") + tips[-1] if tips else ""
         message = (
             f"The trained C2S model scores {model_accuracy:.3f} on its {n_cells} held-out cells, "
             f"{100 * gap:.0f} points below a logistic regression on the same cells' expression "
-            f"({baseline_accuracy:.3f}). Do not trust its predictions as they are. Try: more cells per type; more "
-            "optimizer steps (min_steps=, epochs=); a validation split to choose the epoch (validation_size=0.15); "
-            "dropout augmentation (augment=2); a smaller model (config={'hidden_size': 64, 'layers': 2}); or "
-            "fine-tuning a pretrained C2S model (base_model=)."
+            f"({baseline_accuracy:.3f}). Do not trust its predictions as they are."
+            + (f" Try: {tried}." if tried else "")
         )
-        warnings.warn(message, UserWarning, stacklevel=6)  # at the call of train_c2s (through C2STrainer.run)
+        warnings.warn(message, UserWarning, stacklevel=7)  # at the call of train_c2s (through C2STrainer.run)
     return {"n_cells": int(n_cells), "c2s_accuracy": float(model_accuracy),
             "logistic_regression_accuracy": float(baseline_accuracy),
             "logistic_regression": "scikit-learn LogisticRegression(C=1, L2, lbfgs) on the non-held-out cells' "

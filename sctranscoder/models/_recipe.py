@@ -1,4 +1,5 @@
-"""How a C2S model is trained: the split and the optimisation, with defaults that scale to the data's size."""
+"""How a C2S model is trained (:class:`TrainConfig`): the split, the tokenizer and the optimisation, with defaults
+that scale to the data's size."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ VALIDATION_SIZE = 0.15
 MIN_VALIDATION_CELLS = 20  # fewer validation cells measure an epoch too coarsely to choose it
 MIN_STEPS = 800  # few cells give few steps an epoch; a model trained from scratch needs this many to pass chance well
 MAX_AUTO_EPOCHS = 100
+PATIENCE = 3  # epochs without a better validation accuracy before training stops
 SMALL_DATA_CELLS = 500  # fewer training cells than this: a smaller model and dropout copies (see Recipe)
 SMALL_CONFIG = {"hidden_size": 64, "layers": 2, "heads": 4}
 SMALL_DATA_AUGMENT = 2
@@ -18,35 +20,54 @@ SMALL_DATA_TOKENIZER = "word"  # one token per gene: few cells cannot teach whic
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """The optimisation of :func:`sctranscoder.models.train_c2s` (see it for each field)."""
+class TrainConfig:
+    """How :func:`sctranscoder.models.train_c2s` trains: the split, the tokenizer and the optimisation.
+
+    ``None`` fields are chosen from the data's size when training starts (the small-data recipe below
+    :data:`SMALL_DATA_CELLS` training cells); every choice is logged and recorded in ``sctranscoder.json``
+    (``"train_config"`` as given, ``"recipe"`` as resolved).
+    """
 
     epochs: int | None = None
     """Passes over the training examples; ``None``: :data:`DEFAULT_EPOCHS`, or more to reach ``min_steps``."""
     min_steps: int = MIN_STEPS
     """Optimizer steps that ``epochs=None`` reaches at least (at most :data:`MAX_AUTO_EPOCHS` epochs)."""
     batch_size: int = 16
+    """Training examples per optimizer step."""
     learning_rate: float = 1e-3
+    """Peak learning rate of AdamW (after a linear warmup)."""
     weight_decay: float = 0.01
+    """AdamW weight decay."""
     warmup_ratio: float = 0.05
+    """Share of all steps spent warming the learning rate up linearly."""
     lr_scheduler: str = "linear"
+    """A transformers scheduler name for the decay after warmup (``"linear"``, ``"cosine"``, ...)."""
     label_smoothing: float = 0.0
+    """Label smoothing of the answer tokens' cross-entropy (0: none)."""
     test_size: float = 0.2
+    """Fraction of each label held out, never trained on; scored at the end next to a logistic regression."""
     validation_size: float | None = None
     """Fraction of each label's training cells to choose the epoch on; ``None``: :data:`VALIDATION_SIZE` when
-    that gives at least :data:`MIN_VALIDATION_CELLS` cells, else none."""
-    patience: int | None = None
-    """Stop when validation accuracy has not improved for this many epochs (``None``: never stop early)."""
+    that gives at least :data:`MIN_VALIDATION_CELLS` cells, else none. 0: keep the last epoch."""
+    patience: int | None = PATIENCE
+    """With a validation split: stop when its accuracy has not improved for this many epochs (the best epoch is
+    kept). ``None`` or 0: run every epoch."""
     seed: int = 0
+    """Seed of the split, the initialisation and the data order (and of the sentences' tie-break when no prompt
+    settings are given)."""
     augment: int | None = None
     """Dropout copies of each training cell; ``None``: :data:`SMALL_DATA_AUGMENT` when the steps are set by
     ``min_steps`` (``epochs=None``: copies then cost no time) on fewer than :data:`SMALL_DATA_CELLS` cells, else 0."""
     augment_dropout: float = 0.1
+    """Fraction of expressed genes zeroed in each dropout copy (simulated scRNA-seq dropout)."""
     generation_task: bool = False
+    """Also train on cell-type-conditioned generation (type in, sentence out), as C2S models are multi-task."""
     tokenizer: str | None = None
     """Tokenizer learned for a model trained from scratch (see :func:`sctranscoder.models.train_tokenizer`'s
     kinds); ``None``: :data:`SMALL_DATA_TOKENIZER` on fewer than :data:`SMALL_DATA_CELLS` cells, else
     ``"byte_bpe"`` as GPT-NeoX / Pythia."""
+    vocab_size: int = 600
+    """Vocabulary of the tokenizer learned for a model trained from scratch."""
 
     def validation_fraction(self, n_cells: int) -> float:
         """The validation fraction for ``n_cells`` non-held-out cells."""
@@ -89,5 +110,12 @@ class Recipe:
         steps_per_epoch = math.ceil(n_examples / self.batch_size)
         return min(max(DEFAULT_EPOCHS, math.ceil(self.min_steps / steps_per_epoch)), MAX_AUTO_EPOCHS)
 
+    def stops_early(self) -> bool:
+        """Whether a validation split may stop training before its last epoch."""
+        return bool(self.patience)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+Recipe = TrainConfig  # the name inside sctranscoder before the config was public

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from ._baseline import baseline_expression, compare_to_baseline, logistic_regres
 from ._config import config_for
 from ._examples import dropout_copy, encode_examples, held_out_split, pad_batch, per_example_loss
 from ._load import METADATA_FILE, C2SModel, load
-from ._recipe import Recipe
+from ._recipe import SMALL_CONFIG, SMALL_DATA_AUGMENT, TrainConfig
 from ._tokenizer import train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -28,19 +29,25 @@ class C2STrainer:
     """:func:`sctranscoder.models.train_c2s` in steps: :meth:`setup`, :meth:`train`, :meth:`finish`.
 
     ``settings`` (a :class:`sctranscoder.pp.PromptSettings`) decide every prompt;
-    ``recipe`` (a :class:`Recipe`) the split and the optimisation. Each step leaves
+    ``recipe`` (a :class:`TrainConfig`) the split and the optimisation. Each step leaves
     its results as attributes, so a step can be run, inspected and tested alone.
+    ``chosen_settings`` names the prompt fields the caller set: sentences ``adata``
+    already carries decide the others, and contradict these only with an error.
     """
 
-    def __init__(self, adata, label_key: str, out_dir, settings, recipe: Recipe, *, base_model=None, config=None,
-                 vocab_size: int = 600, resume: bool = True, callbacks=None, progress: bool = True,
-                 genes_from_recipe: bool = False):
+    def __init__(self, adata, label_key: str, out_dir, settings, recipe: TrainConfig, *, base_model=None,
+                 config=None, vocab_size: int | None = None, resume: bool = True, callbacks=None,
+                 progress: bool = True, genes_from_recipe: bool = False, chosen_settings=()):
         if label_key not in adata.obs:
             raise KeyError(f"label_key={label_key!r} is not a column of adata.obs "
                            f"(columns: {list(adata.obs.columns)}).")
         self.adata, self.label_key, self.out_dir = adata, label_key, Path(out_dir)
+        if vocab_size is not None:
+            recipe = replace(recipe, vocab_size=int(vocab_size))
         self.settings, self.recipe = settings, recipe
-        self.base_model, self.config, self.vocab_size = base_model, config, vocab_size
+        self.base_model, self.config, self.vocab_size = base_model, config, recipe.vocab_size
+        self.chosen_settings = set(chosen_settings)
+        self.choices = {}  # what the recipe chose and why, logged and recorded
         self.resume, self.callbacks, self.progress = resume, callbacks, progress
         self.genes_from_recipe = genes_from_recipe  # the user set no genes per prompt: the recipe may choose
 
@@ -66,8 +73,42 @@ class C2STrainer:
         self.train_index, self.validation_index = rest[~validation], rest[validation]
         genes = self.recipe.prompt_genes(len(self.train_index)) if self.genes_from_recipe else None
         if genes is not None:
-            logger.info("%d training cells: %d genes per prompt (small-data recipe)", len(self.train_index), genes)
             self.settings = self.settings.updated(n_genes=genes)
+            self._choose("n_genes", genes, "small-data recipe")
+        self.match_sentences()
+
+    def _choose(self, name: str, value, why: str) -> None:
+        self.choices[name] = {"value": value, "from": why}
+
+    def match_sentences(self) -> None:
+        """Train on sentences made as ``adata``'s own (so the model reads them later), or refuse at once when
+        the caller chose settings that contradict them."""
+        from ..pp._sentences import PARAMS_KEY, RANKS_KEY
+        from ..pp._settings import PromptSettings
+
+        if RANKS_KEY not in self.adata.obsm or PARAMS_KEY not in self.adata.uns:
+            return
+        differences = self.settings.sentence_mismatches(self.adata)
+        fields_of = {"source": ("layer", "use_raw")}
+        conflicts = {k: v for k, v in differences.items() if set(fields_of.get(k, (k,))) & self.chosen_settings}
+        if conflicts:
+            found = ", ".join(f"{k}={v[0]!r}" for k, v in conflicts.items())
+            wanted = ", ".join(f"{k}={v[1]!r}" for k, v in conflicts.items())
+            raise ValueError(
+                f"adata's cell sentences were made with {found}, but train_c2s was asked to train on prompts made "
+                f"with {wanted}; the trained model would then refuse adata's sentences. Train on the sentences' "
+                f"settings (leave them out of settings=, or pass {found} in settings=), or rebuild the sentences "
+                "with the settings you want (sct.pp.cell_sentences), or delete adata.obsm['c2s_ranks']. Nothing "
+                "was trained.")
+        if not differences:
+            return
+        made = PromptSettings.of_sentences(self.adata)
+        adopted = {f: getattr(made, f) for k in differences for f in fields_of.get(k, (k,))}
+        self.settings = replace(self.settings, **adopted)
+        for name, value in adopted.items():
+            self._choose(name, value, "adata's cell sentences")
+        logger.info("adata's cell sentences were made with %s: training on sentences made the same way",
+                    ", ".join(f"{k}={v!r}" for k, v in adopted.items()))
 
     def sentences(self) -> None:
         """Sentences and prompts of the training cells (and their dropout copies) and of the validation cells."""
@@ -76,12 +117,15 @@ class C2STrainer:
         self._build_sentences(self.train_cells, progress=self.progress)
         copies = [self.train_cells]
         self.augment = recipe.copies(self.train_cells.n_obs)
+        if recipe.augment is None and self.augment:
+            self._choose("augment", self.augment, "small-data recipe")
         for copy in range(self.augment):
             noisy = dropout_copy(self.train_cells, recipe.augment_dropout, recipe.seed + 1 + copy,
                                  layer=settings.layer, use_raw=settings.use_raw)
             self._build_sentences(noisy)
             copies.append(noisy)
         self.genes = sentence_genes(copies, settings.n_genes)
+        self.n_genes_in_data = len(self.train_cells.uns["c2s"]["genes"])
         self.prompts, self.answers = [], []
         for cells in copies:
             table = self._prompts(cells)
@@ -121,6 +165,15 @@ class C2STrainer:
         from transformers import AutoModelForCausalLM
 
         self.last = self.checkpoint()
+        n_cells = self.train_cells.n_obs  # the tokenizer is learned on the real cells, not their copies
+        if self.base_model is None:  # from scratch (or resuming a run that was): the recipe's tokenizer and model
+            self.tokenizer_kind = self.recipe.tokenizer_kind(n_cells)
+            if self.recipe.tokenizer is None:
+                self._choose("tokenizer", self.tokenizer_kind,
+                             "small-data recipe" if self.recipe.small(n_cells) else "default")
+            self.model_config = self.recipe.model_config(self.config, n_cells)
+            if self.config is None and self.model_config is not None:
+                self._choose("config", dict(self.model_config), "small-data recipe")
         if self.last is not None:
             # Load the way from_pretrained does: Trainer's own resume loader misses
             # GPT-NeoX's renamed output layer (embed_out / lm_head) in transformers 5.
@@ -129,10 +182,8 @@ class C2STrainer:
         elif self.base_model is not None:
             start = self.base_model if isinstance(self.base_model, C2SModel) else load(self.base_model)
         else:
-            n_cells = self.train_cells.n_obs  # the tokenizer is learned on the real cells, not their copies
             texts = self.prompts[:n_cells] + self.answers[:n_cells]
-            self.tokenizer = train_tokenizer(texts, kind=self.recipe.tokenizer_kind(n_cells), vocab_size=self.vocab_size)
-            self.model_config = self.recipe.model_config(self.config, n_cells)
+            self.tokenizer = train_tokenizer(texts, kind=self.tokenizer_kind, vocab_size=self.vocab_size)
             self.lm = AutoModelForCausalLM.from_config(config_for(self.model_config, self.tokenizer))
             return
         start.model.train()
@@ -147,6 +198,8 @@ class C2STrainer:
         if limit is not None and longest > limit:
             raise ValueError(f"Prompts reach {longest} tokens but the model takes {limit}; lower n_genes.")
         self.epochs = self.recipe.epochs_for(len(self.train_examples))
+        if self.recipe.epochs is None:
+            self._choose("epochs", self.epochs, f"at least min_steps={self.recipe.min_steps} optimizer steps")
 
     def setup(self) -> None:
         """Split, sentences and prompts, tokenizer and model, examples."""
@@ -157,6 +210,27 @@ class C2STrainer:
         self.sentences()
         self.model()
         self.examples()
+        self.log_recipe()
+
+    def resolved_recipe(self) -> dict:
+        """Every choice the run trains with (the config's open fields filled in)."""
+        scratch = self.base_model is None
+        config = getattr(self, "model_config", None)
+        return {**self.recipe.to_dict(), "augment": int(self.augment), "epochs": int(self.epochs),
+                "validation_size": float(self.validation_size), "n_genes": int(self.settings.n_genes),
+                "patience": int(self.recipe.patience or 0) if self.validating else 0,
+                "tokenizer": self.tokenizer_kind if scratch else None,  # None: the base model's own
+                "model_config": (config if isinstance(config, dict) or config is None else config.to_dict())
+                if scratch else None,
+                "small_data": bool(self.recipe.small(len(self.train_index))),
+                "chosen": self.choices}
+
+    def log_recipe(self) -> None:
+        """One line per choice the recipe made for this run, and the whole recipe."""
+        for name, choice in self.choices.items():
+            logger.info("%s=%r (%s)", name, choice["value"], choice["from"])
+        recipe = self.resolved_recipe()
+        logger.info("recipe: %s", ", ".join(f"{k}={v!r}" for k, v in recipe.items() if k != "chosen"))
 
     # -- the epoch loop ----------------------------------------------------------------------------------
 
@@ -191,7 +265,7 @@ class C2STrainer:
                if self.validating else {}),
         )
         callbacks = list(self.callbacks or [])
-        if self.validating and recipe.patience:
+        if self.validating and recipe.stops_early():
             callbacks.append(patience_callback(recipe.patience))
         trainer_class = Trainer
         if self.validating:
@@ -224,10 +298,23 @@ class C2STrainer:
         self.lm = load(best).model
         history = [{"epoch": round(e["epoch"]), "accuracy": e["eval_accuracy"], "answer_nll": e["eval_answer_nll"]}
                    for e in self.trainer.state.log_history if "eval_accuracy" in e]
+        selected = round(checkpoint_epoch(Path(best)))
+        run = history[-1]["epoch"] if history else int(self.epochs)
+        stopped = run < self.epochs
+        accuracy = next((h["accuracy"] for h in history if h["epoch"] == selected), float("nan"))
+        if stopped:
+            logger.info("stopped after epoch %d of %d: validation accuracy peaked at epoch %d (%.3f) and did not "
+                        "improve for %d epochs (patience); kept epoch %d", run, self.epochs, selected, accuracy,
+                        self.recipe.patience, selected)
+        else:
+            logger.info("trained %d epochs; kept epoch %d, the best on the validation split (%.3f)", run, selected,
+                        accuracy)
         return {"validation_cells": [str(c) for c in self.adata.obs_names[self.validation_index]],
                 "validation_size": float(self.validation_size),
                 "validation_history": history,
-                "selected_epoch": round(checkpoint_epoch(Path(best)))}
+                "selected_epoch": selected,
+                "epochs_run": int(run),
+                "stopped_early": bool(stopped)}
 
     def evaluate(self) -> dict:
         """Score the held-out cells' candidate answers (as :func:`sctranscoder.tl.predict_cell_types` does) and
@@ -248,7 +335,28 @@ class C2STrainer:
                                                 self.labels[self.held], seed=self.recipe.seed)
         logger.info("held-out accuracy %.3f (%d cells); logistic regression %.3f", model_accuracy,
                     int(self.held.sum()), baseline)
-        return compare_to_baseline(model_accuracy, baseline, int(self.held.sum()))
+        return compare_to_baseline(model_accuracy, baseline, int(self.held.sum()), advice=self.advice())
+
+    def advice(self) -> list[str]:
+        """What to try when the model falls far below the regression: only what this run did not already do."""
+        recipe, scratch = self.recipe, self.base_model is None
+        tips = ["more cells per type"]
+        if not (recipe.stops_early() and self.validating):  # early stopping already runs as long as it helps
+            tips.append("more optimizer steps (TrainConfig(min_steps=..., epochs=...))")
+        if not self.validating:
+            tips.append("a validation split to choose the epoch (TrainConfig(validation_size=0.15))")
+        if self.augment < SMALL_DATA_AUGMENT:
+            tips.append(f"dropout augmentation (TrainConfig(augment={SMALL_DATA_AUGMENT}))")
+        config = getattr(self, "model_config", None)
+        hidden = (config.get("hidden_size", 128) if isinstance(config, dict) or config is None
+                  else getattr(config, "hidden_size", 0))
+        if scratch and hidden > SMALL_CONFIG["hidden_size"]:
+            tips.append("a smaller model (config={'hidden_size': 64, 'layers': 2})")
+        if scratch and getattr(self, "tokenizer_kind", None) not in (None, "word"):
+            tips.append("one token per gene (TrainConfig(tokenizer='word'))")
+        if scratch:
+            tips.append("fine-tuning a pretrained C2S model (base_model=)")
+        return tips
 
     def metadata(self, selection: dict, evaluation: dict) -> dict:
         settings, recipe = self.settings, self.recipe
@@ -271,8 +379,8 @@ class C2STrainer:
             **selection,
             "held_out_evaluation": evaluation or None,
             "epochs": int(self.epochs),
-            "recipe": {**recipe.to_dict(), "augment": int(self.augment), "epochs": int(self.epochs),
-                       "validation_size": float(self.validation_size)},
+            "train_config": recipe.to_dict(),  # as given
+            "recipe": self.resolved_recipe(),  # as trained: every open choice filled in, and why
             "steps": int(self.trainer.state.global_step),
             "label_smoothing": float(recipe.label_smoothing),
             "augment": int(self.augment),
@@ -280,6 +388,10 @@ class C2STrainer:
             "generation_task": bool(recipe.generation_task),
             "base_model": None if base is None else str(getattr(base, "name_or_path", base)),
             "genes": self.genes,
+            # one gene count, one name: the genes the model saw in its training sentences (its vocabulary of
+            # genes; the length of "genes"); the expression matrix had n_genes_in_data
+            "n_genes_seen": len(self.genes),
+            "n_genes_in_data": int(self.n_genes_in_data),
         }
 
     def finish(self) -> C2SModel:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from .._atomic import atomic_path
 from ._matrix import select_expression
-from ._sentences import DEFAULT_CHUNK_SIZE, rank_chunks, warn_empty
+from ._sentences import DEFAULT_CHUNK_SIZE, TIE_KEY, rank_chunks, warn_empty
 
 logger = logging.getLogger(__name__)
 RESERVED_COLUMNS = ("cell_name", "cell_sentence")
@@ -69,6 +69,7 @@ def write_sentences(
     gene_symbols: str | None = None,
     tie_break: str = "random",
     seed: int = 42,
+    tie_key: str = TIE_KEY,
     uppercase: bool = True,
     delimiter: str = " ",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -90,7 +91,7 @@ def write_sentences(
         Output parquet file; columns ``cell_name``, ``cell_sentence`` and ``obs_columns``.
     obs_columns
         ``adata.obs`` columns to copy into each row.
-    n_genes, layer, use_raw, gene_symbols, tie_break, seed, uppercase, chunk_size, progress
+    n_genes, layer, use_raw, gene_symbols, tie_break, seed, tie_key, uppercase, chunk_size, progress
         As in :func:`sctranscoder.pp.cell_sentences`.
     delimiter
         Separator between gene names.
@@ -118,7 +119,7 @@ def write_sentences(
     n_empty = 0
     with atomic_path(path, prefix=f".{path.name}.") as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
-            for chunk in rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed,
+            for chunk in rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed, tie_key=tie_key,
                                      chunk_size=chunk_size, progress=progress):
                 n_empty += int((chunk.n_expressed == 0).sum())
                 rows = slice(chunk.start, chunk.stop)

@@ -11,8 +11,11 @@ Tie-break permutations:
 
 - ``stable``: the identity (the chunk's indices are sorted, so gene order).
 - ``random``: a Fisher-Yates shuffle driven by a counter-based generator seeded
-  from ``(seed, global row index)``, so results do not depend on chunking or on
-  the number of threads.
+  from ``(seed, the cell's tie key)``, so results do not depend on chunking or on
+  the number of threads. The tie key is a 64-bit hash of the cell's obs name
+  (:func:`name_keys`), so a cell gets the same sentence in any subset or order of
+  cells; sentences made before names keyed the ties used the cell's global row
+  index instead (still available: ``tie_key="row"``).
 - ``c2s``: the exact permutation cell2sentence 1.2.0 draws, i.e. numpy's legacy
   ``RandomState.shuffle`` (via ``sklearn.utils.shuffle``) consuming one global
   MT19937 stream, one shuffle per row. The raw 32-bit draws come from
@@ -38,10 +41,28 @@ def _splitmix64(x):
     return x, z ^ (z >> np.uint64(31))
 
 
+@njit(parallel=True, cache=True)
+def name_keys(data, offsets):
+    """64-bit tie keys of names given as UTF-8 bytes: name i is ``data[offsets[i]:offsets[i+1]]``.
+
+    FNV-1a (64-bit) over the bytes, then splitmix64's finaliser to spread the bits.
+    Defined on bytes with wrapping uint64 arithmetic, so a name has the same key in
+    every process and on every platform (Python's ``hash`` of a string does not).
+    """
+    n = offsets.size - 1
+    keys = np.empty(n, np.uint64)
+    for i in prange(n):
+        h = np.uint64(0xCBF29CE484222325)
+        for p in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[p])) * np.uint64(0x100000001B3)
+        _, keys[i] = _splitmix64(h)
+    return keys
+
+
 @njit(cache=True)
-def _random_permutation(m, seed, row):
+def _random_permutation(m, seed, key):
     perm = np.arange(m).astype(np.int64)
-    state = (np.uint64(seed) * np.uint64(0xD1342543DE82EF95)) ^ np.uint64(row)
+    state = (np.uint64(seed) * np.uint64(0xD1342543DE82EF95)) ^ key
     state, _ = _splitmix64(state)
     draw = np.uint64(0)
     for i in range(m - 1, 0, -1):
@@ -192,14 +213,15 @@ def _select_smallest(keys, vals, m, k, out_keys, out_vals, scratch, top_count):
 
 
 @njit(parallel=True, cache=True)
-def rank_rows(indptr, indices, codes, mode, perms, seed, row_offset, out_ptr, out_idx, out_rank):
+def rank_rows(indptr, indices, codes, mode, perms, seed, tie_keys, out_ptr, out_idx, out_rank):
     """Fill ``out_idx[out_ptr[i]:out_ptr[i+1]]`` with row i's top genes, best first,
     and ``out_rank`` with their 1-based ranks.
 
     The chunk is a CSR with ``indptr[0] == 0``; ``codes`` are order-preserving
     uint32 codes of the values below ``2**31`` (or raw float32 bits), 0 exactly
     for zeros (which are skipped).
-    ``mode``: 0 stable, 1 random, 2 c2s (``perms`` then holds the permutations).
+    ``mode``: 0 stable, 1 random (row i's ties seeded by ``seed`` and ``tie_keys[i]``, uint64),
+    2 c2s (``perms`` then holds the permutations).
     Ties keep tie-break-permutation order because the radix sort is stable.
     """
     n = indptr.size - 1
@@ -223,7 +245,7 @@ def rank_rows(indptr, indices, codes, mode, perms, seed, row_offset, out_ptr, ou
             if k == 0:
                 continue
             if mode == 1:
-                perm = _random_permutation(m, seed, row_offset + i)
+                perm = _random_permutation(m, seed, tie_keys[i])
             elif mode == 2:
                 perm = perms[s : s + m]
             else:

@@ -23,6 +23,11 @@ from ._matrix import (
 logger = logging.getLogger(__name__)
 
 TIE_BREAKS = {"stable": 0, "random": 1, "c2s": 2}
+TIE_KEYS = ("name", "row")
+"""What seeds a cell's random tie-break: its obs name (a cell keeps its sentence in any subset) or its row."""
+TIE_KEY = "name"
+LEGACY_TIE_KEY = "row"
+"""The tie key of sentences and models recorded before ``tie_key`` existed (their ties were keyed on rows)."""
 RANKS_KEY = "c2s_ranks"
 PARAMS_KEY = "c2s"
 DEFAULT_CHUNK_SIZE = 8192
@@ -60,13 +65,38 @@ class _C2SStream:
             need *= 2
 
 
-def _check_options(n_genes, tie_break, chunk_size):
+def _check_options(n_genes, tie_break, chunk_size, tie_key=TIE_KEY):
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"tie_break={tie_break!r} is not one of {sorted(TIE_BREAKS)}.")
+    if tie_key not in TIE_KEYS:
+        raise ValueError(f"tie_key={tie_key!r} is not one of {list(TIE_KEYS)}.")
     if n_genes is not None and (not isinstance(n_genes, (int, np.integer)) or n_genes < 1):
         raise ValueError(f"n_genes={n_genes!r} must be a positive integer, or None for all expressed genes.")
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size!r} must be a positive integer.")
+
+
+def name_tie_keys(names) -> np.ndarray:
+    """The 64-bit random tie-break key of each cell name (stable across processes and platforms)."""
+    import pyarrow as pa
+
+    names = np.asarray(names, dtype=object)
+    try:
+        array = pa.array(names, type=pa.large_string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # names that are not all strings: their str()
+        array = pa.array([str(n) for n in names], type=pa.large_string())
+    offsets = np.frombuffer(array.buffers()[1], np.int64)[array.offset : array.offset + len(array) + 1]
+    data = array.buffers()[2]
+    data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return _ranking.name_keys(data, np.ascontiguousarray(offsets))
+
+
+def tie_keys(obs_names, rows, tie_key: str = TIE_KEY) -> np.ndarray:
+    """The random tie-break keys (uint64) of the cells at positions ``rows`` of ``obs_names``."""
+    rows = np.asarray(rows, np.int64)
+    if tie_key == "row":
+        return rows.astype(np.uint64)
+    return name_tie_keys(np.asarray(obs_names)[rows])
 
 
 def rank_chunks(
@@ -75,6 +105,7 @@ def rank_chunks(
     n_genes: int | None = None,
     tie_break: str = "random",
     seed: int = 42,
+    tie_key: str = TIE_KEY,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
     out: tuple[np.ndarray, np.ndarray] | None = None,
@@ -83,12 +114,14 @@ def rank_chunks(
 
     ``out``: preallocated ``(genes, ranks)`` arrays large enough for every kept
     gene; chunks are then written into them back to back (no copies to join
-    later). Otherwise each chunk gets arrays of its own.
+    later). Otherwise each chunk gets arrays of its own. ``tie_key``: what seeds each
+    cell's random tie-break (``"name"``: its obs name; ``"row"``: its row, as before).
     """
-    _check_options(n_genes, tie_break, chunk_size)
+    _check_options(n_genes, tie_break, chunk_size, tie_key)
     mode = TIE_BREAKS[tie_break]
     stream = _C2SStream(seed) if tie_break == "c2s" else None
     no_perms = np.empty(0, np.int64)
+    no_keys = np.zeros(0, np.uint64)
     limit = -1 if n_genes is None else int(n_genes)
     rank_dtype = rank_dtype_for(len(source.genes))
     offset = 0
@@ -105,9 +138,9 @@ def rank_chunks(
                 genes, ranks = out[0][offset : offset + total], out[1][offset : offset + total]
                 offset += total
             perms = stream.permutations(chunk.indptr) if stream is not None else no_perms
-            _ranking.rank_rows(
-                chunk.indptr, chunk.indices, codes, mode, perms, seed, chunk.start, out_ptr, genes, ranks
-            )
+            keys = (tie_keys(source.obs_names, np.arange(chunk.start, chunk.stop), tie_key)
+                    if tie_break == "random" else no_keys)
+            _ranking.rank_rows(chunk.indptr, chunk.indices, codes, mode, perms, seed, keys, out_ptr, genes, ranks)
             bar.update(chunk.stop - chunk.start)
             yield RankedChunk(chunk.start, chunk.stop, out_ptr, genes, ranks, n_expressed)
 
@@ -147,6 +180,7 @@ def cell_sentences(
     gene_symbols: str | None = None,
     tie_break: str = "random",
     seed: int = 42,
+    tie_key: str = TIE_KEY,
     uppercase: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
@@ -175,11 +209,17 @@ def cell_sentences(
     tie_break
         Order of genes with equal expression: ``"random"`` (seeded, per cell),
         ``"stable"`` (gene order), or ``"c2s"`` (byte-identical to cell2sentence
-        1.2.0's ``CSData.adata_to_arrow``, whose shuffle always uses seed 42;
+        1.2.0's ``CSData.adata_to_arrow``, whose shuffle always uses seed 42 and runs
+        over the cells in order, so a cell's sentence depends on the cells before it;
         cell2sentence keeps explicitly stored zeros at the end of a sentence,
         here they are dropped like every other zero).
     seed
         Seed of the random tie-break.
+    tie_key
+        What else seeds a cell's random tie-break: ``"name"``, its obs name, so a cell
+        gets the same sentence in any subset or order of cells; or ``"row"``, its
+        row, as sentences made before ``tie_key`` existed (models trained on those
+        read such sentences; their prompt settings say so).
     uppercase
         Uppercase gene names, as cell2sentence does.
     chunk_size
@@ -197,8 +237,8 @@ def cell_sentences(
     adata = adata.copy() if copy else adata
     source = select_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, uppercase=uppercase)
     out = _preallocate(source.matrix, n_genes, len(source.genes))
-    chunks = rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed, chunk_size=chunk_size,
-                         progress=progress, out=out)
+    chunks = rank_chunks(source, n_genes=n_genes, tie_break=tie_break, seed=seed, tie_key=tie_key,
+                         chunk_size=chunk_size, progress=progress, out=out)
     ranks, n_empty = _collect(chunks, source.n_obs, len(source.genes), out)
     warn_empty(n_empty, source.n_obs)
     adata.obsm[RANKS_KEY] = ranks
@@ -210,6 +250,7 @@ def cell_sentences(
         "n_genes": -1 if n_genes is None else int(n_genes),
         "tie_break": tie_break,
         "seed": int(seed),
+        "tie_key": tie_key,
         "uppercase": bool(uppercase),
         "gene_symbols": "" if gene_symbols is None else gene_symbols,
         "n_empty_cells": n_empty,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import asdict, dataclass, fields, replace
 
-from ._sentences import PARAMS_KEY, RANKS_KEY
+from ._sentences import LEGACY_TIE_KEY, PARAMS_KEY, RANKS_KEY, TIE_KEY
 
 SETTINGS_KEY = "prompt"  # adata.uns['c2s']['prompt'] and sctranscoder.json's "prompt"
 
@@ -30,6 +30,9 @@ class PromptSettings:
     """Order of genes with equal expression (see :func:`sctranscoder.pp.cell_sentences`)."""
     seed: int = 42
     """Seed of the random tie-break."""
+    tie_key: str = TIE_KEY
+    """What else seeds a cell's random tie-break: ``"name"`` (its obs name: the same sentence in any subset) or
+    ``"row"`` (its row). Sentences and models recorded before this field existed used rows, and read back so."""
     layer: str | None = None
     """Expression layer sentences are built from (``None``: ``.X``, or ``.raw`` per ``use_raw``)."""
     use_raw: bool | None = None
@@ -67,12 +70,15 @@ class PromptSettings:
         """The settings a model was trained with (``sctranscoder.json``); the defaults for other checkpoints.
 
         Models saved before the settings were one object recorded ``n_genes``,
-        ``organism``, ``template``, ``tie_break`` and ``seed`` at the top level.
+        ``organism``, ``template``, ``tie_break`` and ``seed`` at the top level; models
+        saved before ``tie_key`` existed keyed their ties on rows (``"row"``).
         """
         meta = getattr(model, "metadata", None) or {}
         if SETTINGS_KEY in meta:
-            return cls.from_dict(meta[SETTINGS_KEY])
+            return cls.from_dict({"tie_key": LEGACY_TIE_KEY, **meta[SETTINGS_KEY]})
         legacy = {f.name: meta[f.name] for f in fields(cls) if f.name in meta}
+        if legacy:  # a model sctranscoder trained before tie_key
+            legacy.setdefault("tie_key", LEGACY_TIE_KEY)
         return cls(**legacy)
 
     @classmethod
@@ -88,6 +94,7 @@ class PromptSettings:
         if n_genes != -1:
             values["n_genes"] = n_genes
         values.update(tie_break=str(stored.get("tie_break", "random")), seed=int(stored.get("seed", 42)),
+                      tie_key=str(stored.get("tie_key", LEGACY_TIE_KEY)),
                       layer=str(stored.get("layer", "")) or None, use_raw=bool(stored.get("use_raw", False)),
                       gene_symbols=str(stored.get("gene_symbols", "")) or None,
                       uppercase=bool(stored.get("uppercase", True)))
@@ -97,8 +104,8 @@ class PromptSettings:
 
     def sentence_options(self) -> dict:
         """Keyword arguments of :func:`sctranscoder.pp.cell_sentences`."""
-        return {"n_genes": self.n_genes, "tie_break": self.tie_break, "seed": self.seed, "layer": self.layer,
-                "use_raw": self.use_raw, "gene_symbols": self.gene_symbols, "uppercase": self.uppercase}
+        return {"n_genes": self.n_genes, "tie_break": self.tie_break, "seed": self.seed, "tie_key": self.tie_key,
+                "layer": self.layer, "use_raw": self.use_raw, "gene_symbols": self.gene_symbols, "uppercase": self.uppercase}
 
     def prompt_options(self) -> dict:
         """Keyword arguments of :func:`sctranscoder.pp.prompts`."""
@@ -115,6 +122,8 @@ class PromptSettings:
             differences["tie_break"] = (str(stored.get("tie_break")), self.tie_break)
         elif self.tie_break != "stable" and int(stored.get("seed", -1)) != self.seed:
             differences["seed"] = (int(stored.get("seed", -1)), self.seed)
+        elif self.tie_break == "random" and str(stored.get("tie_key", LEGACY_TIE_KEY)) != self.tie_key:
+            differences["tie_key"] = (str(stored.get("tie_key", LEGACY_TIE_KEY)), self.tie_key)
         use_raw = self.use_raw if self.use_raw is not None else (self.layer is None and adata.raw is not None)
         source = ("raw" if use_raw else f"layer {self.layer!r}" if self.layer else "X")
         stored_layer = str(stored.get("layer", "") or "")
@@ -135,7 +144,8 @@ class PromptSettings:
         found = ", ".join(f"{k}={v[0]!r}" for k, v in differences.items())
         wanted = ", ".join(f"{k}={v[1]!r}" for k, v in differences.items())
         options = ", ".join(f"{k}={v!r}" for k, v in self.sentence_options().items()
-                            if v is not None and k != "uppercase" or (k == "uppercase" and not v))
+                            if v is not None and k not in ("uppercase", "tie_key") or (k == "uppercase" and not v)
+                            or (k == "tie_key" and v != TIE_KEY))
         raise ValueError(
             f"adata's cell sentences were made with {found}, but {whose} reads prompts made with {wanted}. "
             f"Rebuild them with sct.pp.cell_sentences(adata, {options}), or delete adata.obsm[{RANKS_KEY!r}] and "
@@ -170,4 +180,4 @@ class PromptSettings:
             return None
         values = {k: (None if isinstance(v, str) and v == "" else v) for k, v in record.items()}
         values = {k: (v.item() if hasattr(v, "item") else v) for k, v in values.items()}
-        return cls.from_dict(values)
+        return cls.from_dict({"tie_key": LEGACY_TIE_KEY, **values})  # recorded before tie_key: rows

@@ -6,7 +6,8 @@ cell again with the gene gone, and every candidate answer is scored as
 
 - ``mode="zero"``: the gene's expression is set to 0 and the sentence is re-ranked
   from the expression matrix with the prompt settings the sentences were made
-  with (same tie-break, seed, gene count, row index). The gene's stored entry is
+  with (same tie-break, seed, gene count, tie key: the cell's name, or its row for
+  sentences keyed on rows). The gene's stored entry is
   kept as an explicit zero, so the tie-break order of the other genes does not
   move: the gene leaves, the genes after it move up, and the next expressed gene
   enters at the end.
@@ -102,8 +103,9 @@ def _c2s_permutations(matrix, rows, seed) -> dict:
     return {int(r): perms[indptr[r]:indptr[r + 1]] for r in rows}
 
 
-def rerank(indices, data, settings, row: int, c2s_perm=None, n_vars: int = 0) -> np.ndarray:
-    """The top ``settings.n_genes`` gene indices of one row, best first, with the sentence builder's kernel."""
+def rerank(indices, data, settings, key, c2s_perm=None, n_vars: int = 0) -> np.ndarray:
+    """The top ``settings.n_genes`` gene indices of one row, best first, with the sentence builder's kernel
+    (``key``: the row's random tie-break key, see ``pp._sentences.tie_keys``)."""
     from ..pp import _ranking
     from ..pp._matrix import value_codes
     from ..pp._sentences import TIE_BREAKS, rank_dtype_for
@@ -114,7 +116,7 @@ def rerank(indices, data, settings, row: int, c2s_perm=None, n_vars: int = 0) ->
     out_idx, out_rank = np.empty(k, np.int32), np.empty(k, rank_dtype_for(n_vars))  # the builder's dtypes: no recompile
     perms = np.asarray(c2s_perm, np.int64) if c2s_perm is not None else np.empty(0, np.int64)
     _ranking.rank_rows(np.array([0, indices.size], np.int64), np.asarray(indices), codes,
-                       TIE_BREAKS[settings.tie_break], perms, settings.seed, int(row),
+                       TIE_BREAKS[settings.tie_break], perms, settings.seed, np.array([key], np.uint64),
                        np.array([0, k], np.int64), out_idx, out_rank)
     return out_idx.astype(np.int64)
 
@@ -134,24 +136,23 @@ def knockout_sentences(adata, settings, rows, sentences, genes, mode: str) -> li
     ``sentences`` are the cells' stored sentences; in ``"zero"`` mode the unknocked
     re-ranking must reproduce them (else the knockouts would also move other genes).
     """
+    from ..pp._sentences import tie_keys
+
     if mode == "remove":
         return [[s[s != g] if (s == g).any() else None for g in genes] for s in sentences]
     source = _row_source(adata, settings)
     c2s = _c2s_permutations(source.matrix, rows, settings.seed) if settings.tie_break == "c2s" else {}
+    keys = tie_keys(adata.obs_names, rows, settings.tie_key)
     variants = []
-    for row, sentence in zip(rows, sentences):
+    for row, key, sentence in zip(rows, keys, sentences):
         indices, data = _read_row(source.matrix, int(row))
         perm = c2s.get(int(row))
-        base = rerank(indices, data, settings, row, perm, len(source.genes))
+        base = rerank(indices, data, settings, key, perm, len(source.genes))
         if not np.array_equal(base, sentence):
-            raise ValueError(
-                f"Cell {adata.obs_names[row]!r}: re-ranking its expression with the recorded settings "
-                f"({settings.tie_break} tie-break, seed {settings.seed}, {settings.n_genes} genes) does not give its "
-                "stored sentence, so a knockout would also reorder other genes. The random tie-break depends on "
-                "each cell's row: the sentences were probably made before adata was subset. Pass the AnnData the "
-                "sentences were made on and pick cells with cells=, or rebuild the sentences on this one "
-                "(del adata.obsm['c2s_ranks'])."
-            )
+            raise ValueError(f"Cell {adata.obs_names[row]!r}: re-ranking its expression with the recorded settings "
+                             f"({settings.tie_break} tie-break, seed {settings.seed}, {settings.n_genes} genes) does "
+                             "not give its stored sentence, so a knockout would also reorder other genes. "
+                             + _why_not_reproduced(settings))
         cell = []
         for g in genes:
             hit = np.flatnonzero(indices == g)
@@ -160,10 +161,25 @@ def knockout_sentences(adata, settings, rows, sentences, genes, mode: str) -> li
                 continue
             knocked = data.copy()
             knocked[hit[0]] = 0  # an explicit zero: the other genes keep their tie-break order
-            variant = rerank(indices, knocked, settings, row, perm, len(source.genes))
+            variant = rerank(indices, knocked, settings, key, perm, len(source.genes))
             cell.append(None if np.array_equal(variant, base) else variant)
         variants.append(cell)
     return variants
+
+
+def _why_not_reproduced(settings) -> str:
+    """Why a stored sentence may not re-rank to itself, and the fix, for these settings."""
+    if settings.tie_break == "random" and settings.tie_key == "row":
+        return ("These sentences key their random tie-break on each cell's row (tie_key='row', as models trained "
+                "before name-keyed ties read them), so they were probably made before adata was subset. Pass the "
+                "AnnData the sentences were made on and pick cells with cells=, or rebuild the sentences on this one "
+                "(del adata.obsm['c2s_ranks']).")
+    if settings.tie_break == "c2s":
+        return ("The c2s tie-break runs one random stream over the cells in order, so a cell's sentence depends on "
+                "the cells before it: pass the AnnData the sentences were made on and pick cells with cells=, or "
+                "rebuild the sentences on this one (del adata.obsm['c2s_ranks']).")
+    return ("The expression changed since the sentences were made, or they were made from other data: rebuild "
+            "them (del adata.obsm['c2s_ranks']).")
 
 
 # -- the tool ---------------------------------------------------------------------------------------------------
