@@ -59,7 +59,10 @@ def one_run(dataset: str, n_cells: int, n_genes: int | None, options: dict, seed
 
     torch.set_num_threads(threads)
     adata, key = load(dataset, n_cells, seed)
-    given = dict(options, **({"n_genes": n_genes} if n_genes is not None else {}))
+    options = dict(options)
+    config = options.pop("config", None)  # the architecture; the rest are TrainConfig fields
+    settings = sct.pp.PromptSettings(n_genes=n_genes) if n_genes is not None else None
+    given = dict(settings=settings, train_config=sct.models.TrainConfig(**options), config=config)
     estimate = sct.tl.plan_training(adata, key, **given) if hasattr(sct.tl, "plan_training") else None
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()

@@ -34,14 +34,17 @@ def cmd_train_model(args) -> None:
         raise UsageError(f"out {args.out} exists and is not a folder")
     if args.base_model is not None:
         _model_folder(args.base_model)
-    options = {"n_genes": args.n_genes, "epochs": args.epochs, "tokenizer": args.tokenizer, "seed": args.seed,
-               "validation_size": args.validation_size, "patience": args.patience, "layer": args.layer,
-               "use_raw": args.use_raw, "tie_break": args.tie_break, "organism": args.organism,
-               "batch_size": args.batch_size, "learning_rate": args.lr, "config": args.model_config}
-    options = {name: value for name, value in options.items() if value is not None}
-    model = sct.models.train_c2s(adata, args.label_key, args.out,
-                                 base_model=None if args.base_model is None else str(args.base_model),
-                                 resume=args.resume, **options)
+    prompt = {"n_genes": args.n_genes, "organism": args.organism, "tie_break": args.tie_break, "layer": args.layer,
+              "use_raw": args.use_raw}
+    recipe = {"epochs": args.epochs, "tokenizer": args.tokenizer, "seed": args.seed,
+              "validation_size": args.validation_size, "patience": args.patience, "batch_size": args.batch_size,
+              "learning_rate": args.lr}
+    prompt = {name: value for name, value in prompt.items() if value is not None}
+    recipe = {name: value for name, value in recipe.items() if value is not None}
+    model = sct.models.train_c2s(
+        adata, args.label_key, args.out, settings=sct.pp.PromptSettings(**prompt) if prompt else None,
+        train_config=sct.models.TrainConfig(**recipe), config=args.model_config,
+        base_model=None if args.base_model is None else str(args.base_model), resume=args.resume)
     print(f"wrote {args.out}")
     evaluation = model.metadata.get("held_out_evaluation") or {}
     if "c2s_accuracy" in evaluation:
