@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._candidates import shared_prefix_length
+
 
 @dataclass(eq=False)
 class Readout:
@@ -47,13 +49,6 @@ class Readout:
         """The readout from final hidden states ``(batch, tokens, d)`` of a real forward pass."""
         vectors = self.vectors.to(final_hidden.device)
         return ((final_hidden[:, list(self.positions)].float() * vectors).sum((1, 2)) + self.constant).detach()
-
-
-def _shared(a, b) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
 
 
 @torch.no_grad()
@@ -136,7 +131,7 @@ def answer_logprob(model, prompt_ids, answers, index: int, *, kind: str = "logod
     coefficients = torch.zeros(len(mine), unembedding.shape[0], dtype=torch.float64)
     for c, answer in enumerate(answers):
         weight = (1.0 if c == index else 0.0) - float(share[c])
-        last = len(mine) - 1 if c == index else _shared(answer, mine)
+        last = len(mine) - 1 if c == index else shared_prefix_length(answer, mine)
         for t in range(min(last + 1, len(answer))):
             coefficients[t, answer[t]] += weight
             coefficients[t] -= weight * p[t].double()

@@ -33,19 +33,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ._candidates import log_odds, shared_prefix_length
 from ._intervene import ReplacementModel
 
 
-def _shared(a: list, b: list) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
 def _log_odds(log_probs, index: int) -> float:
-    logp = float(log_probs[index])
-    return logp - float(np.log(-np.expm1(min(logp, -1e-300))))  # exact near p = 1, where log p saturates
+    return float(log_odds(float(log_probs[index])))  # exact near p = 1, where log p saturates
 
 
 class FeatureShare:
@@ -63,7 +56,7 @@ class FeatureShare:
         # the traced sequence is the prompt and the label's answer but its last token; a rival's row shares it up to
         # where the answers part, and its own later tokens (not traced) keep their features
         n_prompt, mine = len(list(prompt_ids)), list(candidates[index])
-        self.scope = [n_prompt + min(_shared(list(answer), mine), len(mine) - 1) for answer in candidates]
+        self.scope = [n_prompt + min(shared_prefix_length(list(answer), mine), len(mine) - 1) for answer in candidates]
         self.everything = _log_odds(self.replacement.run()[1], index)
         self.nothing = self._log_odds_with([])
         self.runs = 2

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._distributed import rank_and_world
 from ._architectures import mlp_sites
-from ._harvest import Documents, _pad, _row_metadata, _stop_after, _StopForward, token_filter
+from ._harvest import Documents, _row_metadata, _stop_after, _StopForward, pad_ids, token_filter
 from ._hooks import MLPCapture
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
         shares = np.array_split(np.arange(len(picked)), world) if split else [np.arange(len(picked))]
         share = shares[rank] if split else shares[0]
         if len(share):
-            ids, mask = _pad([ids_list[j] for j in share], device)
+            ids, mask = pad_ids([ids_list[j] for j in share], device)
             flat = torch.cat([torch.as_tensor(keep[j], dtype=torch.long) + n * ids.shape[1]
                               for n, j in enumerate(share)]).to(device)
             amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()

@@ -56,7 +56,7 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
     (headline sets beyond spelling, see :func:`headline_sets`), ``de_embedding_genes``, ``family``,
     ``family_genes``, ``family_share``, ``token_identity_r``, ``spelling_score``.
     """
-    from ._headlines import headline_sets
+    from ..genesets import headline_sets
     from ._spelling import enrich_beyond_spelling, name_families, spelling_scores
 
     cells, info = _activity(adata, key)

@@ -82,16 +82,14 @@ def harvest(
     """
     from ..harvest import MemoryStore, mlp_sites
     from ..harvest import harvest as harvest_core
-    from ._encode import encode_cells
+    from ..prompt import resolve_cells
     from ._plan import check_store_fits
 
     if label_key is not None and label_key not in adata.obs:
         raise KeyError(f"label_key={label_key!r} is not a column of adata.obs.")
-    if encoded is None:
-        encoded = encode_cells(adata, model, label_key=label_key, progress=progress, n_genes=n_genes,
-                               organism=organism, template=template, add_special_tokens=add_special_tokens)
-    else:
-        encoded.matches(adata, label_key)
+    encoded = resolve_cells(adata, model, encoded, label_key=label_key, with_answers=True, progress=progress,
+                            n_genes=n_genes, organism=organism, template=template,
+                            add_special_tokens=add_special_tokens)
     settings = encoded.settings
     info = {"model": str(model.name_or_path), "n_genes": settings.n_genes, "organism": settings.organism,
             "template": settings.template, "prompt": settings.to_dict(), "label_key": label_key,
