@@ -103,7 +103,7 @@ TRANSCODERS = [
         "train_cells = adata[np.flatnonzero(~held)[:150]].copy()\n"
         "test_cells = adata[np.flatnonzero(held)[:40]].copy()\n"
         "work = pathlib.Path(tempfile.mkdtemp())\n"
-        "store = sct.tl.harvest(train_cells, model, store_dir=work / 'activations', label_key='bulk_labels')\n"
+        "store = sct.tl.harvest(train_cells, model, out_dir=work / 'activations', label_key='bulk_labels')\n"
         "store"
     ),
     new_markdown_cell(

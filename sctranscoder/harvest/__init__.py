@@ -25,6 +25,7 @@ from ._budget import (
     store_bytes,
     stored_rows,
 )
+from ._config import HarvestConfig, StreamConfig
 from ._harvest import Documents, harvest, last_of_span, pad_ids
 from ._hooks import MLPCapture, replace_mlp
 from ._store import METADATA, ActivationStore, MemoryStore
@@ -34,6 +35,7 @@ from ._timing import forward_seconds, warm_up
 __all__ = [
     "DTYPE_BYTES",
     "HEADROOM",
+    "HarvestConfig",
     "LAYOUTS",
     "METADATA",
     "METADATA_BYTES",
@@ -44,6 +46,7 @@ __all__ = [
     "MLPCapture",
     "MLPSite",
     "MemoryStore",
+    "StreamConfig",
     "attention_outputs",
     "available_memory_bytes",
     "buffer_bytes",

@@ -89,7 +89,7 @@ def plan(adata, model, layers=None, *, out_dir=None, label_key: str | None = Non
     return result
 
 
-def check_store_fits(adata, model, layers, store_dir, *, encoded, dtype: str, only_genes: bool,
+def check_store_fits(adata, model, layers, out_dir, *, encoded, dtype: str, only_genes: bool,
                      drop_special: bool, label_key=None, subsample: float = 1.0) -> None:
     """Stop a harvest before it starts when its store would not fit on the disk, with the plan as the message."""
     from ..harvest import mlp_sites, size_text
@@ -98,11 +98,11 @@ def check_store_fits(adata, model, layers, store_dir, *, encoded, dtype: str, on
     rows = int(stored_rows(encoded, only_genes, drop_special).sum())
     width = int(model.model.config.hidden_size)
     needed = (len(layers) * rows * 2 * width * DTYPE_BYTES[dtype] + rows * METADATA_BYTES) * subsample
-    present = sum(f.stat().st_size for f in Path(store_dir).glob("*.safetensors")) if Path(store_dir).is_dir() else 0
-    free, _ = free_disk_bytes(store_dir)
+    present = sum(f.stat().st_size for f in Path(out_dir).glob("*.safetensors")) if Path(out_dir).is_dir() else 0
+    free, _ = free_disk_bytes(out_dir)
     if needed - present <= HEADROOM * free:  # a resumed harvest needs only what is not on disk yet
         return
-    laid_out = plan(adata, model, layers, out_dir=store_dir, label_key=label_key, encoded=encoded, dtype=dtype,
+    laid_out = plan(adata, model, layers, out_dir=out_dir, label_key=label_key, encoded=encoded, dtype=dtype,
                     only_genes=only_genes, drop_special=drop_special, measure_cells=0)
-    raise OSError(f"The activation store would not fit: it needs {size_text(needed - present)} more at {store_dir}, "
+    raise OSError(f"The activation store would not fit: it needs {size_text(needed - present)} more at {out_dir}, "
                   f"and {size_text(free)} is free (at most {HEADROOM:.0%} of it is planned).\n{laid_out}")

@@ -86,13 +86,15 @@ def spelling_scores(adata, model=None, transcoders=None, *, key: str = FEATURES_
 
 def enrich_beyond_spelling(adata, gene_sets="all", *, model=None, key: str = FEATURES_KEY, features=None,
                            n_top: int = 25, min_occurrences: int = 3, background=None, families=None,
-                           n_null: int = 200, max_fdr: float = 0.05, max_matched_p: float = 0.05,
-                           min_set_size: int = 3, seed: int = 0, key_added: str | None = None) -> pd.DataFrame:
+                           key_added: str | None = None, **test) -> pd.DataFrame:
     """:func:`enrich_features` with a second test that keeps spelling: each row's ``Matched P-value`` is the
     empirical p of its hypergeometric p against ``n_null`` random gene lists with the feature's name-family
     structure (same list size, same number of genes sharing a family; see
     :func:`sctranscoder.genesets.matched_null_p`), and ``Beyond spelling`` says it passes both
     (``Adjusted P-value <= max_fdr`` and ``Matched P-value <= max_matched_p``).
+
+    ``test``: the test's settings, as :func:`sctranscoder.genesets.enrich_matched` takes them (``n_null=200``,
+    ``max_fdr=0.05``, ``max_matched_p=0.05``, ``min_set_size=3``, ``seed=0``).
 
     The families come from name stems and, with ``model``, its tokenizer's leading subwords. The table keeps
     every tested row (filter on ``Beyond spelling``); its ``attrs["enrich"]`` records the settings.
@@ -107,8 +109,7 @@ def enrich_beyond_spelling(adata, gene_sets="all", *, model=None, key: str = FEA
         background = feature_background(adata, key=key, min_occurrences=min_occurrences)
     if families is None:
         families = name_families(model=model, genes=background)
-    table = genesets.enrich_matched(lists, gene_sets, background, families, n_null=n_null, max_fdr=max_fdr,
-                                    max_matched_p=max_matched_p, min_set_size=min_set_size, seed=seed)
+    table = genesets.enrich_matched(lists, gene_sets, background, families, **test)
     table.attrs["enrich"]["name_families"] = "name stems" + (" and leading subword tokens" if model else "")
     if key_added is not None:
         adata.uns[key_added] = table
