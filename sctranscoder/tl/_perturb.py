@@ -85,7 +85,7 @@ def perturb_features(adata, model, transcoders: dict, features, scale: float | N
     before, after = np.zeros((len(rows), len(candidates))), np.zeros((len(rows), len(candidates)))
     for i, ids in enumerate(progress_bar(encoded.prompt_ids(), desc="feature perturbations", unit="cells",
                                          enabled=progress)):
-        result = intervene(model.model, transcoders, ids, changes, candidates=answers,
+        result = intervene(model.model, transcoders, ids, changes, answer_ids=answers,
                            freeze_attention=freeze_attention)
         before[i], after[i] = result.probabilities_clean, result.probabilities
     index = pd.Index(encoded.obs_names, name="cell")
