@@ -92,3 +92,25 @@ def test_tl_harvest_with_its_old_folder_keyword(pbmc_template, tmp_path):
     again = sct.tl.harvest(cells, model, [0], tmp_path / "store2", sct.harvest.HarvestConfig(dtype="float32"),
                            batch_size=2, progress=False)
     assert again.info["harvest"]["batch_size"] == 2 and len(again) == len(store)
+
+
+def test_name_families_has_one_contract_per_name():
+    genes = ["HLA-DRA", "HLA-DRB1", "CD79A", "CD79B", "LYZ"]
+    families = sct.tl.gene_families(genes=genes)
+    assert families.equals(sct.genesets.name_families([g.upper() for g in genes]))
+    with pytest.warns(DeprecationWarning, match="sct.tl.gene_families"):
+        old = sct.tl.name_families(genes=genes)
+    assert old.equals(families)
+
+
+def test_calls_that_compute_a_result_return_it(pbmc_template):
+    model = sct.models.default()
+    cells = pbmc_template[:4].copy()
+    table = sct.tl.predict_cell_types(cells, model, key_added="called", progress=False)
+    assert list(table.index) == list(cells.obs_names) and list(table.columns) == model.labels
+    assert (table.attrs["prediction"] == cells.obs["called"]).all()
+    assert (table.idxmax(axis=1) == cells.obs["called"].astype(str)).all()
+    d = model.model.config.hidden_size
+    transcoders = {0: sct.tc.Transcoder(sct.tc.TranscoderConfig(d_in=d, d_out=d, d_hidden=16, k=4)).eval()}
+    result = sct.tl.feature_activity(cells, model, transcoders, 0, key_added="acts", progress=False)
+    assert result["cells"] is cells.obsm["acts"] and result["uns"] is cells.uns["acts"]

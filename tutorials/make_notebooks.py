@@ -301,7 +301,7 @@ CIRCUITS = [
         "flagged, and entries are ranked by specificity (share of the set hit) times effect (log2 odds ratio)."
     ),
     new_code_cell(
-        "families = sct.tl.name_families(test_cells, model)\n"
+        "families = sct.tl.gene_families(test_cells, model)\n"
         "sct.tl.headline_sets(circuit_enrichment, families=families)[['Headline', 'Gene_set', 'Overlap',\n"
         "                                                          'Adjusted P-value', 'Also', 'One family']]"
     ),

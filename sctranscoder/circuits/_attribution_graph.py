@@ -249,7 +249,7 @@ def _partial_influence(rows: torch.Tensor, row_nodes: torch.Tensor, n_columns: i
 @renamed_keywords(model="lm")
 def attribute(lm, transcoders: dict, input_ids, target, *, max_feature_nodes: int | None = 2048,
               batch_size: int = 64, update_interval: int = 4, labels=None, groups=None, sections=None,
-              progress: bool = False) -> AttributionGraph:
+              progress: bool = True) -> AttributionGraph:
     """The complete attribution graph of ``target`` on one input.
 
     Parameters

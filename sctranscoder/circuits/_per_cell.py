@@ -179,7 +179,7 @@ def trace_call(lm, transcoders: dict, prompt: list, answer_ids: list, index: int
     export = features = check = None
     if cfg.method == "complete":
         full = attribute(lm, transcoders, input_ids, goal, max_feature_nodes=cfg.max_feature_nodes,
-                         batch_size=cfg.batch_size, labels=labels, groups=groups, sections=sections)
+                         batch_size=cfg.batch_size, labels=labels, groups=groups, sections=sections, progress=False)
         include = None
         if cfg.min_feature_share is not None:
             clock = time.perf_counter()

@@ -189,7 +189,7 @@ def cell_type_sections(
     spec = tl.feature_specificity(adata, label_key, key=key, features=tl.alive_features(adata, key=key))
     background = tl.feature_background(adata, key=key, min_occurrences=min_occurrences)
     if families is None:
-        families = tl.name_families(adata, c2s_model, key=key)
+        families = tl.gene_families(adata, c2s_model, key=key)
     counts = adata.obs[label_key].astype(str).value_counts()
     top = {label: spec[(spec.label == label) & (spec.fraction_active > 0)].nlargest(n_features, "auroc")
            for label in counts.index}
@@ -307,7 +307,7 @@ def from_adata(
 
     info = adata.uns[key]
     if "families" not in section_options:
-        section_options["families"] = tl.name_families(adata, section_options.get("c2s_model"), key=key)
+        section_options["families"] = tl.gene_families(adata, section_options.get("c2s_model"), key=key)
     sections = cell_type_sections(adata, label_key, key=key, enrichment=enrichment, **section_options)
     hidden = ("circuit_figures", "input_genes", "figures", "validations", "circuits", "circuit_enrichment", "c2s_model",
               "transcoders", "feature_keys", "marker_sets", "families")

@@ -23,6 +23,7 @@ from ._predict import predict_cell_types
 from ._spelling import (
     beyond_spelling_fraction,
     enrich_beyond_spelling,
+    gene_families,
     leading_subwords,
     name_families,
     spelling_scores,
@@ -39,6 +40,7 @@ __all__ = [
     "alive_features",
     "beyond_spelling_fraction",
     "enrich_beyond_spelling",
+    "gene_families",
     "leading_subwords",
     "name_families",
     "spelling_scores",

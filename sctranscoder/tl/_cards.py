@@ -60,7 +60,7 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
     ``family_genes``, ``family_share``, ``token_identity_r``, ``spelling_score``.
     """
     from ..genesets import headline_sets
-    from ._spelling import enrich_beyond_spelling, name_families, spelling_scores
+    from ._spelling import enrich_beyond_spelling, gene_families, spelling_scores
 
     cells, info = _activity(adata, key)
     if label_key not in adata.obs:
@@ -70,7 +70,7 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
     if features.size == 0:
         raise ValueError("No features to describe (none alive under this key?).")
     if families is None:
-        families = name_families(adata, model, key=key)
+        families = gene_families(adata, model, key=key)
     genes = feature_genes(adata, features, key=key, n_top=n_top, min_occurrences=min_occurrences)
     spec = feature_specificity(adata, label_key, key=key, features=features)
     spelling = spelling_scores(adata, model, transcoders, key=key, features=features, n_top=n_top,

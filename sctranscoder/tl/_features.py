@@ -95,7 +95,7 @@ def feature_activity(
         Prompts per forward pass, cells harvested at a time, tokens encoded at a time
         (memory: ``rows_per_encode x n_features`` floats).
     inplace
-        Write into ``adata`` (return None) or return the dict that would be written.
+        Write into ``adata``; either way the result is returned (``{"cells": cells x features, "uns": ...}``).
     """
     import torch
 
@@ -143,7 +143,7 @@ def feature_activity(
         return result
     adata.obsm[key_added] = result["cells"]
     adata.uns[key_added] = result["uns"]
-    return None
+    return result
 
 
 def _activity(adata, key: str):

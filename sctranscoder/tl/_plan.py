@@ -24,7 +24,7 @@ def stored_rows(encoded, only_genes: bool = False, drop_special: bool = True):
 
 def plan(adata, model, layers=None, *, out_dir=None, label_key: str | None = None, encoded=None, cfg=None,
          dtype: str = "float16", only_genes: bool = False, drop_special: bool = True, measure_cells: int = 8,
-         batch_size: int = 16, documents_per_pass: int = 16, progress: bool = False, **settings) -> Plan:
+         batch_size: int = 16, documents_per_pass: int = 16, progress: bool = True, **settings) -> Plan:
     """Plan harvesting and transcoder training before running them.
 
     Parameters
@@ -103,6 +103,6 @@ def check_store_fits(adata, model, layers, out_dir, *, encoded, dtype: str, only
     if needed - present <= HEADROOM * free:  # a resumed harvest needs only what is not on disk yet
         return
     laid_out = plan(adata, model, layers, out_dir=out_dir, label_key=label_key, encoded=encoded, dtype=dtype,
-                    only_genes=only_genes, drop_special=drop_special, measure_cells=0)
+                    only_genes=only_genes, drop_special=drop_special, measure_cells=0, progress=False)
     raise OSError(f"The activation store would not fit: it needs {size_text(needed - present)} more at {out_dir}, "
                   f"and {size_text(free)} is free (at most {HEADROOM:.0%} of it is planned).\n{laid_out}")

@@ -58,7 +58,9 @@ def predict_cell_types(
 
     Returns
     -------
-    ``None``; writes into ``adata``.
+    The predictions, also written into ``adata``: in ``"score"`` mode a cells x candidates DataFrame of
+    probabilities (its ``attrs["prediction"]`` the called labels); in ``"generate"`` mode the answers
+    (a categorical Series).
     """
     from ..circuits import candidate_log_probabilities
     from ..prompt import resolve_cells
@@ -73,7 +75,7 @@ def predict_cell_types(
         expected = list(candidates) if candidates is not None else model.labels
         adata.obs[key_added] = pd.Categorical(generate_answers(model, prompts, batch_size=batch_size,
                                                                candidates=expected, progress=progress))
-        return None
+        return adata.obs[key_added].copy()
     candidates = list(candidates) if candidates is not None else model.labels
     if not candidates:
         raise ValueError("The model records no training labels; pass candidates=[...] or use mode='generate'.")
@@ -82,4 +84,6 @@ def predict_cell_types(
     adata.obsm[f"{key_added}_probabilities"] = probabilities
     adata.uns[key_added] = {"mode": mode, "candidates": list(candidates)}
     adata.obs[key_added] = pd.Categorical(np.asarray(candidates)[probabilities.argmax(axis=1)], categories=candidates)
-    return None
+    table = pd.DataFrame(probabilities, index=adata.obs_names.copy(), columns=list(candidates))
+    table.attrs["prediction"] = adata.obs[key_added].copy()
+    return table

@@ -36,6 +36,7 @@ def train_transcoders(
     live: bool = False,
     precision: str = "auto",
     encoded=None,
+    key_added: str = "transcoders",
     progress: bool = True,
     **settings,
 ) -> dict:
@@ -73,9 +74,13 @@ def train_transcoders(
         ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`, with the same
         ``label_key``); default: tokenize them here, once.
 
+    key_added
+        ``adata.uns[key_added]`` records where the transcoders are and which cells were held out
+        (:func:`evaluate_transcoders` reads ``"transcoders"``).
+
     Returns
     -------
-    ``{layer: Transcoder}``; ``adata.uns["transcoders"]`` records where they are and which cells were held out.
+    ``{layer: Transcoder}``.
     """
     from ..harvest import mlp_sites
     from ..prompt import resolve_cells
@@ -98,7 +103,7 @@ def train_transcoders(
                             label_key=label_key, encoded=encoded, progress=progress)
         transcoders = {layer: train(store, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
                                     model_name=str(model.name_or_path), progress=progress) for layer in layers}
-    adata.uns["transcoders"] = {"path": str(out_dir) if out_dir else None, "layers": layers,
+    adata.uns[key_added] = {"path": str(out_dir) if out_dir else None, "layers": layers,
                                 "held_out_cells": list(map(str, adata.obs_names[held]))}
     return transcoders
 

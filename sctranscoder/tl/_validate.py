@@ -61,7 +61,7 @@ def _agreement(scores: pd.Series, effect: pd.Series, top: int) -> tuple[pd.DataF
 def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int = 10, ablation: str = "zero",
                      rank_by_knockout: bool = False, gradients: bool = True, candidates=None, encoded=None,
                      n_genes: int | None = None, organism: str | None = None, n_cells: int | None = None,
-                     progress: bool = False) -> dict:
+                     progress: bool = True) -> dict:
     """Check a :class:`CellTypeCircuit`'s gene ranking against gene knockouts in the traced cells.
 
     Knocks out (``mode="zero"``) the circuit's ``top_genes`` genes with the largest
