@@ -26,14 +26,9 @@ class HarvestConfig:
     """Seed of the token subsampling."""
 
     @classmethod
-    def build(cls, cfg: HarvestConfig | None = None, **settings) -> HarvestConfig:
+    def build(cls, cfg=None, **settings):
         """``cfg`` (default: the defaults) with ``settings`` changing single fields (``None``: unchanged)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise TypeError(f"Unknown harvest settings {unknown}; HarvestConfig has {sorted(known)}.")
-        given = {k: v for k, v in settings.items() if v is not None}
-        return replace(cfg if cfg is not None else cls(), **given)
+        return _built(cls, cfg, settings)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,10 +66,15 @@ class StreamConfig:
     """The buffers' device (default: the model's)."""
 
     @classmethod
-    def build(cls, cfg: StreamConfig | None = None, **settings) -> StreamConfig:
-        """``cfg`` (default: the defaults) with ``settings`` changing single fields."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise TypeError(f"Unknown stream settings {unknown}; StreamConfig has {sorted(known)}.")
-        return replace(cfg if cfg is not None else cls(), **settings)
+    def build(cls, cfg=None, **settings):
+        """``cfg`` (default: the defaults) with ``settings`` changing single fields (``None``: unchanged)."""
+        return _built(cls, cfg, settings)
+
+
+def _built(cls, cfg, settings: dict):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"Unknown settings {unknown}; {cls.__name__} has {sorted(known)}.")
+    given = {k: v for k, v in settings.items() if v is not None}
+    return replace(cfg if cfg is not None else cls(), **given)
