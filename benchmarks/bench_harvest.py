@@ -46,7 +46,7 @@ def _timed(side, model, docs, cells, batch_size, chunk_size):
     import torch
 
     from sctranscoder.harvest import Documents, harvest
-    from sctranscoder.harvest._harvest import _pad
+    from sctranscoder.harvest import pad_ids as _pad
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

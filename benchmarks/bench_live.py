@@ -78,7 +78,7 @@ def run_side(side, args, out_dir) -> dict:
     import torch
 
     from sctranscoder import harvest, tc
-    from sctranscoder.harvest._harvest import _pad
+    from sctranscoder.harvest import pad_ids as _pad
 
     torch.manual_seed(0)
     model = build_model(args.device)

@@ -105,7 +105,7 @@ def run_model(name, ids, args, dtype) -> list[dict]:
     import torch
 
     from sctranscoder import circuits, harvest, tc
-    from sctranscoder.harvest._harvest import _pad
+    from sctranscoder.harvest import pad_ids as _pad
 
     rows = []
     model = build(name, args.vocab, dtype, args.device)

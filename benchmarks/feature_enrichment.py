@@ -170,7 +170,7 @@ def background_curve(adata, key, model, sizes, seed: int = 0) -> list[dict]:
         uns["gene_occurrences"] = np.where([g in keep for g in uns["genes"]], uns["gene_occurrences"], 0)
         cut.uns[key] = uns
         background = [g for g in full if g in keep]
-        families = sct.tl.name_families(model=model, genes=background)
+        families = sct.tl.gene_families(model=model, genes=background)
         result = beyond_spelling(cut, key, model, families, background, seed)
         rows.append({"background_genes": len(background), **{k: v for k, v in result.items()
                                                                if k != "most_frequent_beyond_spelling"}})
@@ -237,7 +237,7 @@ def main():
             print("    most frequent terms: " + "; ".join(f"{t} ({n})" for t, n in
                                                            list(fractions["most_frequent_terms"].items())[:5]))
         layer_result["marker_stand_in"] = marker_stand_in(adata, key, background)
-        families = sct.tl.name_families(model=model, genes=background)
+        families = sct.tl.gene_families(model=model, genes=background)
         clock = time.perf_counter()
         layer_result["beyond_spelling"] = beyond_spelling(adata, key, model, families)
         scores = sct.tl.spelling_scores(adata, model, transcoders, key=key, n_top=N_TOP,

@@ -52,7 +52,7 @@ def main():
     held_out = held_out[: args.eval_texts]
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
-        store = sct.llm.harvest(model, tokenizer, train_texts, store=out / "activations", max_length=args.max_length,
+        store = sct.llm.harvest(model, tokenizer, train_texts, out_dir=out / "activations", max_length=args.max_length,
                                 batch_size=32, progress=False)
         harvested = time.perf_counter()
         transcoders = sct.llm.train_transcoders(

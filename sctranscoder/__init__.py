@@ -2,14 +2,14 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, genesets, get, harvest, models, pl, pp, report, tl
+from . import datasets, genesets, get, harvest, models, pl, pp, prompt, report, tl
 
 try:
     __version__ = version("sctranscoder")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["circuits", "datasets", "genesets", "get", "harvest", "llm", "models", "pl", "pp", "report", "tc", "tl"]
+__all__ = ["circuits", "datasets", "genesets", "get", "harvest", "llm", "models", "pl", "pp", "prompt", "report", "tc", "tl"]
 
 
 def __getattr__(name):

@@ -44,7 +44,7 @@ def write_shard(self, chunk, tensors):
 
 ActivationStore.write_shard = write_shard
 adata = sct.datasets.pbmc68k_reduced()[: args.n].copy()
-sct.tl.harvest(adata, sct.models.default(), store_dir=args.store, dtype="float32", chunk_size=4, batch_size=4,
+sct.tl.harvest(adata, sct.models.default(), out_dir=args.store, dtype="float32", chunk_size=4, batch_size=4,
                label_key="bulk_labels", progress=False)
 if "WORLD_SIZE" in os.environ:
     dist.destroy_process_group()

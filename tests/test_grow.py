@@ -79,7 +79,7 @@ def test_prompt_run_once_gives_the_full_pass(arch, tokenizer, monkeypatch):
     d = model.config.hidden_size
     transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=64, activation="topk", k=6,
                                                       seed=layer)).eval() for layer in range(2)}
-    replacement = ReplacementModel(model, transcoders, PROMPT, candidates=ANSWERS)
+    replacement = ReplacementModel(model, transcoders, PROMPT, answer_ids=ANSWERS)
     keep = [(0, 3, 4), (1, 5, 17), (0, 9, 16), (1, 2, 2)]
     runs = [dict(), dict(keep_only=keep, scope=[18, 17, 16, 16]), dict(keep_only=[], scope=[18, 17, 16, 16]),
             dict(interventions=[Intervention(1, 5, 17, scale=3.0), Intervention.off(0, 3)])]
@@ -89,3 +89,18 @@ def test_prompt_run_once_gives_the_full_pass(arch, tokenizer, monkeypatch):
     for a, b in zip(once, full):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert not np.allclose(full[0], full[1])  # the ablations do change the scores
+
+
+def test_the_circuit_core_calls_the_raw_module_lm_and_token_answers_answer_ids(traced):
+    # `model` is a C2SModel at the AnnData layer; the core's old keywords keep working for one release
+    model, transcoders, _ = traced
+    new = FeatureShare(lm=model, transcoders=transcoders, prompt_ids=PROMPT, answer_ids=ANSWERS, index=0)
+    with pytest.warns(DeprecationWarning, match=r"model=\.\.\.\) is now lm="):
+        old = FeatureShare(model=model, transcoders=transcoders, prompt_ids=PROMPT, answer_ids=ANSWERS, index=0)
+    assert old.everything == pytest.approx(new.everything)
+    with pytest.warns(DeprecationWarning, match=r"candidates=\.\.\.\) is now answer_ids="):
+        target, fed, info = answer_logprob(model, PROMPT, ANSWERS, 0)
+        from sctranscoder.circuits import intervene
+
+        result = intervene(model, transcoders, PROMPT, candidates=ANSWERS)
+    assert result.probabilities_clean.shape == (len(ANSWERS),)

@@ -96,7 +96,7 @@ def test_token_options(cells, model, full):
 
 def test_on_disk_store_holds_the_same_rows(cells, model, full, tmp_path):
     for dtype in ("float32", "bfloat16"):
-        store = sct.tl.harvest(cells, model, store_dir=tmp_path / dtype, label_key="bulk_labels", dtype=dtype,
+        store = sct.tl.harvest(cells, model, out_dir=tmp_path / dtype, label_key="bulk_labels", dtype=dtype,
                                batch_size=6, chunk_size=8, drop_special=False, progress=False)
         reopened = ActivationStore(tmp_path / dtype)
         assert reopened.complete and reopened.n_shards == 3 and len(reopened) == len(full)
@@ -113,15 +113,15 @@ def test_on_disk_store_holds_the_same_rows(cells, model, full, tmp_path):
 
 def test_store_refuses_mixing_settings_and_foreign_folders(cells, model, tmp_path):
     small = cells[:4].copy()
-    sct.tl.harvest(small, model, layers=[0], store_dir=tmp_path / "s", progress=False)
+    sct.tl.harvest(small, model, layers=[0], out_dir=tmp_path / "s", progress=False)
     with pytest.raises(ValueError, match="other settings.*layers"):
-        sct.tl.harvest(small, model, layers=[1], store_dir=tmp_path / "s", progress=False)
+        sct.tl.harvest(small, model, layers=[1], out_dir=tmp_path / "s", progress=False)
     with pytest.raises(ValueError, match="other settings.*info"):
-        sct.tl.harvest(cells[4:8].copy(), model, layers=[0], store_dir=tmp_path / "s", progress=False)
+        sct.tl.harvest(cells[4:8].copy(), model, layers=[0], out_dir=tmp_path / "s", progress=False)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not an activation store"):
-        sct.tl.harvest(small, model, store_dir=tmp_path / "other", progress=False)
+        sct.tl.harvest(small, model, out_dir=tmp_path / "other", progress=False)
     with pytest.raises(FileNotFoundError, match="no store.json"):
         ActivationStore(tmp_path / "other")
     with pytest.raises(KeyError, match="holds layers \\[0\\]"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sctranscoder"
-ADAPTERS = {"pp", "tl", "pl", "report", "llm", "cli", "get", "datasets", "models"}
+ADAPTERS = {"pp", "tl", "pl", "report", "llm", "cli", "get", "datasets", "models", "prompt"}
 CORE = ("harvest", "tc", "circuits", "genesets")
 
 # (subpackage, what it must not import: top-level modules and sctranscoder subpackages)

@@ -7,8 +7,7 @@ from conftest import make_adata, make_counts
 
 import sctranscoder as sct
 from sctranscoder.get._sentences import ranked_genes
-from sctranscoder.pp import PromptSettings
-from sctranscoder.tl._knockout import knockout_sentences
+from sctranscoder.pp import PromptSettings, knockout_sentences
 
 
 def _sentences(adata, n_genes):

@@ -86,7 +86,7 @@ def test_prompts_longer_than_the_context_are_refused_with_the_genes_that_fit(big
     neox = GPTNeoXConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                          vocab_size=len(big_bpe), max_position_embeddings=longest - 1)
     rotary = sct.models.C2SModel(AutoModelForCausalLM.from_config(neox).eval(), big_bpe, "rotary", {})
-    with caplog.at_level("WARNING", logger="sctranscoder.tl._context"):
+    with caplog.at_level("WARNING", logger="sctranscoder.prompt._context"):
         encoded = sct.tl.encode_cells(cells, rotary, n_genes=200, progress=False)
     assert f"pass n_genes={fits} or fewer" in caplog.text and "rotary positions run past it" in caplog.text
     assert max(len(ids) for ids in encoded.input_ids) == longest

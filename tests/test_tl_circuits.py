@@ -158,3 +158,20 @@ def test_cells_short_of_the_share_are_named_in_words():
     assert short_of_share_message(scores.iloc[:1], 0.8) == "" and short_of_share_message(scores, None) == ""
     flat = scores.assign(feature_share_all=float("nan"))
     assert "does not move the label's log-odds" in short_of_share_message(flat, 0.8)
+
+
+def test_a_circuit_traced_from_cells_encoded_with_answers_feeds_the_answer_once(default_setup):
+    # an encoding made with label_key carries the answer after each prompt; the circuit must trace the prompt
+    # and feed the label's answer itself, once, exactly as from cells it encodes itself
+    model, adata, transcoders = default_setup
+    adata = adata[adata.obs.bulk_labels == "CD19+ B"][:1].copy()
+    options = dict(n_cells=1, method="greedy", max_nodes=2, progress=False)
+    plain = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", **options)
+    encoded = sct.tl.encode_cells(adata, model, label_key="bulk_labels", progress=False)
+    assert len(encoded.input_ids[0]) > encoded.prompt_lengths[0]  # answers appended
+    with_answers = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", encoded=encoded, **options)
+    assert with_answers.scores.probability.tolist() == pytest.approx(plain.scores.probability.tolist(), rel=1e-5)
+    assert with_answers.scores.value.tolist() == pytest.approx(plain.scores.value.tolist(), rel=1e-4, abs=1e-5)
+    inputs = [sorted(d["label"] for _, d in r.graphs[0].nodes(data=True) if d["kind"] == "input")
+              for r in (plain, with_answers)]
+    assert inputs[0] == inputs[1]

@@ -103,7 +103,7 @@ TRANSCODERS = [
         "train_cells = adata[np.flatnonzero(~held)[:150]].copy()\n"
         "test_cells = adata[np.flatnonzero(held)[:40]].copy()\n"
         "work = pathlib.Path(tempfile.mkdtemp())\n"
-        "store = sct.tl.harvest(train_cells, model, store_dir=work / 'activations', label_key='bulk_labels')\n"
+        "store = sct.tl.harvest(train_cells, model, out_dir=work / 'activations', label_key='bulk_labels')\n"
         "store"
     ),
     new_markdown_cell(
@@ -301,7 +301,7 @@ CIRCUITS = [
         "flagged, and entries are ranked by specificity (share of the set hit) times effect (log2 odds ratio)."
     ),
     new_code_cell(
-        "families = sct.tl.name_families(test_cells, model)\n"
+        "families = sct.tl.gene_families(test_cells, model)\n"
         "sct.tl.headline_sets(circuit_enrichment, families=families)[['Headline', 'Gene_set', 'Overlap',\n"
         "                                                          'Adjusted P-value', 'Also', 'One family']]"
     ),

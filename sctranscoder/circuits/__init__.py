@@ -11,6 +11,7 @@ against ablations in the real model.
 
 from ._answer_target import Readout, answer_logprob
 from ._attribution_graph import AttributionGraph, attribute, to_networkx, token_attributions
+from ._candidates import answer_contrast, candidate_log_probabilities, log_odds, shared_prefix_length
 from ._circuit_tracer_json import to_circuit_tracer, write_circuit_tracer
 from ._faithfulness import ablation_effects, faithfulness, keep_only
 from ._graphs import merge, position_free, read_json, to_json, write_graphml, write_json
@@ -19,10 +20,48 @@ from ._intervene import Intervention, InterventionResult, ReplacementModel, feat
 from ._invariant import de_embedding, read_directions, top_groups, virtual_weights, write_directions
 from ._linear import Attribution, LinearizedModel
 from ._masking import attention_mask_gradients
+from ._per_cell import (
+    SECTIONS,
+    CircuitConfig,
+    TracedCall,
+    gene_table,
+    greedy_gene_attributions,
+    input_groups,
+    pooled_gene_attributions,
+    section_attributions,
+    trace_call,
+)
 from ._targets import Target
 from ._trace import prune, trace
+from ._validation import (
+    ABLATIONS,
+    feature_shares,
+    graph_features,
+    group_mask_gradients,
+    input_features,
+    spearman,
+)
 
 __all__ = [
+    "ABLATIONS",
+    "feature_shares",
+    "graph_features",
+    "group_mask_gradients",
+    "input_features",
+    "spearman",
+    "SECTIONS",
+    "CircuitConfig",
+    "TracedCall",
+    "answer_contrast",
+    "candidate_log_probabilities",
+    "gene_table",
+    "greedy_gene_attributions",
+    "input_groups",
+    "log_odds",
+    "pooled_gene_attributions",
+    "section_attributions",
+    "shared_prefix_length",
+    "trace_call",
     "Attribution",
     "FeatureShare",
     "Grown",

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .._deprecations import renamed_keywords
+from ._candidates import shared_prefix_length
+
 
 @dataclass(eq=False)
 class Readout:
@@ -49,13 +52,6 @@ class Readout:
         return ((final_hidden[:, list(self.positions)].float() * vectors).sum((1, 2)) + self.constant).detach()
 
 
-def _shared(a, b) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
 @torch.no_grad()
 def _scores(model, prompt: list, answers: list) -> tuple[torch.Tensor, torch.Tensor]:
     """Each answer's summed token log-probabilities, and the log-probabilities along each answer."""
@@ -72,12 +68,13 @@ def _scores(model, prompt: list, answers: list) -> tuple[torch.Tensor, torch.Ten
     return scores, logp
 
 
-def answer_logprob(model, prompt_ids, answers, index: int, *, kind: str = "logodds", label: str = ""):
+@renamed_keywords(model="lm")
+def answer_logprob(lm, prompt_ids, answers, index: int, *, kind: str = "logodds", label: str = ""):
     """The target ``log P(answers[index] | candidates)`` (or its log-odds) after ``prompt_ids``, linearized.
 
     Parameters
     ----------
-    model
+    lm
         A Hugging Face causal LM.
     prompt_ids
         The prompt's token ids.
@@ -103,7 +100,7 @@ def answer_logprob(model, prompt_ids, answers, index: int, *, kind: str = "logod
     if not 0 <= index < len(answers):
         raise IndexError(f"index {index} is not one of the {len(answers)} candidates.")
     mine = answers[index]
-    scores, logp = _scores(model, prompt, answers)
+    scores, logp = _scores(lm, prompt, answers)
     scores64 = scores.double()
     q = torch.softmax(scores64, 0)
     rivals = torch.ones(len(answers), dtype=torch.bool)
@@ -117,26 +114,26 @@ def answer_logprob(model, prompt_ids, answers, index: int, *, kind: str = "logod
     fed = prompt + mine[:-1]
     start = len(prompt) - 1
 
-    head = model.get_output_embeddings()
+    head = lm.get_output_embeddings()
     captured = {}
     handle = head.register_forward_pre_hook(lambda m, args: captured.__setitem__("h", args[0][0].detach().float()))
     try:
         with torch.no_grad():
-            model(torch.tensor([fed], device=head.weight.device), use_cache=False)
+            lm(torch.tensor([fed], device=head.weight.device), use_cache=False)
     finally:
         handle.remove()
     hidden = captured["h"].cpu()
     unembedding = head.weight.detach().float().cpu()
     bias = head.bias.detach().float().cpu() if getattr(head, "bias", None) is not None else None
     raw = hidden[start:] @ unembedding.T + (bias if bias is not None else 0)
-    softcap = getattr(model.config, "final_logit_softcapping", None)
+    softcap = getattr(lm.config, "final_logit_softcapping", None)
     slope = 1 - torch.tanh(raw / softcap) ** 2 if softcap else torch.ones_like(raw)
     p = torch.softmax(logp[index, start : start + len(mine)], -1)  # the model's next-token distribution
 
     coefficients = torch.zeros(len(mine), unembedding.shape[0], dtype=torch.float64)
     for c, answer in enumerate(answers):
         weight = (1.0 if c == index else 0.0) - float(share[c])
-        last = len(mine) - 1 if c == index else _shared(answer, mine)
+        last = len(mine) - 1 if c == index else shared_prefix_length(answer, mine)
         for t in range(min(last + 1, len(answer))):
             coefficients[t, answer[t]] += weight
             coefficients[t] -= weight * p[t].double()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .._deprecations import renamed_keywords
 from .._progress import progress_bar
 from ._influence import graph_scores, normalize_rows, prune_masks
 from ._replacement_pass import ReplacementPass
@@ -245,14 +246,15 @@ def _partial_influence(rows: torch.Tensor, row_nodes: torch.Tensor, n_columns: i
     raise RuntimeError("Partial influences did not converge.")
 
 
-def attribute(model, transcoders: dict, input_ids, target, *, max_feature_nodes: int | None = 2048,
+@renamed_keywords(model="lm")
+def attribute(lm, transcoders: dict, input_ids, target, *, max_feature_nodes: int | None = 2048,
               batch_size: int = 64, update_interval: int = 4, labels=None, groups=None, sections=None,
-              progress: bool = False) -> AttributionGraph:
+              progress: bool = True) -> AttributionGraph:
     """The complete attribution graph of ``target`` on one input.
 
     Parameters
     ----------
-    model, transcoders
+    lm, transcoders
         A causal LM and ``{layer: Transcoder}`` (layers without one count their whole MLP as error).
     input_ids
         One tokenized input.
@@ -269,7 +271,7 @@ def attribute(model, transcoders: dict, input_ids, target, *, max_feature_nodes:
         Per position: a display label, a group name (tokens of a group share one input node in
         :func:`to_networkx`) and a section (e.g. ``"gene"``, ``"template"``, ``"answer"``).
     """
-    linear = ReplacementPass(model, transcoders, input_ids)
+    linear = ReplacementPass(lm, transcoders, input_ids)
     n_tokens = linear.n_tokens
     for name, per_position in (("groups", groups), ("labels", labels), ("sections", sections)):
         if per_position is not None and len(per_position) != n_tokens:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from .._deprecations import renamed_keywords
 from ..harvest import replace_mlp
 from ._linear import LinearizedModel
 from ._targets import Target
@@ -88,7 +89,8 @@ def keep_only(linear: LinearizedModel, target: Target, features, *, ablation: st
     return float(_run(linear, target, [masks], fill)[0])
 
 
-def faithfulness(graph, model, transcoders: dict, input_ids, target: Target, *, top: int = 20) -> dict:
+@renamed_keywords(model="lm")
+def faithfulness(graph, lm, transcoders: dict, input_ids, target: Target, *, top: int = 20) -> dict:
     """Check a traced graph against ablations in the replacement model.
 
     Returns a dict with:
@@ -103,7 +105,7 @@ def faithfulness(graph, model, transcoders: dict, input_ids, target: Target, *, 
       graph traces to input tokens (the rest goes to errors, biases, or unexpanded nodes);
     - ``predicted``, ``measured``, ``features``: the paired values.
     """
-    linear = LinearizedModel(model, transcoders, input_ids)
+    linear = LinearizedModel(lm, transcoders, input_ids)
     nodes = sorted(_feature_nodes(graph), key=lambda nd: -abs(nd[1]["attribution"]))[:top]
     features = [(d["layer"], d["position"], d["feature"]) for _, d in nodes]
     predicted = np.array([-d["attribution"] for _, d in nodes])

@@ -33,19 +33,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .._deprecations import renamed_keywords
+from ._candidates import log_odds, shared_prefix_length
 from ._intervene import ReplacementModel
 
 
-def _shared(a: list, b: list) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
 def _log_odds(log_probs, index: int) -> float:
-    logp = float(log_probs[index])
-    return logp - float(np.log(-np.expm1(min(logp, -1e-300))))  # exact near p = 1, where log p saturates
+    return float(log_odds(float(log_probs[index])))  # exact near p = 1, where log p saturates
 
 
 class FeatureShare:
@@ -55,15 +49,16 @@ class FeatureShare:
     Calling it with ``(layer, feature, position)`` triples runs the replacement model once.
     """
 
-    def __init__(self, model, transcoders: dict, prompt_ids, candidates, index: int, *, ablation=None):
-        if not 0 <= index < len(candidates):
-            raise IndexError(f"index {index} is not one of the {len(candidates)} candidates.")
-        self.replacement = ReplacementModel(model, transcoders, prompt_ids, candidates=candidates)
+    @renamed_keywords(model="lm", candidates="answer_ids")
+    def __init__(self, lm, transcoders: dict, prompt_ids, answer_ids, index: int, *, ablation=None):
+        if not 0 <= index < len(answer_ids):
+            raise IndexError(f"index {index} is not one of the {len(answer_ids)} candidates.")
+        self.replacement = ReplacementModel(lm, transcoders, prompt_ids, answer_ids=answer_ids)
         self.index, self.ablation = index, ablation
         # the traced sequence is the prompt and the label's answer but its last token; a rival's row shares it up to
         # where the answers part, and its own later tokens (not traced) keep their features
-        n_prompt, mine = len(list(prompt_ids)), list(candidates[index])
-        self.scope = [n_prompt + min(_shared(list(answer), mine), len(mine) - 1) for answer in candidates]
+        n_prompt, mine = len(list(prompt_ids)), list(answer_ids[index])
+        self.scope = [n_prompt + min(shared_prefix_length(list(answer), mine), len(mine) - 1) for answer in answer_ids]
         self.everything = _log_odds(self.replacement.run()[1], index)
         self.nothing = self._log_odds_with([])
         self.runs = 2

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .._deprecations import renamed_keywords
 from ..harvest import MLPCapture, n_layers, replace_mlp
 from ._frozen import eager_attention
 from ._targets import Target
@@ -242,23 +243,24 @@ class ReplacementModel:
     more pass of the replacement model.
     """
 
-    def __init__(self, model, transcoders: dict, input_ids, *, target: Target | None = None, candidates=None,
+    @renamed_keywords(model="lm", candidates="answer_ids")
+    def __init__(self, lm, transcoders: dict, input_ids, *, target: Target | None = None, answer_ids=None,
                  freeze_attention: bool = False):
         if target is not None and target.feature is not None:
             raise ValueError("intervene reads logit targets; for a feature target read the feature's activation.")
-        self.model, self.target, self.freeze_attention = model, target, freeze_attention
+        self.model, self.target, self.freeze_attention = lm, target, freeze_attention
         self.layers = {int(k): v for k, v in transcoders.items()}
-        self.n_layers = n_layers(model)
+        self.n_layers = n_layers(lm)
         unknown = set(self.layers) - set(range(self.n_layers))
         if unknown:
             raise IndexError(f"Transcoders given for layers {sorted(unknown)}; the model has {self.n_layers} layers.")
-        batch, self.answers = _rows(input_ids, candidates)
-        self.batch = batch.to(next(model.parameters()).device)
+        batch, self.answers = _rows(input_ids, answer_ids)
+        self.batch = batch.to(next(lm.parameters()).device)
         self.prompt_length = int(torch.as_tensor(input_ids).numel())
         self.patterns: list = []
-        with self._attention(), torch.no_grad(), MLPCapture(model) as capture, \
+        with self._attention(), torch.no_grad(), MLPCapture(lm) as capture, \
                 (_Patterns(self.patterns, False) if freeze_attention else nullcontext()):
-            model(self.batch, use_cache=False, logits_to_keep=1)  # only the MLPs are read here
+            lm(self.batch, use_cache=False, logits_to_keep=1)  # only the MLPs are read here
         self.errors = {}
         for layer in range(self.n_layers):
             x, y = capture.inputs[layer].float(), capture.outputs[layer].float()
@@ -312,13 +314,14 @@ class ReplacementModel:
         return value, _normalized(scores)
 
 
-def intervene(model, transcoders: dict, input_ids, interventions=(), *, target: Target | None = None,
-              candidates=None, freeze_attention: bool = False, keep_only=None, ablation=None) -> InterventionResult:
+@renamed_keywords(model="lm", candidates="answer_ids")
+def intervene(lm, transcoders: dict, input_ids, interventions=(), *, target: Target | None = None,
+              answer_ids=None, freeze_attention: bool = False, keep_only=None, ablation=None) -> InterventionResult:
     """Run the replacement model on one input with features set or scaled, and read the target and the answers.
 
     Parameters
     ----------
-    model, transcoders
+    lm, transcoders
         A causal LM and ``{layer: Transcoder}`` (a layer without one keeps its MLP output as on the clean input).
     input_ids
         One prompt, ``(tokens,)``.
@@ -326,7 +329,7 @@ def intervene(model, transcoders: dict, input_ids, interventions=(), *, target: 
         :class:`Intervention` s (set or scale a feature at a position, or everywhere).
     target
         A logit or logit-difference :class:`Target`, read at its position in the prompt.
-    candidates
+    answer_ids
         Answers to score after the prompt: token-id sequences (e.g. a label's tokens and EOS).
     freeze_attention
         Hold attention patterns at their values on the unchanged input (else they are recomputed).
@@ -343,23 +346,24 @@ def intervene(model, transcoders: dict, input_ids, interventions=(), *, target: 
     without any (``*_clean``); both come from the replacement model, so with
     nothing changed they are equal, and the clean ones equal the real model's.
     """
-    replacement = ReplacementModel(model, transcoders, input_ids, target=target, candidates=candidates,
+    replacement = ReplacementModel(lm, transcoders, input_ids, target=target, answer_ids=answer_ids,
                                    freeze_attention=freeze_attention)
     clean_value, clean = replacement.run()
     value, changed = replacement.run(interventions, keep_only=keep_only, ablation=ablation)
     return InterventionResult(value, clean_value, changed, clean)
 
 
-def feature_means(model, transcoders: dict, inputs) -> dict:
+@renamed_keywords(model="lm")
+def feature_means(lm, transcoders: dict, inputs) -> dict:
     """``{layer: (d_hidden,)}``: each feature's mean activation over every token of ``inputs`` (for mean ablation)."""
     layers = {int(k): v for k, v in transcoders.items()}
     sums = {layer: 0.0 for layer in layers}
     count = 0
-    device = next(model.parameters()).device
+    device = next(lm.parameters()).device
     for ids in inputs:
         ids = torch.as_tensor(ids, device=device).reshape(1, -1)
-        with torch.no_grad(), MLPCapture(model, sorted(layers)) as capture:
-            model(ids, use_cache=False)
+        with torch.no_grad(), MLPCapture(lm, sorted(layers)) as capture:
+            lm(ids, use_cache=False)
             for layer, tc in layers.items():
                 sums[layer] = sums[layer] + tc.encode(capture.inputs[layer][0].float()).sum(0)
         count += ids.shape[1]

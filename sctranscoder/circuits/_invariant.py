@@ -12,14 +12,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._deprecations import renamed_keywords
 from ..harvest import mlp_sites
 from ._frozen import is_centring, norm_gain
 
 
-def read_directions(model, transcoder, layer: int) -> torch.Tensor:
+@renamed_keywords(model="lm")
+def read_directions(lm, transcoder, layer: int) -> torch.Tensor:
     """``(d_hidden, d_model)``: the residual-stream direction each feature's pre-activation reads,
     through the layer's pre-MLP norm (its gain, and its centring for LayerNorm)."""
-    (site,) = mlp_sites(model, [layer]).values()
+    (site,) = mlp_sites(lm, [layer]).values()
     read = transcoder.W_enc.detach().float() * transcoder.input_scale.float() * norm_gain(site.norm)
     if is_centring(site.norm):
         read = read - read.mean(-1, keepdim=True)
@@ -31,15 +33,17 @@ def write_directions(transcoder) -> torch.Tensor:
     return transcoder.W_dec.detach().float() * transcoder.output_scale.float()
 
 
-def virtual_weights(model, transcoders: dict, upstream: int, downstream: int) -> torch.Tensor:
+@renamed_keywords(model="lm")
+def virtual_weights(lm, transcoders: dict, upstream: int, downstream: int) -> torch.Tensor:
     """``(d_hidden_downstream, d_hidden_upstream)`` residual-path weights from one layer's features to a later one's."""
     if not upstream < downstream:
         raise ValueError(f"upstream ({upstream}) must be an earlier layer than downstream ({downstream}).")
-    return read_directions(model, transcoders[downstream], downstream) @ write_directions(transcoders[upstream]).T
+    return read_directions(lm, transcoders[downstream], downstream) @ write_directions(transcoders[upstream]).T
 
 
+@renamed_keywords(model="lm")
 @torch.no_grad()
-def de_embedding(model, transcoder, layer: int, groups: dict | None = None, *, aggregate: str = "max"):
+def de_embedding(lm, transcoder, layer: int, groups: dict | None = None, *, aggregate: str = "max"):
     """How strongly each token (or group of tokens, e.g. a gene's) drives each feature directly.
 
     The score of token ``t`` for feature ``j`` is the pre-activation that ``t``'s
@@ -58,8 +62,8 @@ def de_embedding(model, transcoder, layer: int, groups: dict | None = None, *, a
     """
     if aggregate not in ("max", "mean", "sum"):
         raise ValueError(f"aggregate={aggregate!r} must be 'max', 'mean' or 'sum'.")
-    (site,) = mlp_sites(model, [layer]).values()
-    embeddings = model.get_input_embeddings().weight.detach()
+    (site,) = mlp_sites(lm, [layer]).values()
+    embeddings = lm.get_input_embeddings().weight.detach()
     normalized = site.norm(embeddings.to(next(site.norm.parameters()).dtype)).float()
     if getattr(site.norm, "bias", None) is not None:
         normalized = normalized - site.norm.bias.detach().float()

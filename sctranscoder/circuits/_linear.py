@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._deprecations import renamed_keywords
 from ..harvest import MLPCapture, attention_outputs, first_block, n_layers, replace_mlp
 from ._frozen import checked_norms, frozen_nonlinearities
 
@@ -79,13 +80,14 @@ class LinearizedModel:
         One sequence, ``(tokens,)``.
     """
 
-    def __init__(self, model, transcoders: dict, input_ids: torch.Tensor):
-        self.model = model
+    @renamed_keywords(model="lm")
+    def __init__(self, lm, transcoders: dict, input_ids: torch.Tensor):
+        self.model = lm
         self.transcoders = {int(k): v for k, v in transcoders.items()}
-        device = next(model.parameters()).device
+        device = next(lm.parameters()).device
         self.input_ids = torch.as_tensor(input_ids, device=device).reshape(1, -1)
-        self.n_layers = n_layers(model)
-        self.n_heads = int(model.config.num_attention_heads)
+        self.n_layers = n_layers(lm)
+        self.n_heads = int(lm.config.num_attention_heads)
         unknown = set(self.transcoders) - set(range(self.n_layers))
         if unknown:
             raise IndexError(f"Transcoders given for layers {sorted(unknown)}; the model has layers 0..{self.n_layers - 1}.")

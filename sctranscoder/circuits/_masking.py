@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .._deprecations import renamed_keywords
 from ._frozen import eager_attention
 
 _SOFTMAX = {F.softmax, torch.softmax, torch.Tensor.softmax}
@@ -40,18 +41,19 @@ class _KeyBias(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def attention_mask_gradients(model, input_ids, groups, candidates, label: int) -> dict:
+@renamed_keywords(model="lm", candidates="answer_ids")
+def attention_mask_gradients(lm, input_ids, groups, answer_ids, label: int) -> dict:
     """Per group: d log P(candidate ``label``) / d (log-weight of attention to the group's tokens).
 
     Parameters
     ----------
-    model
+    lm
         A causal LM (run with eager attention, so the softmax is visible).
     input_ids
         One prompt, ``(tokens,)``.
     groups
         Per prompt token, a group name (e.g. its gene) or ``None``.
-    candidates
+    answer_ids
         Answers (token-id sequences) scored after the prompt; ``log P`` is normalized over them.
     label
         Index of the candidate whose log-probability is the target.
@@ -63,16 +65,16 @@ def attention_mask_gradients(model, input_ids, groups, candidates, label: int) -
     ids = [int(t) for t in torch.as_tensor(input_ids).reshape(-1).tolist()]
     if len(groups) != len(ids):
         raise ValueError(f"groups has {len(groups)} entries; the prompt has {len(ids)} tokens.")
-    device = next(model.parameters()).device
-    answers = [list(map(int, a)) for a in candidates]
+    device = next(lm.parameters()).device
+    answers = [list(map(int, a)) for a in answer_ids]
     width = len(ids) + max(len(a) for a in answers)
     batch = torch.full((len(answers), width), ids[0], dtype=torch.long)
     for row, answer in enumerate(answers):
         batch[row, : len(ids) + len(answer)] = torch.tensor(ids + answer)
     bias = torch.zeros(len(ids), device=device, requires_grad=True)
-    with torch.enable_grad(), eager_attention(model), _KeyBias(bias):
+    with torch.enable_grad(), eager_attention(lm), _KeyBias(bias):
         keep = width - len(ids) + 1  # logits only where answer tokens are predicted
-        logits = model(batch.to(device), use_cache=False, logits_to_keep=keep).logits
+        logits = lm(batch.to(device), use_cache=False, logits_to_keep=keep).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
         scores = torch.stack([sum(logp[row, j, t] for j, t in enumerate(answer)) for row, answer in enumerate(answers)])
         target = scores[label] - torch.logsumexp(scores, 0)

@@ -18,6 +18,7 @@ from collections import defaultdict
 import networkx as nx
 import torch
 
+from .._deprecations import renamed_keywords
 from ._linear import LinearizedModel
 from ._targets import Target
 
@@ -204,14 +205,15 @@ def prune(graph, node_threshold: float = 0.02, n_paths: int | None = None):
 _pruned = prune  # trace's own `prune` flag hides the function
 
 
-def trace(model, transcoders: dict, input_ids, target: Target, *, max_nodes: int = 100, threshold: float = 0.01,
+@renamed_keywords(model="lm")
+def trace(lm, transcoders: dict, input_ids, target: Target, *, max_nodes: int = 100, threshold: float = 0.01,
           node_threshold: float = 0.02, n_paths: int | None = None, groups=None, labels=None,
           min_influence: float = 1e-4, prune: bool = True) -> nx.DiGraph:
     """The circuit behind ``target`` on one input, as a ``networkx.DiGraph``.
 
     Parameters
     ----------
-    model, transcoders
+    lm, transcoders
         A causal LM and ``{layer: Transcoder}`` (layers without one count their MLP as error).
     input_ids
         One tokenized input.
@@ -240,7 +242,7 @@ def trace(model, transcoders: dict, input_ids, target: Target, *, max_nodes: int
     (the source's attribution to the destination). ``graph.graph`` holds the
     target and how much of it the inputs, the errors and the bias account for.
     """
-    linear = LinearizedModel(model, transcoders, input_ids)
+    linear = LinearizedModel(lm, transcoders, input_ids)
     n_tokens = linear.n_tokens
     for name, per_position in (("groups", groups), ("labels", labels)):
         if per_position is not None and len(per_position) != n_tokens:

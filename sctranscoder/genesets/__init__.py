@@ -6,6 +6,7 @@ Needs no torch and no AnnData: gene lists in, tables out.
 from ._enrich import COLUMNS, enrich
 from ._gene_lists import gene_names
 from ._gmt import normalize_genes, read_gmt, write_gmt
+from ._headlines import LIBRARY_PREFERENCE, headline_sets, is_disease_term, short_term
 from ._library import (
     bundled_folder,
     coverage,
@@ -29,6 +30,10 @@ from ._spelling import (
 
 __all__ = [
     "COLUMNS",
+    "LIBRARY_PREFERENCE",
+    "headline_sets",
+    "is_disease_term",
+    "short_term",
     "best_p_per_library",
     "enrich_matched",
     "family_share",

@@ -76,7 +76,8 @@ def _widths(model, layers):
     return {layer: width for layer in layers}, {layer: width for layer in layers}
 
 
-def _pad(ids_list, device):
+def pad_ids(ids_list, device):
+    """Token id lists as one right-padded batch: ``(input_ids, attention_mask)`` on ``device``."""
     import torch
 
     width = max(len(ids) for ids in ids_list)
@@ -222,7 +223,7 @@ def harvest(
                 mlp_in = {layer: [] for layer in layer_list}
                 mlp_out = {layer: [] for layer in layer_list}
                 for b in range(0, len(docs.input_ids), batch_size):
-                    ids, mask = _pad(docs.input_ids[b : b + batch_size], device)
+                    ids, mask = pad_ids(docs.input_ids[b : b + batch_size], device)
                     rows = torch.cat([torch.as_tensor(k, dtype=torch.long) + j * ids.shape[1]
                                       for j, k in enumerate(keep[b : b + batch_size])]).to(device)
                     try:

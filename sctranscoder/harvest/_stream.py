@@ -18,7 +18,8 @@ import numpy as np
 
 from .._distributed import rank_and_world
 from ._architectures import mlp_sites
-from ._harvest import Documents, _pad, _row_metadata, _stop_after, _StopForward, token_filter
+from ._config import StreamConfig
+from ._harvest import Documents, _row_metadata, _stop_after, _StopForward, pad_ids, token_filter
 from ._hooks import MLPCapture
 
 logger = logging.getLogger(__name__)
@@ -51,11 +52,8 @@ def buffer_bytes(n_layers: int, width: int, buffer_rows: int, pass_rows: int, dt
     return rows * (n_layers * 2 * width * dtype_bytes + 16)
 
 
-def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: int, layers=None, *,
-                  batch_size: int = 4096, buffer_rows: int = 65_536, documents_per_pass: int = 16,
-                  only_spans: bool = False, drop_special: bool = True, seed: int = 0, epochs: int | None = None,
-                  skip_batches: int = 0, max_batches: int | None = None, owners: dict | None = None,
-                  split_documents: bool = True, autocast_dtype=None, buffer_dtype=None, buffer_device=None):
+def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: int, layers=None,
+                  cfg: StreamConfig | None = None, *, owners: dict | None = None, **settings):
     """Shuffled batches of several layers' ``(mlp_in, mlp_out)`` rows, all from one forward pass per
     ``documents_per_pass`` documents: yields ``{layer: (x, y)}``, the same tokens in every layer.
 
@@ -65,8 +63,10 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
         As for :func:`sctranscoder.harvest.harvest`.
     layers
         Layers to capture (all when None).
-    batch_size, buffer_rows, documents_per_pass, only_spans, drop_special, seed, epochs
-        As for :func:`stream`.
+    cfg
+        A :class:`StreamConfig`; ``settings`` change single fields of it (``batch_size``, ``buffer_rows``,
+        ``documents_per_pass``, ``only_spans``, ``drop_special``, ``seed``, ``epochs`` as for :func:`stream`,
+        and those below).
     skip_batches
         Start after this many batches, as if they had been drawn (to resume training): the row order is
         replayed from the documents' lengths alone, and only the documents whose rows are still in the buffer
@@ -89,6 +89,11 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
     """
     import torch
 
+    cfg = StreamConfig.build(cfg, **settings)
+    batch_size, buffer_rows, documents_per_pass = cfg.batch_size, cfg.buffer_rows, cfg.documents_per_pass
+    only_spans, drop_special, seed, epochs = cfg.only_spans, cfg.drop_special, cfg.seed, cfg.epochs
+    skip_batches, max_batches, split_documents = cfg.skip_batches, cfg.max_batches, cfg.split_documents
+    autocast_dtype, buffer_dtype, buffer_device = cfg.autocast_dtype, cfg.buffer_dtype, cfg.buffer_device
     sites = mlp_sites(model, layers)
     layer_list = list(sites)
     rank, world = rank_and_world()
@@ -119,7 +124,7 @@ def stream_layers(model, encode: Callable[[int, int], Documents], n_documents: i
         shares = np.array_split(np.arange(len(picked)), world) if split else [np.arange(len(picked))]
         share = shares[rank] if split else shares[0]
         if len(share):
-            ids, mask = _pad([ids_list[j] for j in share], device)
+            ids, mask = pad_ids([ids_list[j] for j in share], device)
             flat = torch.cat([torch.as_tensor(keep[j], dtype=torch.long) + n * ids.shape[1]
                               for n, j in enumerate(share)]).to(device)
             amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()

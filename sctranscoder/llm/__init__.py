@@ -3,7 +3,7 @@ causal LM (GPT-NeoX, GPT-2, Llama, Qwen2, Mistral, Gemma-2) or BERT-style encode
 
 >>> import sctranscoder as sct                                        # doctest: +SKIP
 >>> model, tokenizer = sct.llm.minilm()                               # doctest: +SKIP
->>> store = sct.llm.harvest(model, tokenizer, train_texts, store="acts")   # doctest: +SKIP
+>>> store = sct.llm.harvest(model, tokenizer, train_texts, out_dir="acts")   # doctest: +SKIP
 >>> tcs = sct.llm.train_transcoders(store, d_hidden=3072, k=32)       # doctest: +SKIP
 >>> sct.llm.evaluate(model, tokenizer, tcs, test_texts)               # doctest: +SKIP
 >>> sct.llm.top_activations(tcs[3], store, feature=7, tokenizer=tokenizer)   # doctest: +SKIP

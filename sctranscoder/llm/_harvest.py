@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._deprecations import renamed_keywords
 from ._text import TextSource, resolve_bos, text_encoder
 
 
@@ -17,24 +18,9 @@ def check_length(model, max_length: int) -> None:
                          f"pass max_length<={limit}.")
 
 
-def harvest(
-    model,
-    tokenizer,
-    texts,
-    layers=None,
-    store=None,
-    *,
-    text_column: str = "text",
-    max_length: int = 128,
-    prepend_bos: bool | None = None,
-    batch_size: int = 16,
-    chunk_size: int = 256,
-    dtype: str = "float16",
-    drop_special: bool = True,
-    subsample: float = 1.0,
-    seed: int = 0,
-    progress: bool = True,
-):
+@renamed_keywords(store="out_dir")
+def harvest(model, tokenizer, texts, layers=None, out_dir=None, cfg=None, *, text_column: str = "text",
+            max_length: int = 128, prepend_bos: bool | None = None, progress: bool = True, **settings):
     """Run a language model over texts and store every token's MLP input and output, per layer.
 
     Parameters
@@ -49,23 +35,22 @@ def harvest(
         one text is one document. Empty texts are refused.
     layers
         Layers to harvest (all when None; negative indices count from the end).
-    store
+    out_dir
         Folder of the :class:`sctranscoder.harvest.ActivationStore` (resumed when it
-        holds a store made with the same settings), or ``None`` for an in-memory store.
+        holds a store made with the same settings), or ``None`` for an in-memory store (formerly ``store``).
+    cfg
+        A :class:`sctranscoder.harvest.HarvestConfig` (``batch_size``, ``chunk_size``, ``dtype``,
+        ``drop_special``, ``subsample``, ``seed``); ``settings`` change single fields of it.
     max_length
         Tokens per text in all, BOS (or [CLS]/[SEP]) included; longer texts are truncated.
     prepend_bos
         Put the tokenizer's BOS first (causal LMs; default: when it has one). Encoders
         always get their tokenizer's [CLS] ... [SEP].
-    batch_size, chunk_size
-        Texts per forward pass, and per shard (the unit of resuming).
-    dtype
-        Stored float type (``"float16"``, ``"bfloat16"`` or ``"float32"``).
-    drop_special
-        Leave BOS / [CLS] / [SEP] out of the store (their activations are outliers
-        that say little about the text). Padding is never stored.
-    subsample
-        Keep each token with this probability (seeded by ``seed``).
+    settings
+        ``batch_size``, ``chunk_size`` (texts per forward pass, and per shard), ``dtype``, ``drop_special``
+        (leave BOS / [CLS] / [SEP] out of the store: their activations are outliers that say little about
+        the text; padding is never stored), ``subsample`` (keep each token with this probability, seeded by
+        ``seed``).
     progress
         Progress bar with tokens/s.
 
@@ -76,9 +61,10 @@ def harvest(
     columns are -1 (texts have no gene spans). :func:`sctranscoder.llm.token_strings`
     and :func:`sctranscoder.llm.document_tokens` turn them back into text.
     """
-    from ..harvest import MemoryStore, layout_of, mlp_sites
+    from ..harvest import HarvestConfig, MemoryStore, layout_of, mlp_sites
     from ..harvest import harvest as harvest_core
 
+    cfg = HarvestConfig.build(cfg, **settings)
     encoder = layout_of(model).encoder
     check_length(model, max_length)
     source = TextSource(texts, text_column)
@@ -86,12 +72,10 @@ def harvest(
     info = {"kind": "text", "model": _model_name(model), "tokenizer": str(getattr(tokenizer, "name_or_path", "")),
             "texts": source.fingerprint(), "text_column": text_column if source.is_dataset else None,
             "max_length": int(max_length), "prepend_bos": bos, "encoder": encoder}
-    if store is None:
+    if out_dir is None:
         sites = mlp_sites(model, layers)
         width = {layer: int(model.config.hidden_size) for layer in sites}
-        store = MemoryStore(list(sites), width, width, dtype=dtype, info=info)
+        out_dir = MemoryStore(list(sites), width, width, dtype=cfg.dtype, info=info)
     model.eval()
     encode = text_encoder(source, tokenizer, max_length=max_length, prepend_bos=bos, encoder=encoder)
-    return harvest_core(model, encode, len(source), store, layers, chunk_size=chunk_size, batch_size=batch_size,
-                        dtype=dtype, drop_special=drop_special, subsample=subsample, seed=seed, info=info,
-                        progress=progress)
+    return harvest_core(model, encode, len(source), out_dir, layers, info=info, progress=progress, **cfg.to_dict())

@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 
 def _open(store):
     from ..harvest import ActivationStore
@@ -107,11 +105,8 @@ def evaluate(
     ``similarity_spearman``, ``similarity_spearman_mean`` (see
     :func:`sctranscoder.llm.embedding_faithfulness`).
     """
-    import pandas as pd
-
     from ..harvest import layout_of
-    from ..tc import evaluate as evaluate_rows
-    from ..tc import spliced_cross_entropy
+    from ..tc import evaluation_table, loss_rows, reconstruction_rows, spliced_cross_entropy, with_layer_means
     from ._embedding import embedding_faithfulness
     from ._harvest import harvest
     from ._text import model_batches, text_positions
@@ -126,9 +121,7 @@ def evaluate(
     store = harvest(model, tokenizer, texts, layers, None, text_column=text_column, max_length=max_length,
                     prepend_bos=prepend_bos, batch_size=batch_size, dtype="float32", drop_special=drop_special,
                     progress=False)
-    rows = {layer: evaluate_rows(transcoders[layer], store.batches(layer, 4096, shuffle=False)) for layer in layers}
-    rows["all"] = {k: float(np.mean([rows[layer][k] for layer in layers]))
-                   for k in ("fvu", "l0", "dead_fraction", "dense_fraction")}
+    rows = with_layer_means(reconstruction_rows(transcoders, store), layers)
     rows["all"]["n_tokens"] = rows[layers[0]]["n_tokens"]
     batches = model_batches(model, tokenizer, texts, text_column=text_column, max_length=max_length,
                              prepend_bos=prepend_bos, batch_size=batch_size)
@@ -136,14 +129,9 @@ def evaluate(
     if encoder:
         spliced = embedding_faithfulness(model, transcoders, batches, each_layer=each_layer, positions=positions)
     else:
-        ce = spliced_cross_entropy(model, transcoders, batches, each_layer=each_layer, positions=positions)
-        spliced = {key: {"ce": s["ce"], "ce_clean": ce["clean"], "ce_zero": s["ce_zero"], "ce_mean": s["ce_mean"],
-                         "recovered_zero": s["recovered_zero"], "recovered_mean": s["recovered_mean"]}
-                   for key, s in [("all", ce["all"]), *ce.get("layers", {}).items()]}
+        spliced = loss_rows(spliced_cross_entropy(model, transcoders, batches, each_layer=each_layer,
+                                                  positions=positions))
         spliced = {"all": spliced.pop("all"), "layers": spliced}
     for key, values in [("all", spliced["all"]), *spliced.get("layers", {}).items()]:
         rows[key].update(values)
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index = table.index.map(str)
-    table.index.name = "layer"
-    return table
+    return evaluation_table(rows)

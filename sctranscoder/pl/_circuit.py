@@ -24,11 +24,12 @@ def _row(data, n_layers: int) -> float:
     return 2 * data["layer"] + (1 if kind == "head" else 2)
 
 
-def _is_gene(data) -> bool:
+def is_gene_input(data) -> bool:
+    """Whether a circuit node's data is a gene input (not the template, the answer prefix or a single token)."""
     return data.get("section", "gene" if data.get("grouped") else "") == "gene"
 
 
-def _shown(graph, max_inputs: int, max_per_layer: int, show_errors: bool) -> list:
+def shown_nodes(graph, max_inputs: int, max_per_layer: int, show_errors: bool) -> list:
     """The nodes drawn: the output, the strongest genes, every pooled non-gene input, and the strongest
     features (and heads, errors) of each layer, by influence."""
     groups = defaultdict(list)
@@ -37,7 +38,7 @@ def _shown(graph, max_inputs: int, max_per_layer: int, show_errors: bool) -> lis
         if not show_errors and kind in ("error", "bias"):
             continue
         if kind == "input":
-            groups["genes" if _is_gene(data) else "other inputs"].append(node)
+            groups["genes" if is_gene_input(data) else "other inputs"].append(node)
         elif kind == "output":
             groups["output"].append(node)
         else:
@@ -56,14 +57,15 @@ def _shown(graph, max_inputs: int, max_per_layer: int, show_errors: bool) -> lis
     return shown
 
 
-def _layout(graph, n_layers: int):
+def layered_layout(graph, n_layers: int):
+    """``{node: (x, y)}``: inputs at the bottom, features by layer, the output on top; genes first in a row."""
     rows = defaultdict(list)
     for node, data in graph.nodes(data=True):
         rows[_row(data, n_layers)].append(node)
     positions = {}
     for row, nodes in rows.items():
         if row == 0:  # genes by signed attribution (strongest for the call at the left), pooled inputs last
-            nodes.sort(key=lambda n: (not _is_gene(graph.nodes[n]), graph.nodes[n]["kind"] == "bias",
+            nodes.sort(key=lambda n: (not is_gene_input(graph.nodes[n]), graph.nodes[n]["kind"] == "bias",
                                       -graph.nodes[n].get("attribution", 0.0)))
         else:
             nodes.sort(key=lambda n: -abs(graph.nodes[n].get("attribution", 0.0)))
@@ -105,9 +107,9 @@ def circuit(graph, *, ax=None, show_errors: bool = True, max_inputs: int = 12, m
     """
     n_layers = int(graph.graph.get("n_layers", 1 + max((d.get("layer", 0) for _, d in graph.nodes(data=True)),
                                                        default=0)))
-    shown = _shown(graph, max_inputs, max_per_layer, show_errors)
+    shown = shown_nodes(graph, max_inputs, max_per_layer, show_errors)
     sub = graph.subgraph(shown)
-    xy = _layout(sub, n_layers)
+    xy = layered_layout(sub, n_layers)
     if ax is None:
         width = max(7.0, 0.75 * sum(1 for n in shown if sub.nodes[n]["kind"] == "input") + 2.5)
         _, ax = plt.subplots(figsize=(width, 1.3 * (n_layers + 2) + 1.2))
@@ -120,7 +122,7 @@ def circuit(graph, *, ax=None, show_errors: bool = True, max_inputs: int = 12, m
     for node, data in sub.nodes(data=True):
         x, y = xy[node]
         colour = _COLOURS.get(data["kind"], "black")
-        if data["kind"] == "input" and not _is_gene(data):
+        if data["kind"] == "input" and not is_gene_input(data):
             colour = _OTHER_INPUT
         ax.scatter([x], [y], s=40 + 320 * data.get("influence", 0.0) / influence, color=colour, zorder=2,
                    edgecolors="white")
@@ -130,7 +132,7 @@ def circuit(graph, *, ax=None, show_errors: bool = True, max_inputs: int = 12, m
         x, y = xy[node]
         label = str(sub.nodes[node]["label"]).strip() or "(space)"
         ax.text(x, y - 0.35 - 0.45 * (i % 2), label, ha="center", va="top", fontsize=9,
-                style="normal" if _is_gene(sub.nodes[node]) else "italic")
+                style="normal" if is_gene_input(sub.nodes[node]) else "italic")
     for node in labelled:
         data = sub.nodes[node]
         if data["kind"] in ("input", "bias"):
@@ -147,7 +149,7 @@ def circuit(graph, *, ax=None, show_errors: bool = True, max_inputs: int = 12, m
     kinds = {d["kind"] for _, d in sub.nodes(data=True)}
     handles = [Line2D([], [], marker="o", linestyle="", color=c, label="gene" if k == "input" else k)
                for k, c in _COLOURS.items() if k in kinds]
-    if any(d["kind"] == "input" and not _is_gene(d) for _, d in sub.nodes(data=True)):
+    if any(d["kind"] == "input" and not is_gene_input(d) for _, d in sub.nodes(data=True)):
         handles.append(Line2D([], [], marker="o", linestyle="", color=_OTHER_INPUT, label="template / answer prefix"))
     handles += [Line2D([], [], color=_UP, linewidth=2, label="edge raises its target"),
                 Line2D([], [], color=_DOWN, linewidth=2, label="edge lowers its target"),
@@ -156,7 +158,7 @@ def circuit(graph, *, ax=None, show_errors: bool = True, max_inputs: int = 12, m
     ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=False, bbox_to_anchor=(1.0, 1.0))
     ax.set_title(title if title is not None else str(graph.graph.get("target", "")), fontsize=11)
     if show_caption:
-        n_inputs = sum(1 for n in shown if sub.nodes[n]["kind"] == "input" and _is_gene(sub.nodes[n]))
+        n_inputs = sum(1 for n in shown if sub.nodes[n]["kind"] == "input" and is_gene_input(sub.nodes[n]))
         n_features = sum(1 for n in shown if sub.nodes[n]["kind"] == "feature")
         ax.figure.text(0.02, -0.02, caption(graph, n_inputs=n_inputs, n_features=n_features), fontsize=8,
                        ha="left", va="top", wrap=True)

@@ -48,7 +48,7 @@ def to_dataset(adata, label_keys=None, *, n_genes: int | None = None, delimiter:
     """
     import datasets
 
-    from ..get import sentences
+    from ._read import sentences
 
     columns = _check_obs_columns(adata, label_keys)
     data = {"cell_name": adata.obs_names.astype(str).tolist(),
@@ -102,7 +102,7 @@ def write_sentences(
     """
     import anndata
 
-    from ..get._sentences import encode_names, join_sentences_arrow
+    from ._read import encode_names, join_sentences_arrow
 
     if isinstance(adata, (str, os.PathLike)):
         adata = anndata.read_h5ad(adata, backed="r")

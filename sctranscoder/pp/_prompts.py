@@ -68,7 +68,7 @@ def prompts(
     and ``sentence_start`` (character position of the cell sentence in the
     prompt, for :func:`sctranscoder.models.gene_spans`; -1 if it is not there).
     """
-    from ..get._sentences import join_sentences, ranked_genes, stored_genes
+    from ._read import join_sentences, ranked_genes, stored_genes
 
     if task not in TEMPLATES:
         raise ValueError(f"task={task!r} is not one of {sorted(TEMPLATES)}.")

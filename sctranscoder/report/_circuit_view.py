@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import json
 
-from ..pl._circuit import _is_gene, _layout, _shown
+from ..pl._circuit import is_gene_input, layered_layout, shown_nodes
 from ..tl._supernodes import feature_input_genes
 
 _KIND_COLOURS = {"gene": "#4c72b0", "other": "#9aa5b1", "feature": "#dd8452", "head": "#55a868", "error": "#8c8c8c",
@@ -39,7 +39,7 @@ def _node_details(graph, node, data, cells, inputs, supernode, feature_info, n_g
     lines, genes, sets = [], [], []
     seen = cells.get(node, [])
     if kind == "input":
-        if _is_gene(data):
+        if is_gene_input(data):
             lines.append(f"Contribution to the output (over all paths, mean over cells): {data.get('attribution', 0):+.3g}")
         else:
             lines.append("Pooled tokens of the " + ("prompt template" if data.get("section") == "template"
@@ -78,8 +78,8 @@ def circuit_view(circuit, *, supernodes=None, feature_info: dict | None = None, 
     groups = getattr(supernodes, "attrs", {}).get("supernodes", supernodes) or {}
     supernode = {node: term for term, nodes in groups.items() for node in nodes}
     n_layers = int(graph.graph.get("n_layers", 1))
-    sub = graph.subgraph(_shown(graph, max_inputs, max_per_layer, True))
-    xy = _layout(sub, n_layers)
+    sub = graph.subgraph(shown_nodes(graph, max_inputs, max_per_layer, True))
+    xy = layered_layout(sub, n_layers)
     inputs = feature_input_genes(graph)
     cells = _cells_of(circuit)
     n_graphs = len(getattr(circuit, "graphs", []))
@@ -88,7 +88,7 @@ def circuit_view(circuit, *, supernodes=None, feature_info: dict | None = None, 
     nodes = []
     for node, data in sub.nodes(data=True):
         kind = data["kind"]
-        colour = _KIND_COLOURS["gene" if _is_gene(data) else "other"] if kind == "input" else _KIND_COLOURS.get(kind)
+        colour = _KIND_COLOURS["gene" if is_gene_input(data) else "other"] if kind == "input" else _KIND_COLOURS.get(kind)
         x, row = xy[node]
         nodes.append({"id": ids[node], "label": str(data.get("label", node)).strip() or "(space)", "kind": kind,
                       "x": x, "y": 1 - row / (2 * n_layers + 1), "r": 4 + 10 * data.get("influence", 0.0) / influence,

@@ -126,6 +126,11 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
     return " ".join(said)
 
 
+EVIDENCE = ("circuit_figures", "input_genes", "validations", "circuits", "circuit_enrichment", "c2s_model",
+            "transcoders", "feature_keys", "marker_sets")
+"""What :func:`cell_type_sections` takes besides the feature tables, by name (each optional)."""
+
+
 def cell_type_sections(
     adata,
     label_key: str,
@@ -138,17 +143,9 @@ def cell_type_sections(
     max_fdr: float = 0.05,
     n_terms: int = 5,
     figures: bool = True,
-    circuit_figures: dict | None = None,
-    input_genes: dict | None = None,
-    validations: dict | None = None,
-    circuits: dict | None = None,
-    circuit_enrichment: pd.DataFrame | None = None,
-    c2s_model=None,
-    transcoders: dict | None = None,
-    feature_keys: dict | None = None,
-    marker_sets: dict | None = None,
     families: pd.Series | None = None,
     small_group: int = 5,
+    **evidence,
 ) -> list[CellTypeSection]:
     """One section per label (largest first): its result in a sentence, its most specific features (by AUROC of
     the per-cell activity) with automatic labels, their headline gene sets, and, when given, its circuit (figure,
@@ -156,6 +153,10 @@ def cell_type_sections(
 
     Parameters
     ----------
+    evidence
+        What else the sections show, each optional (:data:`EVIDENCE`): ``circuit_figures``, ``input_genes``,
+        ``validations``, ``circuits``, ``circuit_enrichment``, ``c2s_model``, ``transcoders``, ``feature_keys``,
+        ``marker_sets``, as below.
     enrichment
         :func:`sctranscoder.tl.enrich_beyond_spelling`' table (``List`` = feature; with ``Matched P-value``, sets
         must pass both tests) or :func:`sctranscoder.tl.enrich_features`' (FDR only).
@@ -179,11 +180,16 @@ def cell_type_sections(
     """
     from .. import tl
 
+    unknown = sorted(set(evidence) - set(EVIDENCE))
+    if unknown:
+        raise TypeError(f"cell_type_sections() got unknown options {unknown}; it takes {list(EVIDENCE)}.")
+    circuit_figures, input_genes, validations, circuits, circuit_enrichment, c2s_model, transcoders, \
+        feature_keys, marker_sets = (evidence.get(name) for name in EVIDENCE)
     info = adata.uns[key]
     spec = tl.feature_specificity(adata, label_key, key=key, features=tl.alive_features(adata, key=key))
     background = tl.feature_background(adata, key=key, min_occurrences=min_occurrences)
     if families is None:
-        families = tl.name_families(adata, c2s_model, key=key)
+        families = tl.gene_families(adata, c2s_model, key=key)
     counts = adata.obs[label_key].astype(str).value_counts()
     top = {label: spec[(spec.label == label) & (spec.fraction_active > 0)].nlargest(n_features, "auroc")
            for label in counts.index}
@@ -301,7 +307,7 @@ def from_adata(
 
     info = adata.uns[key]
     if "families" not in section_options:
-        section_options["families"] = tl.name_families(adata, section_options.get("c2s_model"), key=key)
+        section_options["families"] = tl.gene_families(adata, section_options.get("c2s_model"), key=key)
     sections = cell_type_sections(adata, label_key, key=key, enrichment=enrichment, **section_options)
     hidden = ("circuit_figures", "input_genes", "figures", "validations", "circuits", "circuit_enrichment", "c2s_model",
               "transcoders", "feature_keys", "marker_sets", "families")

@@ -156,11 +156,11 @@ def as_replacements(transcoders: dict) -> dict:
 
 def token_batches(input_ids: list, loss_masks: list | None = None, batch_size: int = 16, device="cpu") -> list:
     """Right-padded ``(input_ids, attention_mask, loss_mask)`` batches from token id lists."""
-    from ..harvest._harvest import _pad
+    from ..harvest import pad_ids
 
     batches = []
     for start in range(0, len(input_ids), batch_size):
-        ids, mask = _pad(input_ids[start : start + batch_size], device)
+        ids, mask = pad_ids(input_ids[start : start + batch_size], device)
         loss = mask.clone()
         if loss_masks is not None:
             for i, row in enumerate(loss_masks[start : start + batch_size]):

@@ -78,10 +78,13 @@ def live_memory(cfg: TranscoderConfig, n_layers: int, *, buffer_rows: int, pass_
     return parts
 
 
+STREAM_SETTINGS = {"buffer_rows": None, "documents_per_pass": 16, "only_spans": False, "drop_special": True}
+"""The stream settings :func:`train_live` takes (``**stream``), with their defaults."""
+
+
 def train_live(model, encode: Callable, n_documents: int, layers, cfg: TranscoderConfig, *, out_dir=None,
-               buffer_rows: int | None = None, documents_per_pass: int = 16, only_spans: bool = False,
-               drop_special: bool = True, checkpoint_every: int = 200, device=None, model_name: str | None = None,
-               precision: str = "auto", progress: bool = True, stop_after: int | None = None) -> dict:
+               checkpoint_every: int = 200, device=None, model_name: str | None = None, precision: str = "auto",
+               progress: bool = True, stop_after: int | None = None, **stream) -> dict:
     """Train one transcoder per layer from a single forward pass per batch of documents (no activation store).
 
     Parameters
@@ -98,10 +101,11 @@ def train_live(model, encode: Callable, n_documents: int, layers, cfg: Transcode
         the same settings resumes every layer from its checkpoint and ends with the weights of an
         uninterrupted run: the row order is replayed from the documents' lengths, and only the documents
         still in the shuffle buffer run through the model again.
-    buffer_rows
-        Rows of each layer's shuffle buffer (default ``max(16 * batch_size, 65,536)``).
-    documents_per_pass
-        Documents per forward pass (over all processes).
+    stream
+        The live stream's settings (:data:`STREAM_SETTINGS`): ``buffer_rows`` (rows of each layer's shuffle
+        buffer, default ``max(16 * batch_size, 65,536)``), ``documents_per_pass`` (documents per forward pass
+        over all processes, default 16), ``only_spans`` and ``drop_special`` (which tokens are rows, as in
+        :func:`sctranscoder.harvest.harvest`).
     precision
         ``"auto"`` (bf16 autocast on a GPU that supports it), ``"bfloat16"`` or ``"float32"``: the model's
         forward pass and each transcoder's forward and loss run under autocast in that dtype; the
@@ -117,6 +121,12 @@ def train_live(model, encode: Callable, n_documents: int, layers, cfg: Transcode
     """
     from ..harvest import mlp_sites
 
+    unknown = sorted(set(stream) - set(STREAM_SETTINGS))
+    if unknown:
+        raise TypeError(f"train_live() got unknown settings {unknown}; it takes {sorted(STREAM_SETTINGS)}.")
+    stream = {**STREAM_SETTINGS, **stream}
+    buffer_rows, documents_per_pass = stream["buffer_rows"], stream["documents_per_pass"]
+    only_spans, drop_special = stream["only_spans"], stream["drop_special"]
     layers = list(mlp_sites(model, layers))
     cfg = cfg.resolve()
     rank, world = rank_and_world()

@@ -1,9 +1,10 @@
 """AnnData-facing tools (scanpy's ``sc.tl`` shape)."""
 
+from ..genesets import headline_sets, is_disease_term, short_term
+from ..prompt import EncodedCells, encode_cells, prompt_settings
 from ._cards import feature_cards
-from ._circuits import CellTypeCircuit, answer_contrast, cell_type_circuit
+from ._circuits import CellTypeCircuit, cell_type_circuit
 from ._de_embedding import gene_de_embedding, gene_tokens
-from ._encode import EncodedCells, encode_cells
 from ._enrich import enrich_circuit, enrich_features, enriched_fraction, prerank_feature
 from ._features import (
     alive_features,
@@ -15,7 +16,6 @@ from ._features import (
     visible_genes,
 )
 from ._harvest import harvest
-from ._headlines import headline_sets, is_disease_term, short_term
 from ._knockout import knockout_genes
 from ._perturb import perturb_features
 from ._plan import Plan, plan
@@ -23,11 +23,11 @@ from ._predict import predict_cell_types
 from ._spelling import (
     beyond_spelling_fraction,
     enrich_beyond_spelling,
+    gene_families,
     leading_subwords,
     name_families,
     spelling_scores,
 )
-from ._spine import prompt_settings
 from ._supernodes import circuit_supernodes
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 from ._validate import validate_circuit
@@ -40,6 +40,7 @@ __all__ = [
     "alive_features",
     "beyond_spelling_fraction",
     "enrich_beyond_spelling",
+    "gene_families",
     "leading_subwords",
     "name_families",
     "spelling_scores",
@@ -73,3 +74,12 @@ __all__ = [
     "validate_circuit",
     "visible_genes",
 ]
+
+
+def __getattr__(name):
+    # names that moved into the circuit core, which needs torch at import: loaded on first use
+    if name == "answer_contrast":
+        from ..circuits import answer_contrast
+
+        return answer_contrast
+    raise AttributeError(f"module 'sctranscoder.tl' has no attribute {name!r}")

@@ -28,7 +28,7 @@ def _label(card: dict) -> str:
 def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_KEY, model=None, transcoders=None,
                   enrichment: pd.DataFrame | None = None, gene_sets="all", n_genes: int = 10, n_top: int = 25,
                   n_types: int = 3, n_cells: int = 5, min_occurrences: int = 3, families: pd.Series | None = None,
-                  n_null: int = 200, seed: int = 0) -> pd.DataFrame:
+                  **test) -> pd.DataFrame:
     """A card per feature: its genes, cell types and cells, specificity, gene sets beyond spelling, the genes
     whose tokens drive it directly, its spelling score, and a one-line automatic label.
 
@@ -48,6 +48,9 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
         Genes shown on a card; genes per feature list for enrichment and the family share.
     n_types, n_cells
         Cell types (by AUROC) and cells (by activity) shown.
+    test
+        Settings of the enrichment test beyond spelling (``n_null=200``, ``seed=0``, ...), as
+        :func:`enrich_beyond_spelling` takes them.
 
     Returns
     -------
@@ -57,8 +60,8 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
     (headline sets beyond spelling, see :func:`headline_sets`), ``de_embedding_genes``, ``family``,
     ``family_genes``, ``family_share``, ``token_identity_r``, ``spelling_score``.
     """
-    from ._headlines import headline_sets
-    from ._spelling import enrich_beyond_spelling, name_families, spelling_scores
+    from ..genesets import headline_sets
+    from ._spelling import enrich_beyond_spelling, gene_families, spelling_scores
 
     cells, info = _activity(adata, key)
     require_obs_column(adata, label_key)
@@ -67,15 +70,14 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
     if features.size == 0:
         raise ValueError("No features to describe (none alive under this key?).")
     if families is None:
-        families = name_families(adata, model, key=key)
+        families = gene_families(adata, model, key=key)
     genes = feature_genes(adata, features, key=key, n_top=n_top, min_occurrences=min_occurrences)
     spec = feature_specificity(adata, label_key, key=key, features=features)
     spelling = spelling_scores(adata, model, transcoders, key=key, features=features, n_top=n_top,
                                min_occurrences=min_occurrences, families=families)
     if enrichment is None and gene_sets is not None:
         enrichment = enrich_beyond_spelling(adata, gene_sets, key=key, features=features, n_top=n_top,
-                                            min_occurrences=min_occurrences, families=families, n_null=n_null,
-                                            seed=seed)
+                                            min_occurrences=min_occurrences, families=families, **test)
     heads = headline_sets(enrichment, families=families, n=None) if enrichment is not None else None
     direct = None
     if model is not None and transcoders is not None:

@@ -68,31 +68,6 @@ class CellTypeCircuit:
         return {self.cell_type: supporting[:n] if n is not None else supporting}
 
 
-def answer_contrast(answers: dict, label) -> tuple[list[int], int, list[int]]:
-    """Where ``label``'s answer parts from the others: (shared prefix, its next token, the others' next tokens).
-
-    Answers that begin alike (``CD4+/CD45RA+...`` and ``CD4+/CD45RO+...``) are told apart
-    at their first differing token; the model is fed the shared prefix and the
-    target contrasts ``label``'s next token with its closest rivals' next tokens.
-    """
-    mine = list(answers[label])
-    others = [list(a) for name, a in answers.items() if name != label]
-    if not others:
-        raise ValueError("A cell-type circuit needs at least two candidate labels.")
-
-    def shared(a, b):
-        n = 0
-        while n < min(len(a), len(b)) and a[n] == b[n]:
-            n += 1
-        return n
-
-    depth = max(shared(mine, other) for other in others)
-    if depth >= len(mine):
-        raise ValueError(f"The answer for {label!r} is a prefix of another label's answer; they cannot be contrasted.")
-    rivals = sorted({o[depth] for o in others if len(o) > depth and o[:depth] == mine[:depth] and o[depth] != mine[depth]})
-    return mine[:depth], mine[depth], rivals
-
-
 def _cells_of(adata, cell_type, label_key, n_cells, seed):
     labels = adata.obs[label_key].astype(str)
     names = np.flatnonzero(labels.to_numpy() == str(cell_type))
@@ -101,69 +76,6 @@ def _cells_of(adata, cell_type, label_key, n_cells, seed):
         raise ValueError(f"No cells have {label_key} == {cell_type!r}; labels present: {known}.")
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(names, size=min(n_cells, names.size), replace=False))
-
-
-SECTIONS = {"gene": "genes", "template": "prompt template", "answer": "answer prefix"}
-"""Input groups: the genes of the sentence, the prompt's template tokens, the answer tokens fed to the model."""
-
-
-def _gene_table(rows, n_graphs: int) -> pd.DataFrame:
-    """Genes with their attribution (and influence) averaged over the cells; absent from a cell counts as zero."""
-    if not rows:
-        return pd.DataFrame(columns=["gene", "attribution", "influence", "n_cells", "fraction_of_cells"])
-    per_cell = pd.DataFrame(rows, columns=["gene", "attribution", "influence"])
-    table = per_cell.groupby("gene").agg(attribution=("attribution", "sum"), influence=("influence", "sum"),
-                                         n_cells=("attribution", "size"))
-    table[["attribution", "influence"]] /= n_graphs
-    table["fraction_of_cells"] = table.n_cells / n_graphs
-    return table.reset_index().sort_values("attribution", ascending=False, ignore_index=True)
-
-
-def _greedy_gene_rows(graph) -> list:
-    return [(d["label"], d["attribution"], d["influence"]) for _, d in graph.nodes(data=True)
-            if d["kind"] == "input" and d.get("section", "gene" if d["grouped"] else "") == "gene"]
-
-
-def _complete_gene_rows(attribution_graph, genes_of_positions) -> list:
-    """Per gene of one cell: its tokens' signed contributions to the target (all paths) and their influence."""
-    from ..circuits import token_attributions
-
-    signed = token_attributions(attribution_graph)
-    influence = attribution_graph.node_influence()
-    start = attribution_graph.token_index(0)
-    pooled: dict = {}
-    for position, gene in enumerate(genes_of_positions):
-        if gene is None:
-            continue
-        a, i = pooled.get(gene, (0.0, 0.0))
-        pooled[gene] = (a + float(signed[position]), i + float(influence[start + position]))
-    return [(gene, a, i) for gene, (a, i) in pooled.items()]
-
-
-def _group_attribution(attribution_graph) -> dict:
-    """Signed contributions to the target's value of each input section, of errors, and the rest (biases,
-    features over the budget)."""
-    from ..circuits import token_attributions
-
-    signed = token_attributions(attribution_graph)
-    sums: dict = {}
-    for position, section in enumerate(attribution_graph.sections):
-        sums[section] = sums.get(section, 0.0) + float(signed[position])
-    kinds = attribution_graph.masks()
-    sums["error"] = float(attribution_graph.signed_attribution()[kinds["error"]].sum())
-    sums["rest"] = attribution_graph.value - sum(sums.values())
-    return sums
-
-
-def _inputs_of(documents, i, fed, genes):
-    """Per position of the traced ids: its gene (or None), its group name, its section, its token text."""
-    n_prompt = len(documents.input_ids[i])
-    spans = documents.span_ids[i]
-    token_gene = list(documents.token_gene[i]) + [-1] * (len(fed) - n_prompt)
-    gene_of = [str(genes[spans[g]]) if g >= 0 else None for g in token_gene]
-    sections = ["gene" if g is not None else ("answer" if p >= n_prompt else "template") for p, g in enumerate(gene_of)]
-    groups = [g if g is not None else SECTIONS[s] for g, s in zip(gene_of, sections)]
-    return gene_of, groups, sections
 
 
 def no_gene_message(cell_type: str, table: pd.DataFrame, scores: pd.DataFrame | None) -> str:
@@ -197,14 +109,10 @@ def short_of_share_message(scores: pd.DataFrame | None, min_share: float | None)
             f"{short.feature_share_pruned.median():.0%} (median).")
 
 
-def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_key: str | None = None,
+def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, cfg=None, *, label_key: str | None = None,
                       candidates=None, n_cells: int = 8, n_genes: int | None = None, organism: str | None = None,
-                      method: str = "complete", target: str = "logodds", max_feature_nodes: int | None = 1024,
-                      batch_size: int = 64, node_threshold: float | None = None, edge_threshold: float = 0.98,
-                      max_nodes: int = 60, threshold: float = 0.01, n_paths: int | None = None,
-                      check_faithfulness: bool = False, seed: int = 0, key_added: str = "circuits", encoded=None,
-                      progress: bool = True, validate: bool = False, rank_genes_by: str = "attribution",
-                      min_feature_share: float | None = 0.8) -> CellTypeCircuit:
+                      seed: int = 0, key_added: str = "circuits", encoded=None, progress: bool = True,
+                      **settings) -> CellTypeCircuit:
     """Trace why a C2S model calls cells ``cell_type``, over a sample of that type's cells.
 
     The default target is the call as :func:`predict_cell_types` scores it: the log-odds of
@@ -240,155 +148,78 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
         ``{layer: Transcoder}`` (from :func:`sctranscoder.tl.train_transcoders`).
     cell_type
         The label to explain.
+    cfg
+        A :class:`sctranscoder.circuits.CircuitConfig`: the method (``"complete"`` or ``"greedy"``), the
+        target (``"logodds"``, ``"logprob"`` or ``"contrast"``), node budget and pruning thresholds, the
+        feature share to grow to (``min_feature_share``, default 0.8), ``check_faithfulness``, ``validate``
+        (knock the top genes out, ``result.validation``) and ``rank_genes_by`` (``"knockout"``: also rank
+        every sentence gene by its measured knockout effect, ``result.genes_by_knockout``). ``settings``
+        (``method="greedy"``, ``max_nodes=6``, ...) change single fields of it.
     candidates
         The labels it competes with (default: the model's training labels).
     n_cells
         How many cells of that type to trace (a seeded sample).
     n_genes, organism
-        Change single prompt settings; default: the model's.
-    method
-        ``"complete"`` (default) or ``"greedy"``.
-    target
-        ``"logodds"`` (default), ``"logprob"`` or ``"contrast"``.
-    max_feature_nodes, batch_size
-        Complete graphs: the node budget (features whose inputs are attributed) and rows per backward pass.
-    node_threshold, edge_threshold
-        Pruning: complete graphs keep the nodes carrying this share of the cumulative influence
-        (default 0.8) and edges carrying ``edge_threshold``; greedy graphs keep nodes with at least
-        this influence (default 0.02).
-    max_nodes, threshold, n_paths
-        Greedy search: passed to :func:`sctranscoder.circuits.trace`.
+        Change single prompt settings; default: the model's (with ``encoded``: its own, or an error).
+    seed
+        Seed of the sample of cells.
+    key_added
+        ``adata.uns[key_added][cell_type]`` gets the gene ranking and the settings.
     encoded
-        ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`); default: the sampled
-        cells are tokenized here.
-    check_faithfulness
-        Also ablate each cell's top features in the replacement model
-        (:func:`sctranscoder.circuits.faithfulness`).
-    validate
-        Knock the top genes out of the traced cells and compare (``result.validation``,
-        :func:`sctranscoder.tl.validate_circuit`).
-    min_feature_share
-        Grow each cell's circuit until its features alone carry this share of the label's log-odds
-        (default 0.8; ``None``: the standard pruned circuit). Complete graphs only.
-    rank_genes_by
-        ``"knockout"``: also knock out every gene of the traced cells' sentences and rank genes by the measured
-        drop of log P(cell type) (``result.genes_by_knockout``; ``result.genes`` stays the attributed ranking).
+        ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`; with or without answers:
+        the prompts are traced); default: the sampled cells are tokenized here.
     """
-    import time
-
-    import torch
+    from dataclasses import replace
 
     from .. import circuits as cc
-    from ..models._scoring import answer_tokens
-    from ._encode import encode_cells
-    from ._spine import prompt_settings
+    from ..models import answer_tokens
+    from ..prompt import resolve_cells, resolve_settings
 
-    if method not in ("complete", "greedy"):
-        raise ValueError(f"method={method!r} must be 'complete' or 'greedy'.")
-    if target not in ("logodds", "logprob", "contrast"):
-        raise ValueError(f"target={target!r} must be 'logodds', 'logprob' or 'contrast'.")
-    if node_threshold is None:
-        node_threshold = 0.8 if method == "complete" else 0.02
-    if min_feature_share is not None and not 0.0 < min_feature_share <= 1.0:
-        raise ValueError(f"min_feature_share={min_feature_share} must lie in (0, 1], or be None.")
-    if rank_genes_by not in ("attribution", "knockout"):
-        raise ValueError(f"rank_genes_by={rank_genes_by!r} must be 'attribution' or 'knockout'.")
+    cfg = replace(cfg, **settings) if cfg is not None else cc.CircuitConfig(**settings)
     label_key = label_key or model.metadata.get("label_key")
     require_obs_column(adata, label_key)
     candidates = list(candidates) if candidates is not None else model.labels
     if cell_type not in candidates:
         raise ValueError(f"{cell_type!r} is not among the candidate labels ({', '.join(candidates)}).")
-    if encoded is None:
-        settings = prompt_settings(adata, model, label_key=label_key, progress=False, n_genes=n_genes,
-                                   organism=organism)
-    else:
-        encoded.matches(adata)
+    settings = resolve_settings(adata, model, encoded, label_key=label_key, progress=False, n_genes=n_genes,
+                                organism=organism)
     tokenizer = model.tokenizer
     answer_ids = answer_tokens(tokenizer, candidates)
     answers = dict(zip(candidates, answer_ids))
     index = candidates.index(cell_type)
-    prefix, token, rivals = answer_contrast(answers, cell_type)
-    contrast = cc.Target.logit_difference(token, rivals, label=f"{cell_type} vs rivals")
+    prefix, token, rivals = cc.answer_contrast(answers, cell_type)
 
     cells = _cells_of(adata, cell_type, label_key, n_cells, seed)
-    documents = encoded.subset(cells) if encoded is not None else \
-        encode_cells(adata[cells], model, settings=settings, progress=False)
-    genes = documents.genes
+    documents = resolve_cells(adata, model, encoded, rows=cells, settings=settings, progress=False)
+    prompts = documents.prompt_ids()  # an encoding made with label_key carries answers: the target feeds its own
     graphs, gene_rows, checks, score_rows, exports, grown_features = [], [], [], [], [], []
     for i in progress_bar(range(len(cells)), desc=f"circuit {cell_type}", unit="cells", enabled=progress):
-        start = time.perf_counter()
         cell = str(adata.obs_names[cells[i]])
-        prompt = [int(t) for t in documents.input_ids[i]]
-        kind = target if target != "contrast" else "logodds"
-        readout, fed, info = cc.answer_logprob(model.model, prompt, answer_ids, index, kind=kind,
-                                               label=f"{'log-odds' if kind == 'logodds' else 'log P'}({cell_type})")
-        if target != "contrast":
-            goal = readout
-        else:
-            goal, fed = contrast, prompt + list(prefix)
-        gene_of, groups, sections = _inputs_of(documents, i, fed, genes)
-        labels = [tokenizer.decode([t]) for t in fed]
-        input_ids = torch.as_tensor(fed)
-        row = {"cell": cell, "probability": float(info["probabilities"][index]), "logprob": info["logprob"],
-               "logodds": info["logodds"]}
-        if method == "complete":
-            full = cc.attribute(model.model, transcoders, input_ids, goal, max_feature_nodes=max_feature_nodes,
-                                batch_size=batch_size, labels=labels, groups=groups, sections=sections)
-            include = None
-            if min_feature_share is not None:
-                clock = time.perf_counter()
-                grown = cc.grow_circuit(full, cc.FeatureShare(model.model, transcoders, prompt, answer_ids, index),
-                                        min_feature_share, node_threshold=node_threshold, edge_threshold=edge_threshold)
-                include = grown.include
-                grown_features.append(grown.features)
-                row.update(feature_share=grown.share, feature_share_reached=grown.reached,
-                           n_circuit_features=len(grown.features), n_features_over_budget=grown.n_over_budget,
-                           feature_share_pruned=grown.share_pruned, n_features_pruned=grown.n_pruned,
-                           feature_share_all=grown.share_all, feature_share_checks=grown.n_checks,
-                           grow_seconds=time.perf_counter() - clock)
-            graph = cc.to_networkx(full, node_threshold=node_threshold, edge_threshold=edge_threshold, include=include)
-            if include is not None:
-                row.update(replacement_grown=graph.graph["replacement_grown"],
-                           completeness_grown=graph.graph["completeness_grown"])
-            gene_rows += _complete_gene_rows(full, gene_of)
-            shares = full.input_shares()
-            signed = _group_attribution(full)
-            row.update(value=full.value, **full.scores(node_threshold, edge_threshold),
-                       **{f"share_{k}": shares.get(k, 0.0) for k in ("gene", "template", "answer", "error",
-                                                                    "unexpanded")},
-                       **{f"attribution_{k}": signed.get(k, 0.0) for k in ("gene", "template", "answer", "error",
-                                                                          "rest")},
-                       n_active=full.n_active, n_feature_nodes=full.n_features,
-                       n_features_kept=sum(1 for _, d in graph.nodes(data=True) if d["kind"] == "feature"))
-            exports.append(cc.to_circuit_tracer(full, slug=f"{cell_type} {cell}", node_threshold=node_threshold,
-                                                edge_threshold=edge_threshold, probability=row["probability"]))
-        else:
-            full = cc.trace(model.model, transcoders, input_ids, goal, max_nodes=max_nodes, threshold=threshold,
-                            groups=groups, labels=labels, prune=False)
-            for node, data in full.nodes(data=True):
-                if data["kind"] == "input":
-                    data["section"] = sections[data["position"]]
-            gene_rows += _greedy_gene_rows(full)
-            graph = cc.prune(full, node_threshold, n_paths)
-            row.update(value=full.graph["value"])
-        row["seconds"] = time.perf_counter() - start
-        graph.graph["cell"] = cell
-        graphs.append(graph)
-        score_rows.append(row)
-        if check_faithfulness:
-            result = cc.faithfulness(graph, model.model, transcoders, input_ids, goal)
-            checks.append({"cell": cell, **{k: result[k] for k in
-                          ("correlation", "spearman", "circuit_fraction", "graph_input_share", "target_value")}})
+        traced = cc.trace_call(model.model, transcoders, [int(t) for t in prompts[i]], answer_ids, index, cfg,
+                               token_gene=documents.token_gene[i], span_ids=documents.span_ids[i],
+                               genes=documents.genes, decode=tokenizer.decode, label=cell_type,
+                               slug=f"{cell_type} {cell}")
+        traced.graph.graph["cell"] = cell
+        graphs.append(traced.graph)
+        score_rows.append({"cell": cell, **traced.row})
+        gene_rows += traced.gene_rows
+        if traced.export is not None:
+            exports.append(traced.export)
+        if traced.features is not None:
+            grown_features.append(traced.features)
+        if traced.check is not None:
+            checks.append({"cell": cell, **traced.check})
     merged = cc.merge(graphs)
-    merged.graph.update(cell_type=cell_type, n_layers=graphs[0].graph["n_layers"], method=method, target_kind=target)
+    merged.graph.update(cell_type=cell_type, n_layers=graphs[0].graph["n_layers"], method=cfg.method,
+                        target_kind=cfg.target)
     scores = pd.DataFrame(score_rows)
     for column in ("replacement", "completeness", "replacement_pruned", "completeness_pruned"):
         if column in scores:
             merged.graph[column] = float(scores[column].mean())
-    table = _gene_table(gene_rows, len(graphs))
-    if target != "contrast":
-        what = "log-odds" if target == "logodds" else "log-probability"
-        target_info = {"kind": target, "token": cell_type, "rivals": [c for c in candidates if c != cell_type],
+    table = cc.gene_table(gene_rows, len(graphs))
+    if cfg.target != "contrast":
+        what = "log-odds" if cfg.target == "logodds" else "log-probability"
+        target_info = {"kind": cfg.target, "token": cell_type, "rivals": [c for c in candidates if c != cell_type],
                        "prefix": tokenizer.decode(answers[cell_type][:-1]),
                        "description": f"the {what} of {cell_type!r} against all {len(candidates)} candidate labels, "
                                       "as predict_cell_types scores them"}
@@ -397,24 +228,24 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, *, label_
                        "rivals": [tokenizer.decode([t]) for t in rivals], "prefix": tokenizer.decode(prefix),
                        "description": f"logit of {tokenizer.decode([token])!r} minus the mean of its rivals' after "
                                       f"{tokenizer.decode(prefix)!r}"}
-    settings = {"n_cells": int(len(cells)), "method": method, "target": target,
-                "max_feature_nodes": max_feature_nodes if max_feature_nodes is not None else -1,
-                "max_nodes": max_nodes, "threshold": threshold, "node_threshold": node_threshold,
-                "edge_threshold": edge_threshold, "n_paths": n_paths if n_paths is not None else -1, "seed": seed,
-                "label_key": label_key,
-                "min_feature_share": min_feature_share if min_feature_share is not None and method == "complete"
-                else -1}
+    recorded = {"n_cells": int(len(cells)), "method": cfg.method, "target": cfg.target,
+                "max_feature_nodes": cfg.max_feature_nodes if cfg.max_feature_nodes is not None else -1,
+                "max_nodes": cfg.max_nodes, "threshold": cfg.threshold, "node_threshold": cfg.node_threshold,
+                "edge_threshold": cfg.edge_threshold, "n_paths": cfg.n_paths if cfg.n_paths is not None else -1,
+                "seed": seed, "label_key": label_key,
+                "min_feature_share": cfg.min_feature_share if cfg.min_feature_share is not None
+                and cfg.method == "complete" else -1}
     message = " ".join(m for m in (no_gene_message(cell_type, table, scores),
-                                   short_of_share_message(scores, min_feature_share)) if m)
+                                   short_of_share_message(scores, cfg.min_feature_share)) if m)
     adata.uns.setdefault(key_added, {})[cell_type] = {
         "genes": table.gene.tolist(), "attribution": table.attribution.to_numpy(), "n_cells": table.n_cells.to_numpy(),
-        "target": target_info["token"], "settings": settings, "message": message}
+        "target": target_info["token"], "settings": recorded, "message": message}
     result = CellTypeCircuit(cell_type, merged, table, graphs, [str(adata.obs_names[c]) for c in cells], target_info,
-                             pd.DataFrame(checks) if checks else None, settings, scores, message, exports,
+                             pd.DataFrame(checks) if checks else None, recorded, scores, message, exports,
                              grown_features)
-    if validate or rank_genes_by == "knockout":
+    if cfg.validate or cfg.rank_genes_by == "knockout":
         from ._validate import validate_circuit
 
-        validate_circuit(adata, model, transcoders, result, rank_by_knockout=rank_genes_by == "knockout",
+        validate_circuit(adata, model, transcoders, result, rank_by_knockout=cfg.rank_genes_by == "knockout",
                          candidates=candidates, encoded=encoded, n_genes=n_genes, organism=organism, progress=progress)
     return result

@@ -17,10 +17,10 @@ def visible_genes(adata, model=None, *, n_genes: int | None = None) -> list[str]
 
     This is the background for enrichment: a gene the model never reads cannot be in a feature's list.
     """
-    from ..get._sentences import ranked_genes, stored_genes
     from ..pp import PromptSettings
+    from ..pp._read import ranked_genes, stored_genes
     from ..pp._sentences import RANKS_KEY
-    from ._spine import prompt_settings
+    from ..prompt import prompt_settings
 
     if model is not None:
         n_genes = prompt_settings(adata, model, n_genes=n_genes, progress=False).n_genes
@@ -97,30 +97,23 @@ def feature_activity(
         Prompts per forward pass, cells harvested at a time, tokens encoded at a time
         (memory: ``rows_per_encode x n_features`` floats).
     inplace
-        Write into ``adata`` (return None) or return the dict that would be written.
+        Write into ``adata``; either way the result is returned (``{"cells": cells x features, "uns": ...}``).
     """
     import torch
 
-    from ._encode import encode_cells
+    from ..prompt import resolve_cells, resolve_settings
+    from ..tc import ActivityPool
     from ._harvest import harvest
-    from ._spine import prompt_settings
 
     if pool not in ("max", "mean"):
         raise ValueError(f"pool={pool!r} must be 'max' or 'mean'.")
     if tokens not in ("genes", "all"):
         raise ValueError(f"tokens={tokens!r} must be 'genes' or 'all'.")
     transcoder, layer = _pick_transcoder(transcoders, layer)
-    if encoded is None:
-        settings = prompt_settings(adata, model, n_genes=n_genes, progress=progress)
-    else:
-        encoded.matches(adata)
-        settings = encoded.settings
+    settings = resolve_settings(adata, model, encoded, progress=progress, n_genes=n_genes)
     n_genes = settings.n_genes
     d_hidden = int(transcoder.cfg.d_hidden)
-    cells_sum = torch.zeros(adata.n_obs, d_hidden)
-    cells_max = torch.zeros(adata.n_obs, d_hidden)
-    cell_tokens = torch.zeros(adata.n_obs)
-    gene_sum, gene_count, genes = None, None, None
+    activity, genes = None, None
     transcoder.eval()
     iterator = range(0, adata.n_obs, cells_per_pass)
     if progress:
@@ -129,64 +122,30 @@ def feature_activity(
         iterator = progress_bar(iterator, desc=f"feature activity, layer {layer}", unit="passes")
     for start in iterator:
         stop = min(start + cells_per_pass, adata.n_obs)
-        cells = adata[start:stop]
-        chunk = encoded.subset(np.arange(start, stop)) if encoded is not None else \
-            encode_cells(cells, model, settings=settings, progress=False)
-        store = harvest(cells, model, [layer], None, encoded=chunk, batch_size=batch_size, dtype="float32",
-                        only_genes=tokens == "genes", progress=False)
+        chunk = resolve_cells(adata, model, encoded, rows=np.arange(start, stop), settings=settings, progress=False)
+        store = harvest(adata[start:stop], model, [layer], None, encoded=chunk, batch_size=batch_size,
+                        dtype="float32", only_genes=tokens == "genes", progress=False)
         if genes is None:
             genes = list(store.info["genes"])
-            gene_sum = torch.zeros(len(genes), d_hidden, dtype=torch.float64)
-            gene_count = torch.zeros(len(genes), dtype=torch.float64)
+            activity = ActivityPool(adata.n_obs, len(genes), d_hidden)
         mlp_in, _ = store.read(layer)
         meta = store.metadata()
-        document = torch.from_numpy(meta["document"].astype(np.int64)) + start
-        gene_pos = torch.from_numpy(meta["gene"].astype(np.int64))
-        gene_id = torch.from_numpy(meta["gene_id"].astype(np.int64))
         # an occurrence is one gene in one cell's sentence; its tokens are contiguous rows
-        occurrence_key = document * (n_genes + 1) + gene_pos.clamp_min(0)
-        with torch.no_grad():
-            row = 0
-            while row < len(mlp_in):
-                end = min(row + rows_per_encode, len(mlp_in))
-                # never split an occurrence between two encode batches
-                while end < len(mlp_in) and gene_pos[end] >= 0 and occurrence_key[end] == occurrence_key[end - 1]:
-                    end += 1
-                acts = transcoder.encode(mlp_in[row:end].to(transcoder.device)).float().cpu()
-                doc = document[row:end]
-                cells_sum.index_add_(0, doc, acts)
-                cells_max.scatter_reduce_(0, doc.unsqueeze(1).expand_as(acts), acts, "amax")
-                cell_tokens.index_add_(0, doc, torch.ones(end - row))
-                in_gene = gene_pos[row:end] >= 0
-                if in_gene.any():
-                    keys = occurrence_key[row:end][in_gene]
-                    unique_keys, occurrence, counts = torch.unique_consecutive(keys, return_inverse=True,
-                                                                               return_counts=True)
-                    per_occurrence = torch.zeros(len(unique_keys), d_hidden)
-                    per_occurrence.scatter_reduce_(0, occurrence.unsqueeze(1).expand(-1, d_hidden), acts[in_gene],
-                                                   "amax", include_self=False)
-                    first_row = torch.cumsum(counts, 0) - counts
-                    occurrence_gene = gene_id[row:end][in_gene][first_row]
-                    gene_sum.index_add_(0, occurrence_gene, per_occurrence.double())
-                    gene_count.index_add_(0, occurrence_gene, torch.ones(len(unique_keys), dtype=torch.float64))
-                row = end
-    if pool == "max":
-        cells = cells_max
-    else:
-        cells = cells_sum / cell_tokens.clamp_min(1).unsqueeze(1)
-    gene_activity = (gene_sum / gene_count.clamp_min(1).unsqueeze(1)).float()
+        activity.add(transcoder, mlp_in, torch.from_numpy(meta["document"].astype(np.int64)) + start,
+                     torch.from_numpy(meta["gene"].astype(np.int64)), torch.from_numpy(meta["gene_id"].astype(np.int64)),
+                     max_spans=n_genes, rows_per_encode=rows_per_encode)
     result = {
-        "cells": cells.numpy(),
+        "cells": activity.documents(pool),
         "uns": {"layer": layer, "pool": pool, "tokens": tokens, "n_genes": int(n_genes), "d_hidden": d_hidden,
                 "activation": transcoder.cfg.activation, "genes": [str(g).upper() for g in genes],
-                "gene_activity": gene_activity.numpy(), "gene_occurrences": gene_count.numpy().astype(np.int64),
-                "cell_tokens": cell_tokens.numpy().astype(np.int64)},
+                "gene_activity": activity.names(), "gene_occurrences": activity.occurrences(),
+                "cell_tokens": activity.document_tokens()},
     }
     if not inplace:
         return result
     adata.obsm[key_added] = result["cells"]
     adata.uns[key_added] = result["uns"]
-    return None
+    return result
 
 
 def _activity(adata, key: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from .._deprecations import renamed_keywords
 from .._obs import require_obs_column
 
 
@@ -16,27 +17,10 @@ def _obs_fingerprint(adata) -> str:
     return digest.hexdigest()[:16]
 
 
-def harvest(
-    adata,
-    model,
-    layers=None,
-    store_dir=None,
-    *,
-    n_genes: int | None = None,
-    organism: str | None = None,
-    label_key: str | None = None,
-    template=None,
-    encoded=None,
-    batch_size: int = 16,
-    chunk_size: int = 256,
-    dtype: str = "float16",
-    only_genes: bool = False,
-    drop_special: bool = True,
-    subsample: float = 1.0,
-    add_special_tokens: bool | None = None,
-    seed: int = 0,
-    progress: bool = True,
-):
+@renamed_keywords(store_dir="out_dir")
+def harvest(adata, model, layers=None, out_dir=None, cfg=None, *, n_genes: int | None = None,
+            organism: str | None = None, label_key: str | None = None, template=None, encoded=None,
+            add_special_tokens: bool | None = None, progress: bool = True, **settings):
     """Run a C2S model over every cell's prompt and store its MLP inputs and outputs per token.
 
     Parameters
@@ -47,9 +31,14 @@ def harvest(
         A :class:`sctranscoder.models.C2SModel`.
     layers
         Layers to harvest (all when None).
-    store_dir
+    out_dir
         Folder of the :class:`sctranscoder.harvest.ActivationStore` (resumed if it
-        holds a store made with the same settings); ``None`` keeps it in memory.
+        holds a store made with the same settings); ``None`` keeps it in memory. (Formerly ``store_dir``.)
+    cfg
+        A :class:`sctranscoder.harvest.HarvestConfig`: ``batch_size`` (cells per forward pass), ``chunk_size``
+        (cells per shard, the unit of resuming), ``dtype`` (``"float16"``, ``"bfloat16"`` or ``"float32"``),
+        ``drop_special``, ``subsample`` and its ``seed``. ``settings`` change single fields
+        (``batch_size=8, dtype="float32"``); ``only_genes=True`` keeps only gene tokens (its ``only_spans``).
     n_genes, organism, template, add_special_tokens
         Change single prompt settings; default: those the model was trained with
         (:class:`sctranscoder.pp.PromptSettings`, read by :func:`sctranscoder.tl.encode_cells`).
@@ -58,20 +47,6 @@ def harvest(
     encoded
         These cells already tokenized (:func:`sctranscoder.tl.encode_cells`, with the same
         ``label_key``); default: tokenize them here.
-    batch_size
-        Cells per forward pass.
-    chunk_size
-        Cells per shard (the unit of resuming).
-    dtype
-        Stored float type (``"float16"``, ``"bfloat16"`` or ``"float32"``).
-    only_genes
-        Keep only gene tokens (drop prompt text and answer tokens).
-    drop_special
-        Drop special tokens (BOS, EOS); padding is never stored.
-    subsample
-        Keep each token with this probability.
-    seed
-        Seed of the token subsampling.
     progress
         Progress bar with tokens/s.
 
@@ -82,31 +57,31 @@ def harvest(
     ``gene`` its position in the cell sentence, ``gene_id`` its index in
     ``store.info["genes"]``.
     """
-    from ..harvest import MemoryStore, mlp_sites
+    from ..harvest import HarvestConfig, MemoryStore, mlp_sites
     from ..harvest import harvest as harvest_core
-    from ._encode import encode_cells
+    from ..prompt import resolve_cells
     from ._plan import check_store_fits
 
+    if "only_genes" in settings:  # the cells' word for the core's spans
+        settings["only_spans"] = settings.pop("only_genes")
+    cfg = HarvestConfig.build(cfg, **settings)
     if label_key is not None:
         require_obs_column(adata, label_key, role="the column whose answers follow the prompts")
-    if encoded is None:
-        encoded = encode_cells(adata, model, label_key=label_key, progress=progress, n_genes=n_genes,
-                               organism=organism, template=template, add_special_tokens=add_special_tokens)
-    else:
-        encoded.matches(adata, label_key)
-    settings = encoded.settings
-    info = {"model": str(model.name_or_path), "n_genes": settings.n_genes, "organism": settings.organism,
-            "template": settings.template, "prompt": settings.to_dict(), "label_key": label_key,
-            "add_special_tokens": settings.add_special_tokens, "cells": _obs_fingerprint(adata),
+    encoded = resolve_cells(adata, model, encoded, label_key=label_key, with_answers=True, progress=progress,
+                            n_genes=n_genes, organism=organism, template=template,
+                            add_special_tokens=add_special_tokens)
+    prompt = encoded.settings
+    info = {"model": str(model.name_or_path), "n_genes": prompt.n_genes, "organism": prompt.organism,
+            "template": prompt.template, "prompt": prompt.to_dict(), "label_key": label_key,
+            "add_special_tokens": prompt.add_special_tokens, "cells": _obs_fingerprint(adata),
             "genes": [str(g) for g in encoded.genes]}
-    if store_dir is not None and not isinstance(store_dir, MemoryStore):
-        check_store_fits(adata, model, layers, store_dir, encoded=encoded, dtype=dtype, only_genes=only_genes,
-                         drop_special=drop_special, label_key=label_key, subsample=subsample)
-    if store_dir is None:
+    if out_dir is not None and not isinstance(out_dir, MemoryStore):
+        check_store_fits(adata, model, layers, out_dir, encoded=encoded, dtype=cfg.dtype, only_genes=cfg.only_spans,
+                         drop_special=cfg.drop_special, label_key=label_key, subsample=cfg.subsample)
+    if out_dir is None:
         sites = mlp_sites(model.model, layers)
         width = {layer: int(model.model.config.hidden_size) for layer in sites}
-        store_dir = MemoryStore(list(sites), width, width, dtype=dtype, info=info)
+        out_dir = MemoryStore(list(sites), width, width, dtype=cfg.dtype, info=info)
     model.model.eval()
-    return harvest_core(model.model, encoded.documents, adata.n_obs, store_dir, layers, chunk_size=chunk_size,
-                        batch_size=batch_size, dtype=dtype, only_spans=only_genes, drop_special=drop_special,
-                        subsample=subsample, seed=seed, info=info, progress=progress)
+    return harvest_core(model.model, encoded.documents, adata.n_obs, out_dir, layers, info=info, progress=progress,
+                        **cfg.to_dict())

@@ -6,8 +6,7 @@ cell again with the gene gone, and every candidate answer is scored as
 
 - ``mode="zero"``: the gene's expression is set to 0 and the sentence is re-ranked
   from the expression matrix with the prompt settings the sentences were made
-  with (same tie-break, seed, gene count, tie key: the cell's name, or its row for
-  sentences keyed on rows). The gene's stored entry is
+  with (same tie-break, seed, gene count, row index). The gene's stored entry is
   kept as an explicit zero, so the tie-break order of the other genes does not
   move: the gene leaves, the genes after it move up, and the next expressed gene
   enters at the end.
@@ -74,126 +73,6 @@ def check_label(label, candidates) -> None:
         raise ValueError(f"label={label!r} is not among the candidate labels ({', '.join(candidates)}).")
 
 
-# -- sentences ------------------------------------------------------------------------------------------------
-def _row_source(adata, settings):
-    from ..pp._matrix import select_expression
-
-    return select_expression(adata, layer=settings.layer, use_raw=settings.use_raw,
-                             gene_symbols=settings.gene_symbols, uppercase=settings.uppercase)
-
-
-def _read_row(matrix, row: int):
-    """One row as canonical CSR ``(indices, data)``, exactly as the sentence builder reads it."""
-    from ..pp._matrix import iter_csr_chunks
-
-    chunk = next(iter_csr_chunks(matrix[row:row + 1], 1))
-    return np.asarray(chunk.indices).copy(), np.asarray(chunk.data).copy()
-
-
-def _c2s_permutations(matrix, rows, seed) -> dict:
-    """cell2sentence's tie-break permutation of each row in ``rows`` (its stream runs over every earlier row)."""
-    from ..pp._matrix import iter_csr_chunks
-    from ..pp._sentences import _C2SStream
-
-    last = int(max(rows)) + 1
-    counts = np.concatenate([np.diff(c.indptr) for c in iter_csr_chunks(matrix[:last], 4096)])
-    indptr = np.zeros(last + 1, np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    perms = _C2SStream(seed).permutations(indptr)
-    return {int(r): perms[indptr[r]:indptr[r + 1]] for r in rows}
-
-
-def rerank(indices, data, settings, key, c2s_perm=None, n_vars: int = 0) -> np.ndarray:
-    """The top ``settings.n_genes`` gene indices of one row, best first, with the sentence builder's kernel
-    (``key``: the row's random tie-break key, see ``pp._sentences.tie_keys``)."""
-    from ..pp import _ranking
-    from ..pp._matrix import value_codes
-    from ..pp._sentences import TIE_BREAKS, rank_dtype_for
-
-    codes = value_codes(np.asarray(data))
-    n_expressed = int((codes != 0).sum())
-    k = min(n_expressed, settings.n_genes)
-    out_idx, out_rank = np.empty(k, np.int32), np.empty(k, rank_dtype_for(n_vars))  # the builder's dtypes: no recompile
-    perms = np.asarray(c2s_perm, np.int64) if c2s_perm is not None else np.empty(0, np.int64)
-    _ranking.rank_rows(np.array([0, indices.size], np.int64), np.asarray(indices), codes,
-                       TIE_BREAKS[settings.tie_break], perms, settings.seed, np.array([key], np.uint64),
-                       np.array([0, k], np.int64), out_idx, out_rank)
-    return out_idx.astype(np.int64)
-
-
-def prompt_text(settings, names) -> str:
-    """The prediction prompt around a sentence, as :func:`sctranscoder.pp.prompts` writes it."""
-    from ..pp._prompts import PREDICTION_TEMPLATES
-
-    template = settings.template if isinstance(settings.template, str) else PREDICTION_TEMPLATES[settings.template]
-    return template.format(num_genes=len(names), organism=settings.organism, cell_sentence=" ".join(names),
-                           cell_type=None)
-
-
-def knockout_sentences(adata, settings, rows, sentences, genes, mode: str) -> list[list]:
-    """Per cell: one sentence (gene indices) per knocked-out gene, ``None`` where the sentence does not change.
-
-    ``sentences`` are the cells' stored sentences; in ``"zero"`` mode the unknocked
-    re-ranking must reproduce them (else the knockouts would also move other genes).
-    """
-    from ..pp._sentences import tie_keys
-
-    if mode == "remove":
-        return [[s[s != g] if (s == g).any() else None for g in genes] for s in sentences]
-    source = _row_source(adata, settings)
-    c2s = _c2s_permutations(source.matrix, rows, settings.seed) if settings.tie_break == "c2s" else {}
-    keys = tie_keys(adata.obs_names, rows, settings.tie_key)
-    variants = []
-    for row, key, sentence in zip(rows, keys, sentences):
-        indices, data = _read_row(source.matrix, int(row))
-        perm = c2s.get(int(row))
-        base = rerank(indices, data, settings, key, perm, len(source.genes))
-        if not np.array_equal(base, sentence):
-            raise ValueError(f"Cell {adata.obs_names[row]!r}: re-ranking its expression with the recorded settings "
-                             f"({settings.tie_break} tie-break, seed {settings.seed}, {settings.n_genes} genes) does "
-                             "not give its stored sentence, so a knockout would also reorder other genes. "
-                             + _why_not_reproduced(settings))
-        cell = []
-        for g in genes:
-            hit = np.flatnonzero(indices == g)
-            if hit.size == 0 or data[hit[0]] == 0:  # not expressed: nothing to knock out
-                cell.append(None)
-                continue
-            knocked = data.copy()
-            knocked[hit[0]] = 0  # an explicit zero: the other genes keep their tie-break order
-            variant = rerank(indices, knocked, settings, key, perm, len(source.genes))
-            cell.append(None if np.array_equal(variant, base) else variant)
-        variants.append(cell)
-    return variants
-
-
-def _why_not_reproduced(settings) -> str:
-    """Why a stored sentence may not re-rank to itself, and the fix, for these settings."""
-    if settings.tie_break == "random" and settings.tie_key == "row":
-        return ("These sentences key their random tie-break on each cell's row (tie_key='row', as models trained "
-                "before name-keyed ties read them), so they were probably made before adata was subset. Pass the "
-                "AnnData the sentences were made on and pick cells with cells=, or rebuild the sentences on this one "
-                "(del adata.obsm['c2s_ranks']).")
-    if settings.tie_break == "c2s":
-        return ("The c2s tie-break runs one random stream over the cells in order, so a cell's sentence depends on "
-                "the cells before it: pass the AnnData the sentences were made on and pick cells with cells=, or "
-                "rebuild the sentences on this one (del adata.obsm['c2s_ranks']).")
-    return ("The expression changed since the sentences were made, or they were made from other data: rebuild "
-            "them (del adata.obsm['c2s_ranks']).")
-
-
-# -- the tool ---------------------------------------------------------------------------------------------------
-def _log_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Log of predict_cell_types' probabilities: the candidates' log-likelihoods softmaxed over candidates."""
-    shifted = scores - scores.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def log_odds(logp):
-    """``log(p / (1 - p))`` from ``log p``, exact near p = 1 (where log p saturates and log-odds does not)."""
-    return logp - np.log(-np.expm1(np.minimum(logp, -1e-300)))
-
-
 def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", label_key: str | None = None,
                    label: str | None = None, candidates=None, encoded=None, batch_size: int = 64,
                    progress: bool = True) -> pd.DataFrame:
@@ -238,8 +117,7 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
     A knockout that leaves the sentence unchanged (the gene not expressed, or below
     the sentence's cut in ``"zero"`` mode) is not scored: its change is exactly 0.
     """
-    from ._encode import encode_cells
-    from ._spine import prompt_settings
+    from ..prompt import resolve_cells
 
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} must be one of {MODES}.")
@@ -253,13 +131,8 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
         default = (model.metadata or {}).get("label_key")
         label_key = default if default in adata.obs else None
     rows = cell_positions(adata, cells)
-    if encoded is None:
-        settings = prompt_settings(adata, model, label_key=label_key, progress=False)
-        encoded = encode_cells(adata[rows], model, settings=settings, progress=False)
-    else:
-        encoded.matches(adata)
-        settings = encoded.settings
-        encoded = encoded.subset(rows)
+    encoded = resolve_cells(adata, model, encoded, rows=rows, label_key=label_key, progress=False)
+    settings = encoded.settings
     names = np.asarray(encoded.genes, dtype=object)
     truth = None
     if label_key is not None:
@@ -278,7 +151,9 @@ def score_knockouts(adata, model, rows, encoded, settings, genes, mode: str, lab
                     batch_size: int = 64, progress: bool = True) -> pd.DataFrame:
     """:func:`knockout_genes` on cells ``rows`` of ``adata`` (``encoded``: those cells), genes as indices
     (``None``: each cell's sentence); ``labels``: per cell, ``"all"``, one label, or ``None`` (the call)."""
-    from ..models._scoring import score_candidates
+    from ..circuits import candidate_log_probabilities, log_odds
+    from ..models import score_candidates
+    from ..pp import knockout_sentences, prompt_text
 
     names = np.asarray(encoded.genes, dtype=object)
     sentences = [np.asarray(sentence, np.int64) for sentence in encoded.span_ids]
@@ -300,7 +175,7 @@ def score_knockouts(adata, model, rows, encoded, settings, genes, mode: str, lab
                                                   progress=False) for s in range(0, len(prompts), width)])
         n_prompts += len(prompts)
         n_passes += -(-len(prompts) // width)
-        logp = _log_probabilities(scores)
+        logp = candidate_log_probabilities(scores)
         after = iter(logp[1:])
         before, call = logp[0], int(np.argmax(logp[0]))
         wanted = labels[i] if labels is not None and not isinstance(labels, str) else labels

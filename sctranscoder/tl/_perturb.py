@@ -66,10 +66,9 @@ def perturb_features(adata, model, transcoders: dict, features, scale: float | N
     ``attrs["before"]`` holds the unperturbed probabilities.
     """
     from ..circuits import Intervention, intervene
-    from ..models._scoring import answer_tokens
-    from ._encode import encode_cells
+    from ..models import answer_tokens
+    from ..prompt import resolve_cells
     from ._knockout import cell_positions
-    from ._spine import prompt_settings
 
     candidates = list(candidates) if candidates is not None else list(model.labels or [])
     if len(candidates) < 2:
@@ -81,17 +80,12 @@ def perturb_features(adata, model, transcoders: dict, features, scale: float | N
     changes = [Intervention(f[0], f[1], f[2] if len(f) == 3 else None, scale=scale, value=value)
                for f in feature_list(features)]
     rows = cell_positions(adata, cells)
-    if encoded is None:
-        settings = prompt_settings(adata, model, progress=False)
-        encoded = encode_cells(adata[rows], model, settings=settings, progress=False)
-    else:
-        encoded.matches(adata)
-        encoded = encoded.subset(rows)
+    encoded = resolve_cells(adata, model, encoded, rows=rows, progress=False)
     answers = answer_tokens(model.tokenizer, candidates)
     before, after = np.zeros((len(rows), len(candidates))), np.zeros((len(rows), len(candidates)))
     for i, ids in enumerate(progress_bar(encoded.prompt_ids(), desc="feature perturbations", unit="cells",
                                          enabled=progress)):
-        result = intervene(model.model, transcoders, ids, changes, candidates=answers,
+        result = intervene(model.model, transcoders, ids, changes, answer_ids=answers,
                            freeze_attention=freeze_attention)
         before[i], after[i] = result.probabilities_clean, result.probabilities
     index = pd.Index(encoded.obs_names, name="cell")

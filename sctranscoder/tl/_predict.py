@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..models._scoring import generate_answers, score_candidates
+from ..models import generate_answers, score_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -58,33 +58,32 @@ def predict_cell_types(
 
     Returns
     -------
-    ``None``; writes into ``adata``.
+    The predictions, also written into ``adata``: in ``"score"`` mode a cells x candidates DataFrame of
+    probabilities (its ``attrs["prediction"]`` the called labels); in ``"generate"`` mode the answers
+    (a categorical Series).
     """
-    from ._encode import encode_cells
-    from ._spine import prompt_settings
+    from ..circuits import candidate_log_probabilities
+    from ..prompt import resolve_cells
 
     if mode not in ("score", "generate"):
         raise ValueError(f"mode={mode!r} must be 'score' or 'generate'.")
-    if encoded is None:
-        # the cells' own labels, when they have the model's label column: warned about if the model lacks them
-        settings = prompt_settings(adata, model, label_key=model.metadata.get("label_key"), progress=progress,
-                                   n_genes=n_genes, organism=organism)
-        encoded = encode_cells(adata, model, settings=settings, progress=progress)
-    else:
-        encoded.matches(adata)
+    # the cells' own labels, when they have the model's label column: warned about if the model lacks them
+    encoded = resolve_cells(adata, model, encoded, label_key=model.metadata.get("label_key"), progress=progress,
+                            n_genes=n_genes, organism=organism)
     prompts = encoded.prompt_ids()
     if mode == "generate":
         expected = list(candidates) if candidates is not None else model.labels
         adata.obs[key_added] = pd.Categorical(generate_answers(model, prompts, batch_size=batch_size,
                                                                candidates=expected, progress=progress))
-        return None
+        return adata.obs[key_added].copy()
     candidates = list(candidates) if candidates is not None else model.labels
     if not candidates:
         raise ValueError("The model records no training labels; pass candidates=[...] or use mode='generate'.")
     scores = score_candidates(model, prompts, candidates, batch_size=batch_size, progress=progress)
-    probabilities = np.exp(scores - scores.max(axis=1, keepdims=True))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    probabilities = np.exp(candidate_log_probabilities(scores))
     adata.obsm[f"{key_added}_probabilities"] = probabilities
     adata.uns[key_added] = {"mode": mode, "candidates": list(candidates)}
     adata.obs[key_added] = pd.Categorical(np.asarray(candidates)[probabilities.argmax(axis=1)], categories=candidates)
-    return None
+    table = pd.DataFrame(probabilities, index=adata.obs_names.copy(), columns=list(candidates))
+    table.attrs["prediction"] = adata.obs[key_added].copy()
+    return table

@@ -24,10 +24,11 @@ def leading_subwords(tokenizer, genes) -> dict:
     return out
 
 
-def name_families(adata=None, model=None, *, genes=None, key: str = FEATURES_KEY) -> pd.Series:
+def gene_families(adata=None, model=None, *, genes=None, key: str = FEATURES_KEY) -> pd.Series:
     """Every gene's name family (:func:`sctranscoder.genesets.name_families`): shared name stems and, with a
-    ``model``, shared leading subword tokens of its tokenizer. ``genes`` default: the genes of the feature
-    activity under ``key``."""
+    C2S ``model``, shared leading subword tokens of its tokenizer. ``genes`` default: the genes of the feature
+    activity under ``key``. (Formerly ``sct.tl.name_families``, a name the gene-list function of
+    :mod:`sctranscoder.genesets` keeps.)"""
     from .. import genesets
 
     if genes is None:
@@ -58,7 +59,7 @@ def spelling_scores(adata, model=None, transcoders=None, *, key: str = FEATURES_
     _, info = _activity(adata, key)
     table = feature_genes(adata, features, key=key, n_top=n_top, min_occurrences=min_occurrences)
     if families is None:
-        families = name_families(adata, model, key=key)
+        families = gene_families(adata, model, key=key)
     out = pd.DataFrame(index=table.index)
     out["family_share"] = [genesets.family_share(g, families) for g in table.genes]
     largest = [genesets.largest_family(g, families) for g in table.genes]
@@ -86,13 +87,15 @@ def spelling_scores(adata, model=None, transcoders=None, *, key: str = FEATURES_
 
 def enrich_beyond_spelling(adata, gene_sets="all", *, model=None, key: str = FEATURES_KEY, features=None,
                            n_top: int = 25, min_occurrences: int = 3, background=None, families=None,
-                           n_null: int = 200, max_fdr: float = 0.05, max_matched_p: float = 0.05,
-                           min_set_size: int = 3, seed: int = 0, key_added: str | None = None) -> pd.DataFrame:
+                           key_added: str | None = None, **test) -> pd.DataFrame:
     """:func:`enrich_features` with a second test that keeps spelling: each row's ``Matched P-value`` is the
     empirical p of its hypergeometric p against ``n_null`` random gene lists with the feature's name-family
     structure (same list size, same number of genes sharing a family; see
     :func:`sctranscoder.genesets.matched_null_p`), and ``Beyond spelling`` says it passes both
     (``Adjusted P-value <= max_fdr`` and ``Matched P-value <= max_matched_p``).
+
+    ``test``: the test's settings, as :func:`sctranscoder.genesets.enrich_matched` takes them (``n_null=200``,
+    ``max_fdr=0.05``, ``max_matched_p=0.05``, ``min_set_size=3``, ``seed=0``).
 
     The families come from name stems and, with ``model``, its tokenizer's leading subwords. The table keeps
     every tested row (filter on ``Beyond spelling``); its ``attrs["enrich"]`` records the settings.
@@ -106,9 +109,8 @@ def enrich_beyond_spelling(adata, gene_sets="all", *, model=None, key: str = FEA
     if background is None:
         background = feature_background(adata, key=key, min_occurrences=min_occurrences)
     if families is None:
-        families = name_families(model=model, genes=background)
-    table = genesets.enrich_matched(lists, gene_sets, background, families, n_null=n_null, max_fdr=max_fdr,
-                                    max_matched_p=max_matched_p, min_set_size=min_set_size, seed=seed)
+        families = gene_families(model=model, genes=background)
+    table = genesets.enrich_matched(lists, gene_sets, background, families, **test)
     table.attrs["enrich"]["name_families"] = "name stems" + (" and leading subword tokens" if model else "")
     if key_added is not None:
         adata.uns[key_added] = table
@@ -120,3 +122,13 @@ def beyond_spelling_fraction(table: pd.DataFrame, n_features: int) -> float:
     if n_features <= 0:
         raise ValueError("n_features must be positive.")
     return float(pd.unique(table.loc[table["Beyond spelling"], "List"].astype(str)).size / n_features)
+
+
+def name_families(adata=None, model=None, *, genes=None, key: str = FEATURES_KEY) -> pd.Series:
+    """Deprecated name of :func:`gene_families` (one name, one contract: :func:`sctranscoder.genesets.name_families`
+    takes gene names and leading tokens)."""
+    import warnings
+
+    warnings.warn("sct.tl.name_families is now sct.tl.gene_families (sct.genesets.name_families takes gene lists); "
+                  "the old name will be removed in the next release.", DeprecationWarning, stacklevel=2)
+    return gene_families(adata, model, genes=genes, key=key)

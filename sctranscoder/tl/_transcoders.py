@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +22,6 @@ def held_out_mask(adata, model, eval_fraction: float = 0.2, seed: int = 0) -> np
     return mask
 
 
-def _config_for(model, cfg, overrides):
-    from ..tc import TranscoderConfig
-
-    width = int(model.model.config.hidden_size)
-    if cfg is None:
-        cfg = TranscoderConfig(d_in=width, d_out=width, **(overrides or {}))
-    elif overrides:
-        cfg = replace(cfg, **overrides)
-    if cfg.d_in != width or cfg.d_out != width:
-        raise ValueError(f"The transcoder config has d_in={cfg.d_in}, d_out={cfg.d_out}; this model's MLPs map "
-                         f"{width} to {width}.")
-    return cfg
-
-
 def train_transcoders(
     adata,
     model,
@@ -51,6 +36,7 @@ def train_transcoders(
     live: bool = False,
     precision: str = "auto",
     encoded=None,
+    key_added: str = "transcoders",
     progress: bool = True,
     **settings,
 ) -> dict:
@@ -88,23 +74,24 @@ def train_transcoders(
         ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`, with the same
         ``label_key``); default: tokenize them here, once.
 
+    key_added
+        ``adata.uns[key_added]`` records where the transcoders are and which cells were held out
+        (:func:`evaluate_transcoders` reads ``"transcoders"``).
+
     Returns
     -------
-    ``{layer: Transcoder}``; ``adata.uns["transcoders"]`` records where they are and which cells were held out.
+    ``{layer: Transcoder}``.
     """
     from ..harvest import mlp_sites
-    from ..tc import train, train_live
-    from ._encode import encode_cells
+    from ..prompt import resolve_cells
+    from ..tc import config_for_width, train, train_live
     from ._harvest import harvest
 
-    cfg = _config_for(model, cfg, settings)
+    cfg = config_for_width(int(model.model.config.hidden_size), cfg, **settings)
     layers = list(mlp_sites(model.model, layers))
     held = held_out_mask(adata, model, eval_fraction) if held_out is None else np.asarray(held_out, bool)
     out_dir = Path(out_dir) if out_dir is not None else None
-    if encoded is None:
-        encoded = encode_cells(adata, model, label_key=label_key, progress=progress)
-    else:
-        encoded.matches(adata, label_key)
+    encoded = resolve_cells(adata, model, encoded, label_key=label_key, with_answers=True, progress=progress)
     cells, encoded = adata[~held].copy(), encoded.subset(~held)
     if store is None and live:
         model.model.eval()
@@ -116,7 +103,7 @@ def train_transcoders(
                             label_key=label_key, encoded=encoded, progress=progress)
         transcoders = {layer: train(store, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
                                     model_name=str(model.name_or_path), progress=progress) for layer in layers}
-    adata.uns["transcoders"] = {"path": str(out_dir) if out_dir else None, "layers": layers,
+    adata.uns[key_added] = {"path": str(out_dir) if out_dir else None, "layers": layers,
                                 "held_out_cells": list(map(str, adata.obs_names[held]))}
     return transcoders
 
@@ -162,20 +149,23 @@ def evaluate_transcoders(
     """
     from .._progress import progress_bar
     from ..harvest import replace_mlp
-    from ..tc import as_replacements, evaluate, spliced_cross_entropy, token_batches
-    from ._encode import encode_cells
+    from ..prompt import resolve_cells
+    from ..tc import (
+        as_replacements,
+        evaluation_table,
+        loss_rows,
+        reconstruction_rows,
+        spliced_cross_entropy,
+        token_batches,
+        with_layer_means,
+    )
     from ._harvest import harvest
     from ._predict import predict_cell_types
-    from ._spine import prompt_settings
 
     mask = _cell_mask(adata, model, cells)
-    if encoded is None:
-        settings = prompt_settings(adata, model, label_key=label_key, progress=progress)
-        subset = adata[mask].copy()
-        encoded = encode_cells(subset, model, settings=settings, label_key=label_key, progress=progress)
-    else:
-        encoded.matches(adata, label_key)
-        subset, encoded = adata[mask].copy(), encoded.subset(mask)
+    encoded = resolve_cells(adata, model, encoded, rows=mask, label_key=label_key, with_answers=True,
+                            progress=progress)
+    subset = adata[mask].copy()
     layers = sorted(transcoders)
     accuracy_passes = len(layers) + 2 if label_key is not None else 0
     bar = progress_bar(total=2 + len(layers) + accuracy_passes, desc="evaluating transcoders", unit="passes",
@@ -183,22 +173,15 @@ def evaluate_transcoders(
     store = harvest(subset, model, layers, None, label_key=label_key, encoded=encoded, dtype="float32",
                     progress=False)
     bar.update(1)
-    rows = {}
-    for layer in layers:
-        rows[layer] = evaluate(transcoders[layer], store.batches(layer, 4096, shuffle=False))
-        bar.update(1)
+    rows = reconstruction_rows(transcoders, store, on_layer=lambda: bar.update(1))
     # C2S models learn the answer only: with labels, score the answer tokens (and EOS)
     loss_masks = encoded.answer_masks() if label_key is not None else None
     batches = token_batches(encoded.input_ids, loss_masks, batch_size=batch_size, device=model.device)
     ce = spliced_cross_entropy(model.model, transcoders, batches)
     bar.update(1)
-    for key, summary in [*ce["layers"].items(), ("all", ce["all"])]:
-        row = rows.setdefault(key, {})
-        row.update({"ce": summary["ce"], "ce_clean": ce["clean"], "ce_zero": summary["ce_zero"],
-                    "ce_mean": summary["ce_mean"], "recovered_zero": summary["recovered_zero"],
-                    "recovered_mean": summary["recovered_mean"]})
-    rows["all"].update({k: float(np.mean([rows[layer][k] for layer in layers]))
-                        for k in ("fvu", "l0", "dead_fraction", "dense_fraction")})
+    for key, values in loss_rows(ce).items():
+        rows.setdefault(key, {}).update(values)
+    with_layer_means(rows, layers)
     if label_key is not None:
         truth = subset.obs[label_key].astype(str).to_numpy()
 
@@ -215,10 +198,7 @@ def evaluate_transcoders(
             kept = accuracy(as_replacements(chosen))
             rows[key].update({"accuracy": kept, "accuracy_clean": clean, "accuracy_kept": kept / clean})
     bar.close()
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index = table.index.map(str)
-    table.index.name = "layer"
-    return table
+    return evaluation_table(rows)
 
 
 def _cell_mask(adata, model, cells) -> np.ndarray:

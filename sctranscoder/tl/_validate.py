@@ -14,93 +14,54 @@ import time
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-
-ABLATIONS = ("zero", "mean")
-
-
-def _spearman(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(stats.spearmanr(a, b)[0])
 
 
 def circuit_features(circuit) -> list:
     """Per traced cell: the circuit's features as ``(layer, feature, position)``: the grown circuit's (features
     over the node budget included) when :func:`cell_type_circuit` grew it, else each graph's feature nodes."""
+    from ..circuits import graph_features
+
     if getattr(circuit, "circuit_features", None):
         return circuit.circuit_features
-    return [_graph_features(graph) for graph in circuit.graphs]
-
-
-def _graph_features(graph) -> list:
-    return [(d["layer"], d["feature"], d["position"]) for _, d in graph.nodes(data=True) if d["kind"] == "feature"]
+    return [graph_features(graph) for graph in circuit.graphs]
 
 
 def feature_share(model, transcoders, prompts, circuits, label_index: int, answers, *, ablation: str = "zero") -> list:
-    """Per cell: the share of the label's log-odds (over all candidates) that the cell's circuit features carry.
+    """:func:`sctranscoder.circuits.feature_shares` with a :class:`sctranscoder.models.C2SModel`."""
+    from ..circuits import feature_shares
 
-    ``circuits``: per cell, a graph or a list of ``(layer, feature, position)``. In the
-    replacement model (errors held, attention free), ``(only the circuit's features on
-    - no feature on) / (every feature on - no feature on)``; features switched off are
-    set to 0 (``"zero"``) or to their mean activation over these cells' tokens
-    (``"mean"``). The measure :func:`cell_type_circuit` grows circuits by
-    (:class:`sctranscoder.circuits.FeatureShare`).
-    """
-    from ..circuits import FeatureShare, feature_means
-
-    if ablation not in ABLATIONS:
-        raise ValueError(f"ablation={ablation!r} must be one of {ABLATIONS}.")
-    means = feature_means(model.model, transcoders, prompts) if ablation == "mean" else None
-    shares = []
-    for ids, features in zip(prompts, circuits):
-        features = _graph_features(features) if hasattr(features, "nodes") else features
-        shares.append(FeatureShare(model.model, transcoders, ids, answers, label_index, ablation=means)(features))
-    return shares
+    return feature_shares(model.model, transcoders, prompts, circuits, label_index, answers, ablation=ablation)
 
 
 def mask_gradients(model, documents, label_index: int, answers) -> pd.Series:
-    """Per gene: :func:`sctranscoder.circuits.attention_mask_gradients` of log P(label), mean over the cells (0 where
+    """Per gene: :func:`sctranscoder.circuits.group_mask_gradients` of log P(label) over encoded cells (0 where
     a gene is not in a cell's sentence, as for attributions and knockouts)."""
-    from ..circuits import attention_mask_gradients
+    from ..circuits import group_mask_gradients
 
     names = np.asarray(documents.genes, dtype=object)
-    total: dict = {}
-    for ids, token_gene, spans in zip(documents.prompt_ids(), documents.token_gene, documents.span_ids):
-        groups = [str(names[spans[g]]) if g >= 0 else None for g in token_gene[: len(ids)]]
-        for gene, value in attention_mask_gradients(model.model, ids, groups, answers, label_index).items():
-            total[gene] = total.get(gene, 0.0) + value
-    return pd.Series(total, dtype=float) / max(1, len(documents))
+    prompts = documents.prompt_ids()
+    groups = [[str(names[spans[g]]) if g >= 0 else None for g in token_gene[: len(ids)]]
+              for ids, token_gene, spans in zip(prompts, documents.token_gene, documents.span_ids)]
+    return group_mask_gradients(model.model, prompts, groups, answers, label_index)
 
 
 def _agreement(scores: pd.Series, effect: pd.Series, top: int) -> tuple[pd.DataFrame, float, float]:
     """A method's ``top`` genes by absolute score against their knockout effects: table, Spearman, top-5 signs."""
+    from ..circuits import spearman as rank_correlation
+
     ranked = scores.reindex(scores.abs().sort_values(ascending=False).index)[:top]
     table = pd.DataFrame({"gene": list(ranked.index), "attribution": ranked.to_numpy(),
                           "knockout_effect": [float(effect.get(g, 0.0)) for g in ranked.index]})
     table["signs_agree"] = np.sign(table.attribution) == np.sign(table.knockout_effect)
     head = table.head(5)
-    return (table, _spearman(table.attribution, table.knockout_effect),
+    return (table, rank_correlation(table.attribution, table.knockout_effect),
             float(head.signs_agree.mean()) if len(head) else float("nan"))
-
-
-def _gene_features(graph) -> dict:
-    """Per input gene of a merged circuit: the features it feeds directly, strongest first."""
-    fed = {}
-    for node, data in graph.nodes(data=True):
-        if data.get("kind") != "input" or not data.get("grouped"):
-            continue
-        out = [(abs(w), graph.nodes[t]["label"]) for _, t, w in graph.out_edges(node, data="weight")
-               if graph.nodes[t].get("kind") == "feature"]
-        fed[data["label"]] = [label for _, label in sorted(out, reverse=True)]
-    return fed
 
 
 def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int = 10, ablation: str = "zero",
                      rank_by_knockout: bool = False, gradients: bool = True, candidates=None, encoded=None,
                      n_genes: int | None = None, organism: str | None = None, n_cells: int | None = None,
-                     progress: bool = False) -> dict:
+                     progress: bool = True) -> dict:
     """Check a :class:`CellTypeCircuit`'s gene ranking against gene knockouts in the traced cells.
 
     Knocks out (``mode="zero"``) the circuit's ``top_genes`` genes with the largest
@@ -126,10 +87,10 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     ``n_cells``: validate only the first ``n_cells`` traced cells (default: all; knockouts of every
     sentence gene cost one scoring pass per 64 genes and cell).
     """
-    from ..models._scoring import answer_tokens
-    from ._encode import encode_cells
+    from ..circuits import ABLATIONS, input_features
+    from ..models import answer_tokens
+    from ..prompt import resolve_cells
     from ._knockout import cell_positions, gene_indices, score_knockouts
-    from ._spine import prompt_settings
 
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation={ablation!r} must be one of {ABLATIONS}.")
@@ -141,12 +102,7 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         raise ValueError(f"n_cells={n_cells} must be at least 1 (or None: every traced cell).")
     cells = list(circuit.cells)[: n_cells if n_cells is not None else None]
     rows = cell_positions(adata, cells)
-    if encoded is None:
-        settings = prompt_settings(adata, model, progress=False, n_genes=n_genes, organism=organism)
-        documents = encode_cells(adata[rows], model, settings=settings, progress=False)
-    else:
-        encoded.matches(adata)
-        documents = encoded.subset(rows)
+    documents = resolve_cells(adata, model, encoded, rows=rows, progress=False, n_genes=n_genes, organism=organism)
     attribution = circuit.genes.set_index("gene").attribution if len(circuit.genes) else pd.Series(dtype=float)
     answers = answer_tokens(model.tokenizer, candidates)
     label_index = candidates.index(cell_type)
@@ -196,7 +152,7 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         validation["gradient"] = {"spearman": spearman_g, "sign_agreement_top5": signs_g, "genes": table_g}
     circuit.validation = validation
     if rank_by_knockout:
-        fed = _gene_features(circuit.graph)
+        fed = input_features(circuit.graph)
         measured = pd.DataFrame({"gene": effect.index, "knockout_effect": effect.to_numpy(),
                                  "knockout_effect_logodds": effect_odds.reindex(effect.index).to_numpy()})
         measured["attribution"] = [float(attribution.get(g, 0.0)) for g in measured.gene]

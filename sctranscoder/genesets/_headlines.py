@@ -59,7 +59,7 @@ def headline_sets(table: pd.DataFrame, *, families: pd.Series | None = None, max
     [``Matched P-value``], ``Odds Ratio``, ``Score``, ``Also`` (the collapsed sets' short names), ``Genes``
     (comma-separated), ``One family``, ``Few genes``, ``Disease term``.
     """
-    from .. import genesets
+    from ._spelling import largest_family
 
     columns = ["List", "Headline", "Term", "Gene_set", "Overlap", "Adjusted P-value", "Matched P-value",
                "Odds Ratio", "Score", "Also", "Genes", "One family", "Few genes", "Disease term"]
@@ -90,7 +90,7 @@ def headline_sets(table: pd.DataFrame, *, families: pd.Series | None = None, max
                 x, m = (int(v) for v in str(row["Overlap"]).split("/"))
                 family = ""
                 if families is not None and len(genes) >= 2:
-                    label, count = genesets.largest_family(genes, families)
+                    label, count = largest_family(genes, families)
                     family = label if count == len(genes) else ""
                 odds = float(row["Odds Ratio"])
                 chosen.append({"List": name, "Headline": short_term(row["Term"]), "Term": str(row["Term"]),

@@ -50,7 +50,7 @@ def warn_unknown_genes(adata, model, settings: PromptSettings) -> float | None:
 
     Returns the unknown share of gene occurrences (``None`` when the model records no gene vocabulary).
     """
-    from ..get._sentences import ranked_genes, stored_genes
+    from ..pp._read import ranked_genes, stored_genes
 
     known = (getattr(model, "metadata", None) or {}).get("genes")
     if not known or adata.n_obs == 0:

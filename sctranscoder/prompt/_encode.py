@@ -119,9 +119,9 @@ def encode_cells(adata, model, *, settings=None, label_key: str | None = None, c
     the model's positions are a learned table (GPT-2), and logged as a warning with that advice when they are
     rotary (GPT-NeoX, Llama, Gemma: they run past it, on positions never trained on).
     """
-    from ..get._sentences import stored_genes
+    from ..pp._read import stored_genes
     from ._context import check_context
-    from ._spine import prompt_settings
+    from ._settings import prompt_settings
 
     settings = settings if settings is not None else prompt_settings(adata, model, label_key=label_key,
                                                                       progress=progress, **overrides)
@@ -140,8 +140,8 @@ def encode_cells(adata, model, *, settings=None, label_key: str | None = None, c
 
 def _encode_chunk(cells, tokenizer, settings, label_key, genes):
     from .. import pp
-    from ..get._sentences import ranked_genes
     from ..models._spans import spans_from_offsets
+    from ..pp._read import ranked_genes
 
     name_lengths = np.char.str_len(np.asarray(genes, dtype=str)).astype(np.int64)
     special_ids = np.asarray(sorted(set(tokenizer.all_special_ids)), np.int64)
