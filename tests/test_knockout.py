@@ -43,13 +43,28 @@ def test_zero_knockout_is_the_full_ranking_without_the_gene(tie_break, fmt):
                 assert variant is None
 
 
-def test_sentences_made_before_subsetting_are_refused():
+def test_row_keyed_sentences_made_before_subsetting_are_refused():
     adata = make_adata(make_counts(n_cells=60, n_genes=40, rate=0.8))
-    sct.pp.cell_sentences(adata, n_genes=8, progress=False)
+    sct.pp.cell_sentences(adata, n_genes=8, tie_key="row", progress=False)  # as models before name keys read them
     subset = adata[[20, 40]].copy()  # keeps the sentences made at rows 20 and 40
-    settings = PromptSettings(n_genes=8)
-    with pytest.raises(ValueError, match="made before adata was subset"):
+    settings = PromptSettings(n_genes=8, tie_key="row")
+    with pytest.raises(ValueError, match="tie_key='row'.*made before adata was subset"):
         knockout_sentences(subset, settings, np.array([0, 1]), _sentences(subset, 8), np.arange(40), "zero")
+
+
+def test_name_keyed_sentences_knock_out_the_same_in_a_subset():
+    """Ties keyed on cell names: a subset (reordered) re-ranks each cell exactly as the whole data set does."""
+    adata = make_adata(make_counts(n_cells=60, n_genes=40, rate=0.8))
+    settings = PromptSettings(n_genes=8)
+    sct.pp.cell_sentences(adata, progress=False, **settings.sentence_options())
+    rows, genes = np.array([40, 20, 7]), np.arange(40)
+    whole = knockout_sentences(adata, settings, rows, [_sentences(adata, 8)[r] for r in rows], genes, "zero")
+    subset = adata[rows].copy()  # keeps the sentences made on the whole data set
+    alone = knockout_sentences(subset, settings, np.arange(3), _sentences(subset, 8), genes, "zero")
+    for cell_whole, cell_alone in zip(whole, alone):
+        for a, b in zip(cell_whole, cell_alone):
+            assert (a is None and b is None) or np.array_equal(a, b)
+    assert sum(v is not None for cell in alone for v in cell) > 3 * 8 - 1  # each sentence gene changes it
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +147,21 @@ def test_validate_circuit_against_knockouts(scored):
     assert "Attributed against measured" in html and "Genes ranked by measured knockout effect" in html
     with pytest.raises(ValueError, match="rank_genes_by"):
         sct.tl.cell_type_circuit(adata, model, transcoders, cell_type, rank_genes_by="magic", progress=False)
+
+
+def test_knockouts_on_a_subset_match_the_whole_data_set(scored):
+    """The default model keys ties on cell names: a subset carrying its sentences needs no rebuild and scores
+    the same knockouts as the whole data set."""
+    model, adata, table, (first, deep, absent) = scored
+    assert PromptSettings.of_model(model).tie_key == "name"
+    subset = adata[[19, 3, 7]].copy()  # sentences made on all 24 cells come along
+    again = sct.tl.knockout_genes(subset, model, [first, deep, absent.lower()], cells=[0, 2], progress=False)
+    key = ["cell", "gene", "label"]
+    merged = table.merge(again, on=key, suffixes=("", "_subset"))
+    assert len(merged) == len(table) == 6
+    np.testing.assert_allclose(merged.logp_after, merged.logp_after_subset, atol=1e-4)
+    np.testing.assert_allclose(merged.logp_before, merged.logp_before_subset, atol=1e-4)
+    fresh = adata[[19, 7]].copy()
+    del fresh.obsm["c2s_ranks"], fresh.uns["c2s"]  # or sentences made on the subset itself: the same again
+    alone = sct.tl.knockout_genes(fresh, model, [first, deep, absent.lower()], progress=False)
+    np.testing.assert_allclose(alone.sort_values(key).logp_after, table.sort_values(key).logp_after, atol=1e-4)

@@ -1,3 +1,5 @@
+import inspect
+import logging
 import warnings
 from pathlib import Path
 
@@ -22,12 +24,14 @@ def small_pbmc(pbmc_template):
     return pbmc[sorted(keep)].copy()
 
 
-def train(adata, out_dir, **kwargs):
+def train(adata, out_dir, *, settings=None, n_genes=12, config=TINY, callbacks=None, base_model=None, **fields):
     # byte-level BPE as the real C2S models (gene names in several tokens), not the small-data word tokenizer
-    options = dict(n_genes=12, config=TINY, epochs=2, batch_size=8, vocab_size=300, progress=False, seed=3,
-                   tokenizer="byte_bpe")
-    options.update(kwargs)
-    return sct.models.train_c2s(adata, "bulk_labels", out_dir, **options)
+    options = dict(epochs=2, batch_size=8, vocab_size=300, seed=3, tokenizer="byte_bpe")
+    options.update(fields)
+    settings = (settings or sct.pp.PromptSettings(seed=options["seed"])).updated(n_genes=n_genes)
+    return sct.models.train_c2s(adata, "bulk_labels", out_dir, settings=settings,
+                                train_config=sct.models.TrainConfig(**options), config=config, callbacks=callbacks,
+                                base_model=base_model, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +59,12 @@ def test_trained_model_and_metadata(trained, small_pbmc):
     sct.pp.cell_sentences(train_cells, n_genes=12, seed=3, progress=False)
     expected = sorted({g for s in sct.get.sentences(train_cells) for g in s.split()})
     assert meta["genes"] == expected and len(expected) > 12
+    # one gene count under one name: the genes seen in training sentences; the data's own count beside it
+    assert meta["n_genes_seen"] == len(expected) and meta["n_genes_in_data"] == small_pbmc.raw.n_vars == 765
+    # the config as given and as trained
+    assert meta["train_config"] == sct.models.TrainConfig(epochs=2, batch_size=8, vocab_size=300, seed=3,
+                                                          tokenizer="byte_bpe").to_dict()
+    assert meta["recipe"]["tokenizer"] == "byte_bpe" and meta["recipe"]["model_config"] == TINY
     # gene names take several tokens, as in the real C2S models
     spans = sct.models.gene_spans(trained.tokenizer, "Cell sentence: HLA-DRA CD74 MALAT1.", "HLA-DRA CD74 MALAT1")
     assert (spans.spans[:, 1] - spans.spans[:, 0]).max() > 1
@@ -235,14 +245,24 @@ def test_small_data_defaults():
     assert training_prompt_settings(sct.pp.PromptSettings(seed=5), seed=0, n_genes=50).seed == 5
 
 
-def test_small_data_recipe_is_what_train_c2s_records(small_pbmc, tmp_path):
+def test_small_data_recipe_is_what_train_c2s_records(small_pbmc, tmp_path, caplog):
     # 48 training cells, no genes, settings or tokenizer given: the small-data recipe chooses, and says so
-    model = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path, config=TINY, epochs=1, progress=False)
+    one_epoch = sct.models.TrainConfig(epochs=1)
+    with caplog.at_level(logging.INFO, logger="sctranscoder.models"):
+        model = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path, train_config=one_epoch, progress=False)
     assert model.metadata["prompt"]["n_genes"] == 50
     assert len(model.tokenizer("HLA-DRA", add_special_tokens=False)["input_ids"]) == 1  # a gene is one token
-    given = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path / "given", n_genes=20, config=TINY, epochs=1,
-                                 progress=False)
-    assert given.metadata["prompt"]["n_genes"] == 20
+    chosen = model.metadata["recipe"]["chosen"]
+    assert {k: v["from"] for k, v in chosen.items()} == {"n_genes": "small-data recipe", "tokenizer": "small-data recipe",
+                                                         "config": "small-data recipe"}
+    assert model.metadata["recipe"]["small_data"] and model.metadata["recipe"]["model_config"] == {
+        "hidden_size": 64, "layers": 2, "heads": 4}
+    for line in ("n_genes=50 (small-data recipe)", "tokenizer='word' (small-data recipe)",
+                 "config={'hidden_size': 64, 'layers': 2, 'heads': 4} (small-data recipe)", "recipe: epochs=1"):
+        assert line in caplog.text
+    given = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path / "given", settings=sct.pp.PromptSettings(n_genes=20),
+                                 config=TINY, train_config=one_epoch, progress=False)
+    assert given.metadata["prompt"]["n_genes"] == 20 and "n_genes" not in given.metadata["recipe"]["chosen"]
 
 
 def test_patience_stops_where_the_log_says():
@@ -255,3 +275,89 @@ def test_patience_stops_where_the_log_says():
         state = SimpleNamespace(log_history=[{"loss": 1.0}] + [{"eval_accuracy": a} for a in history])
         control = SimpleNamespace(should_training_stop=False)
         assert callback.on_evaluate(None, state, control).should_training_stop is stop
+
+
+# -- the config object, the old keywords --------------------------------------------------------------------------
+def test_train_c2s_takes_a_config_object_and_few_parameters():
+    parameters = inspect.signature(sct.models.train_c2s).parameters
+    assert len(parameters) <= 14
+    assert "train_config" in parameters and "epochs" not in parameters
+    from dataclasses import fields
+
+    documented = inspect.getsource(sct.models.TrainConfig)
+    for field in fields(sct.models.TrainConfig):  # a docstring under every field
+        line = next(i for i, text in enumerate(documented.splitlines()) if text.strip().startswith(f"{field.name}:"))
+        assert documented.splitlines()[line + 1].strip().startswith('"""'), field.name
+
+
+def test_old_keywords_still_work_with_a_deprecation_warning(small_pbmc, trained, tmp_path):
+    with pytest.warns(DeprecationWarning, match=r"train_config=sct.models.TrainConfig\(epochs=2, batch_size=8.*"
+                                                r"settings=sct.pp.PromptSettings\(n_genes=12\)") as record:
+        old = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path, n_genes=12, config=TINY, epochs=2, batch_size=8,
+                                   vocab_size=300, progress=False, seed=3, tokenizer="byte_bpe")
+    assert any(w.filename == __file__ for w in record if w.category is DeprecationWarning)  # points at the caller
+    assert old.metadata["prompt"] == trained.metadata["prompt"]
+    assert old.metadata["train_config"] == trained.metadata["train_config"]
+    for (name, a), (_, b) in zip(trained.model.state_dict().items(), old.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['epoch'\\]"):
+        sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path, epoch=2)
+
+
+# -- the README's order: sentences first, then training --------------------------------------------------------------
+def test_sentences_made_first_decide_the_training_settings(small_pbmc, tmp_path, caplog):
+    """cell_sentences(tie_break="c2s") then train_c2s: trained on c2s sentences, so predict_cell_types reads them."""
+    adata = small_pbmc.copy()
+    sct.pp.cell_sentences(adata, tie_break="c2s", progress=False)
+    with caplog.at_level(logging.INFO, logger="sctranscoder.models"):
+        model = sct.models.train_c2s(adata, "bulk_labels", tmp_path, config=TINY, progress=False,
+                                     train_config=sct.models.TrainConfig(epochs=1, batch_size=8, vocab_size=300))
+    assert model.metadata["prompt"]["tie_break"] == "c2s" and model.metadata["prompt"]["seed"] == 42
+    assert model.metadata["recipe"]["chosen"]["tie_break"] == {"value": "c2s", "from": "adata's cell sentences"}
+    assert "adata's cell sentences were made with tie_break='c2s'" in caplog.text
+    sct.tl.predict_cell_types(adata, model, progress=False)  # no refusal: the model reads these sentences
+    assert "c2s_prediction" in adata.obs
+
+
+def test_settings_that_contradict_the_sentences_are_refused_before_training(small_pbmc, tmp_path):
+    adata = small_pbmc.copy()
+    sct.pp.cell_sentences(adata, tie_break="c2s", progress=False)
+    with pytest.raises(ValueError, match=r"made with tie_break='c2s'.*asked to train on prompts made with "
+                                         r"tie_break='random'.*Nothing was trained"):
+        sct.models.train_c2s(adata, "bulk_labels", tmp_path, settings=sct.pp.PromptSettings(n_genes=12),
+                             train_config=sct.models.TrainConfig(epochs=1), progress=False)
+    with pytest.raises(ValueError, match="tie_break='c2s'"), pytest.warns(DeprecationWarning):
+        sct.models.train_c2s(adata, "bulk_labels", tmp_path, tie_break="random", epochs=1, progress=False)
+    assert not (tmp_path / "checkpoints").exists()  # refused before the first step
+
+
+# -- early stopping and what the run says ------------------------------------------------------------------------
+def test_early_stopping_stops_keeps_the_best_epoch_and_says_so(small_pbmc, tmp_path, caplog):
+    # a learning rate of 0: validation accuracy never improves on epoch 1, so patience 1 stops after epoch 2
+    with caplog.at_level(logging.INFO, logger="sctranscoder.models"):
+        model = train(small_pbmc, tmp_path, epochs=6, validation_size=0.25, patience=1, learning_rate=0.0)
+    meta = model.metadata
+    assert meta["epochs"] == 6 and meta["epochs_run"] == 2 and meta["stopped_early"]
+    assert meta["selected_epoch"] == 1 and [h["epoch"] for h in meta["validation_history"]] == [1, 2]
+    assert meta["train_config"]["patience"] == 1 and meta["recipe"]["patience"] == 1
+    assert "stopped after epoch 2 of 6" in caplog.text and "kept epoch 1" in caplog.text
+    assert meta["steps"] == 2 * 5  # 36 training cells (60 less 12 held out, 12 validation): 5 steps an epoch
+
+
+def test_advice_names_only_what_the_run_did_not_try():
+    from types import SimpleNamespace
+
+    from sctranscoder.models._trainer import C2STrainer
+
+    tried = SimpleNamespace(recipe=sct.models.TrainConfig(), base_model=None, validating=True, augment=2,
+                            model_config={"hidden_size": 64, "layers": 2, "heads": 4}, tokenizer_kind="word")
+    advice = C2STrainer.advice(tried)
+    text = "; ".join(advice)
+    for used in ("validation", "augment", "smaller model", "tokenizer", "optimizer steps"):
+        assert used not in text, used  # early stopping already trains as long as validation improves
+    assert advice[0] == "more cells per type" and "base_model" in text
+    untried = SimpleNamespace(recipe=sct.models.TrainConfig(patience=None), base_model=None, validating=False,
+                              augment=0, model_config=None, tokenizer_kind="byte_bpe")
+    text = "; ".join(C2STrainer.advice(untried))
+    for advised in ("validation_size=0.15", "augment=2", "hidden_size", "tokenizer='word'", "min_steps"):
+        assert advised in text, advised

@@ -96,8 +96,8 @@ def cmd_quickstart(args) -> None:
     # 3. faithfulness on the model's held-out cells
     start = time.perf_counter()
     test_cells = adata[_sample(adata, held_out, args.eval_cells, label_key, args.transcoder_seed)].copy()
-    # sentences made on the subset itself: a random tie-break depends on the row, and knockouts re-rank rows
-    test_cells.obsm.pop(RANKS_KEY, None)
+    if settings.tie_key == "row":  # a model from before name-keyed ties: its sentences depend on the row
+        test_cells.obsm.pop(RANKS_KEY, None)  # so they are made on the subset itself, where knockouts re-rank
     quality = sct.tl.evaluate_transcoders(test_cells, model, transcoders, cells=test_cells.obs_names,
                                           label_key=label_key)
     with atomic_path(out / "transcoder_quality.csv") as tmp:

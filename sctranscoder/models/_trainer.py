@@ -348,8 +348,8 @@ class C2STrainer:
         if self.augment < SMALL_DATA_AUGMENT:
             tips.append(f"dropout augmentation (TrainConfig(augment={SMALL_DATA_AUGMENT}))")
         config = getattr(self, "model_config", None)
-        hidden = (config.get("hidden_size", 128) if isinstance(config, dict) or config is None
-                  else getattr(config, "hidden_size", 0))
+        hidden = ((config or {}).get("hidden_size", 128) if isinstance(config, dict) or config is None
+                  else getattr(config, "hidden_size", 0))  # None: default_config's width
         if scratch and hidden > SMALL_CONFIG["hidden_size"]:
             tips.append("a smaller model (config={'hidden_size': 64, 'layers': 2})")
         if scratch and getattr(self, "tokenizer_kind", None) not in (None, "word"):
