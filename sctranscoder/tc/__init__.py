@@ -1,6 +1,7 @@
 """Transcoders: sparse, wide replacements of MLPs; training, faithfulness metrics, save and load (model-agnostic)."""
 
 from ._config import ACTIVATIONS, TranscoderConfig
+from ._controls import firing_rates, random_directions
 from ._evaluate import (
     as_replacements,
     evaluate,
@@ -20,6 +21,8 @@ from ._train import train
 from ._trainer import TranscoderTrainer
 
 __all__ = [
+    "firing_rates",
+    "random_directions",
     "ActivityPool",
     "ACTIVATIONS",
     "Activation",
