@@ -1,5 +1,6 @@
 """C2S language models: loading, gene-to-token spans, training, the bundled default model."""
 
+from ._controls import reinitialized
 from ._default import default
 from ._load import C2SModel, hub_reachable, load
 from ._recipe import TrainConfig
@@ -19,6 +20,7 @@ __all__ = [
     "hub_reachable",
     "load",
     "parse_answer",
+    "reinitialized",
     "score_candidates",
     "TrainConfig",
     "train_c2s",

@@ -1,0 +1,139 @@
+"""Feature meanings beside their randomized controls: the trained features, random encoder directions that fire
+as often, and transcoders trained on the same architecture with re-initialised weights, all through the same
+feature-to-gene method, gene background, spelling null and FDR."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+SIDES = ("trained", "random_directions", "untrained_model")
+COLUMNS = ["layer", "side", "n_features", "n_enriched", "fraction_enriched", "p_value", "note"]
+
+
+def _enriched_features(adata, model, transcoder_map, layer, gene_sets, key, n_top, test, progress):
+    """(alive features, the features with a set enriched beyond spelling) for one layer."""
+    from ._features import alive_features, feature_activity
+    from ._spelling import enrich_beyond_spelling
+
+    feature_activity(adata, model, transcoder_map, layer, key_added=key, progress=progress)
+    alive = alive_features(adata, key=key)
+    if not alive.size:
+        return 0, []
+    try:
+        table = enrich_beyond_spelling(adata, gene_sets, model=model, key=key, features=alive, n_top=n_top, **test)
+    except ValueError:  # no feature has a gene above the cut
+        return int(alive.size), []
+    return int(alive.size), sorted(int(f) for f in pd.unique(table.loc[table["Beyond spelling"], "List"].astype(str)))
+
+
+def _fisher_greater(trained: tuple[int, int], control: tuple[int, int]) -> float:
+    """One-sided Fisher's exact p that the trained features are enriched more often than the control's."""
+    from scipy.stats import fisher_exact
+
+    (n_t, e_t), (n_c, e_c) = trained, control
+    if n_t == 0 or n_c == 0:
+        return float("nan")
+    return float(fisher_exact([[e_t, n_t - e_t], [e_c, n_c - e_c]], alternative="greater").pvalue)
+
+
+def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None, untrained: bool = True,
+                     n_top: int = 25, max_fdr: float = 0.05, n_null: int = 1000, seed: int = 0,
+                     progress: bool = True, key_added: str = "feature_controls") -> pd.DataFrame:
+    """How often trained transcoder features are enriched in gene sets, beside randomized controls.
+
+    Each side runs through exactly the same pipeline: feature activity over ``adata``'s cells
+    (:func:`feature_activity`), each alive feature's top ``n_top`` genes, and enrichment beyond spelling
+    (:func:`enrich_beyond_spelling`: BH FDR and a null of random lists with the same gene-name families) against
+    the genes the features can see. The sides:
+
+    - ``trained``: the transcoders as given;
+    - ``random_directions``: their encoders replaced by random directions, each firing on as many of these
+      cells' gene tokens as the trained feature it replaces (:func:`sctranscoder.tc.random_directions`);
+    - ``untrained_model``: transcoders trained with each layer's settings on the same cells through the same
+      architecture and tokenizer with re-initialised weights (:func:`sctranscoder.models.reinitialized`).
+
+    Parameters
+    ----------
+    adata
+        Cells the features are read on.
+    model
+        The :class:`sctranscoder.models.C2SModel` the transcoders were trained on.
+    transcoders
+        ``{layer: Transcoder}``.
+    gene_sets
+        Libraries to test (as :func:`sctranscoder.genesets.enrich` takes them).
+    layers
+        Layers to measure (default: every layer of ``transcoders``).
+    untrained
+        Also run the untrained-model side (it trains a transcoder per layer); ``False`` skips it, and its rows
+        then say so.
+    n_top, max_fdr, n_null
+        Genes per feature, the FDR and the spelling null's lists (``n_null`` lists give p-values down to
+        ``1 / (n_null + 1)``).
+    seed
+        Seed of the random directions, the re-initialisation and the null.
+    key_added
+        ``adata.uns[key_added]`` gets the table.
+
+    Returns
+    -------
+    One row per layer and side: ``n_features`` (alive features), ``n_enriched`` (with a set enriched beyond
+    spelling), ``fraction_enriched``, ``p_value`` (one-sided Fisher's exact test that the trained features are
+    enriched more often than this control's; empty on the trained rows) and ``note``. ``attrs["enriched_features"]``
+    lists the enriched features of each layer and side (a random direction keeps the number of the feature
+    it replaces).
+    """
+    import torch
+
+    from ..models import reinitialized
+    from ..tc import random_directions
+    from ._harvest import harvest
+    from ._transcoders import train_transcoders
+
+    layers = sorted(transcoders) if layers is None else [int(layer) for layer in layers]
+    missing = [layer for layer in layers if layer not in transcoders]
+    if missing:
+        raise ValueError(f"layers {missing} have no transcoder; transcoders cover {sorted(transcoders)}.")
+    test = {"max_fdr": max_fdr, "n_null": n_null, "seed": seed}
+    scratch = adata.copy()  # feature activity of the controls never lands in the user's AnnData
+    untrained_model = reinitialized(model, seed=seed) if untrained else None
+    rows, enriched_features = [], {}
+    for layer in layers:
+        counts = {"trained": _enriched_features(scratch, model, transcoders, layer, gene_sets,
+                                                "_control_trained", n_top, test, progress)}
+        store = harvest(scratch, model, [layer], None, dtype="float32", only_genes=True, progress=False)
+        inputs, _ = store.read(layer)
+        directions = random_directions(transcoders[layer], torch.as_tensor(inputs).float(), seed=seed + layer)
+        counts["random_directions"] = _enriched_features(scratch, model, {layer: directions}, layer, gene_sets,
+                                                         "_control_random", n_top, test, progress)
+        if untrained_model is not None:
+            retrained = train_transcoders(scratch, untrained_model, [layer], cfg=transcoders[layer].cfg,
+                                          progress=progress, key_added="_control_transcoders")
+            counts["untrained_model"] = _enriched_features(scratch, untrained_model, retrained, layer, gene_sets,
+                                                           "_control_untrained", n_top, test, progress)
+        for side in SIDES:
+            if side not in counts:
+                rows.append({"layer": layer, "side": side, "n_features": 0, "n_enriched": 0,
+                             "fraction_enriched": np.nan, "p_value": np.nan,
+                             "note": "skipped (untrained=False): this control was not run"})
+                continue
+            n, features = counts[side]
+            enriched_features[(layer, side)] = features
+            enriched = len(features)
+            p = np.nan if side == "trained" else _fisher_greater((counts["trained"][0], len(counts["trained"][1])),
+                                                                 (n, enriched))
+            rows.append({"layer": layer, "side": side, "n_features": n, "n_enriched": enriched,
+                         "fraction_enriched": enriched / n if n else np.nan, "p_value": p, "note": ""})
+        logger.info("layer %d: %s", layer, "; ".join(f"{s} {len(e)}/{n}" for s, (n, e) in counts.items()))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table.attrs["settings"] = {"gene_sets": gene_sets if isinstance(gene_sets, str) else "custom", "n_top": n_top,
+                               "max_fdr": max_fdr, "n_null": n_null, "seed": seed, "cells": int(adata.n_obs)}
+    table.attrs["enriched_features"] = {f"layer {layer} {side}": features
+                                        for (layer, side), features in enriched_features.items()}
+    adata.uns[key_added] = table
+    return table
