@@ -45,7 +45,7 @@ def test_switching_a_planted_feature_off_removes_exactly_its_effect(parallel):
     # layer 0: F0_A, F0_B (the circuit), F0_C (the distractor); layer 2: F2_X (writes Y), F2_Z (writes W)
     for layer, unit in [(0, 0), (0, 1), (0, 2), (2, 0), (2, 1)]:
         result = intervene(model, transcoders, ids, [Intervention.off(layer, unit)], target=target,
-                           candidates=CANDIDATES)
+                           answer_ids=CANDIDATES)
         logit, log_probs = _real(_without_unit(model, layer, unit))
         assert result.target == pytest.approx(logit, abs=1e-5)
         np.testing.assert_allclose(result.log_probs, log_probs, atol=1e-5)
@@ -65,7 +65,7 @@ def test_scale_one_changes_nothing(freeze):
     transcoders = exact_transcoders(model)
     changes = [Intervention(layer, unit, scale=1.0) for layer in range(3) for unit in range(HIDDEN)]
     result = intervene(model, transcoders, torch.tensor(SEQUENCE), changes, target=Target.logit(Y),
-                       candidates=CANDIDATES, freeze_attention=freeze)
+                       answer_ids=CANDIDATES, freeze_attention=freeze)
     assert result.target == result.target_clean
     np.testing.assert_array_equal(result.log_probs, result.log_probs_clean)
 
@@ -85,7 +85,7 @@ def test_keep_only_and_scaling():
     kept = intervene(model, transcoders, ids, target=target, keep_only=circuit)
     assert kept.target > 1.0  # the planted circuit alone writes Y's logit
     doubled = intervene(model, transcoders, ids, Intervention(0, 0, scale=2.0), target=target,
-                        candidates=CANDIDATES)
+                        answer_ids=CANDIDATES)
     logit, log_probs = _real(_without_unit(model, 0, 0, 2.0))
     assert doubled.target == pytest.approx(logit, abs=1e-5) and doubled.target > doubled.target_clean
     np.testing.assert_allclose(doubled.log_probs, log_probs, atol=1e-5)
