@@ -63,3 +63,20 @@ def test_held_out_accuracy_is_what_was_recorded(held_out_scores):
 def test_held_out_accuracy_is_close_to_logistic_regression(held_out_scores):
     accuracy, baseline = held_out_scores
     assert accuracy >= baseline - 0.05, (accuracy, baseline)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "The shipped model predates name-keyed ties (its sctranscoder.json has no tie_key, so it reads row-keyed "
+    "sentences): its held-out cells get other sentences inside all 700 cells than on their own. Re-made with "
+    "python data/make_default_model.py, it keys ties on cell names; this then passes and becomes a plain test."))
+def test_held_out_cells_get_the_same_calls_alone_or_among_all_cells(model, pbmc_template, held_out_scores):
+    accuracy, _ = held_out_scores
+    assert sct.pp.PromptSettings.of_model(model).tie_key == "name"
+    held = pbmc_template.obs_names.isin(model.metadata["held_out_cells"])
+    alone, whole = pbmc_template[held].copy(), pbmc_template.copy()
+    sct.tl.predict_cell_types(alone, model, progress=False)
+    sct.tl.predict_cell_types(whole, model, progress=False)
+    assert sct.get.sentences(alone) == sct.get.sentences(whole[held])
+    assert (whole.obs.c2s_prediction[held] == alone.obs.c2s_prediction).all()
+    recorded = json.loads((default_model_path() / "evaluation.json").read_text())
+    assert recorded["c2s_accuracy_ranked_with_all_cells"] == pytest.approx(accuracy)

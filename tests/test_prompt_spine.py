@@ -46,7 +46,8 @@ def test_sentences_made_otherwise_are_an_error_naming_both_and_the_fix(cells, mo
 
 
 def test_more_genes_in_the_sentences_than_the_model_reads_is_fine(cells, model):
-    sct.pp.cell_sentences(cells, n_genes=None, tie_break="random", seed=0, progress=False)
+    tie_key = sct.pp.PromptSettings.of_model(model).tie_key
+    sct.pp.cell_sentences(cells, n_genes=None, tie_break="random", seed=0, tie_key=tie_key, progress=False)
     sct.tl.predict_cell_types(cells, model, progress=False)
     same = cells.copy()
     del same.obsm["c2s_ranks"], same.uns["c2s"]

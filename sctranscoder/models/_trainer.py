@@ -88,23 +88,29 @@ class C2STrainer:
 
         if RANKS_KEY not in self.adata.obsm or PARAMS_KEY not in self.adata.uns:
             return
-        differences = self.settings.sentence_mismatches(self.adata)
-        fields_of = {"source": ("layer", "use_raw")}
-        conflicts = {k: v for k, v in differences.items() if set(fields_of.get(k, (k,))) & self.chosen_settings}
-        if conflicts:
-            found = ", ".join(f"{k}={v[0]!r}" for k, v in conflicts.items())
-            wanted = ", ".join(f"{k}={v[1]!r}" for k, v in conflicts.items())
-            raise ValueError(
-                f"adata's cell sentences were made with {found}, but train_c2s was asked to train on prompts made "
-                f"with {wanted}; the trained model would then refuse adata's sentences. Train on the sentences' "
-                f"settings (leave them out of settings=, or pass {found} in settings=), or rebuild the sentences "
-                "with the settings you want (sct.pp.cell_sentences), or delete adata.obsm['c2s_ranks']. Nothing "
-                "was trained.")
-        if not differences:
-            return
         made = PromptSettings.of_sentences(self.adata)
-        adopted = {f: getattr(made, f) for k in differences for f in fields_of.get(k, (k,))}
-        self.settings = replace(self.settings, **adopted)
+        fields_of = {"source": ("layer", "use_raw")}
+        adopted = {}
+        for _ in range(4):  # one difference can hide the next (the seed shows once the tie-breaks agree)
+            differences = self.settings.sentence_mismatches(self.adata)
+            conflicts = {k: v for k, v in differences.items()
+                         if set(fields_of.get(k, (k,))) & self.chosen_settings}
+            if conflicts:
+                found = ", ".join(f"{k}={v[0]!r}" for k, v in conflicts.items())
+                wanted = ", ".join(f"{k}={v[1]!r}" for k, v in conflicts.items())
+                raise ValueError(
+                    f"adata's cell sentences were made with {found}, but train_c2s was asked to train on prompts "
+                    f"made with {wanted}; the trained model would then refuse adata's sentences. Train on the "
+                    f"sentences' settings (leave them out of settings=, or pass {found} in settings=), or rebuild "
+                    "the sentences with the settings you want (sct.pp.cell_sentences), or delete "
+                    "adata.obsm['c2s_ranks']. Nothing was trained.")
+            if not differences:
+                break
+            step = {f: getattr(made, f) for k in differences for f in fields_of.get(k, (k,))}
+            self.settings = replace(self.settings, **step)
+            adopted.update(step)
+        if not adopted:
+            return
         for name, value in adopted.items():
             self._choose(name, value, "adata's cell sentences")
         logger.info("adata's cell sentences were made with %s: training on sentences made the same way",
