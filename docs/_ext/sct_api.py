@@ -69,7 +69,7 @@ def _entry(module_name: str, name: str, obj) -> list[str]:
         return [f".. autofunction:: {target}", ""]
     # a constant: autodoc would show its type's docstring (a dict's), so say what it is instead
     size = f", {len(obj)} entries" if hasattr(obj, "__len__") else ""
-    return [f".. data:: {target}", "", f"   A constant (``{type(obj).__name__}``{size}); see the source.", ""]
+    return [f".. py:data:: {name}", f"   :module: {module_name}", "", f"   A constant (``{type(obj).__name__}``{size}); see the source.", ""]
 
 
 def _plain(text: str) -> str:
