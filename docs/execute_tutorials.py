@@ -20,6 +20,19 @@ SOURCE = ROOT / "tutorials"
 TARGET = ROOT / "docs" / "tutorials"
 
 
+def scrub(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop this machine's checkout path from outputs (warnings name source files), so pages show package paths."""
+    prefix = f"{ROOT}/"
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = output["text"].replace(prefix, "")
+            for key, value in output.get("data", {}).items():
+                if key.startswith("text/") and isinstance(value, str):
+                    output["data"][key] = value.replace(prefix, "")
+    return notebook
+
+
 def execute(path: Path) -> nbformat.NotebookNode:
     notebook = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as work:  # files the tutorial writes go to a scratch folder
@@ -27,7 +40,7 @@ def execute(path: Path) -> nbformat.NotebookNode:
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
         raise RuntimeError(f"{path.name} raised: {errors[0].get('ename')}: {errors[0].get('evalue')}")
-    return notebook
+    return scrub(notebook)
 
 
 def main(names: list[str]) -> None:
