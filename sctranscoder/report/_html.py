@@ -350,6 +350,11 @@ def _section_html(section) -> str:
     return "".join(parts)
 
 
+def _glossary_href() -> str:
+    """The docs' glossary in this source tree, as a local file (the report holds no web addresses)."""
+    return (Path(__file__).resolve().parents[2] / "docs" / "glossary.md").as_uri()
+
+
 def render_html(content: ReportContent) -> str:
     """The report as one HTML string."""
     from .. import genesets
@@ -376,6 +381,9 @@ def render_html(content: ReportContent) -> str:
         body.append(f"<h3>{_e(caption)}</h3>" + table_html(frame, index=False))
     body.extend(_section_html(s) for s in content.cell_types)
     body.append('<h2 id="methods">Methods</h2>')
+    body.append(f'<p>The terms used here (transcoder, feature, circuit, FVU, L0, loss recovered, log-odds, replacement '
+                f'and completeness scores, knockout) are explained in the <a href="{_glossary_href()}">glossary</a> of '
+                "the sctranscoder documentation (docs/glossary.md in its source).</p>")
     body.extend(f"<p>{_e(p)}</p>" for p in content.methods)
     if content.parameters:
         frame = pd.DataFrame({"parameter": list(content.parameters),
