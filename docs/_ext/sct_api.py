@@ -64,12 +64,29 @@ def _entry(module_name: str, name: str, obj) -> list[str]:
     if inspect.ismodule(obj):
         return []  # a subpackage: it has its own page
     if inspect.isclass(obj):
+        home = _home(obj)
+        if home is not None and home != module_name:  # one full entry per class, in the subpackage it lives in
+            return [f".. py:class:: {name}", f"   :module: {module_name}", "",
+                    f"   The same class as :class:`{home}.{name}` (re-exported here).", ""]
         return [f".. autoclass:: {target}", "   :members:", ""]
     if callable(obj):
         return [f".. autofunction:: {target}", ""]
     # a constant: autodoc would show its type's docstring (a dict's), so say what it is instead
     size = f", {len(obj)} entries" if hasattr(obj, "__len__") else ""
     return [f".. py:data:: {name}", f"   :module: {module_name}", "", f"   A constant (``{type(obj).__name__}``{size}); see the source.", ""]
+
+
+def _home(cls) -> str | None:
+    """The public subpackage that defines ``cls`` and exports it (``None`` when it exports it nowhere)."""
+    parts = cls.__module__.split(".")
+    if len(parts) < 2 or parts[0] != PACKAGE:
+        return None
+    home = ".".join(parts[:2])
+    try:
+        exported = getattr(importlib.import_module(home), "__all__", [])
+    except ImportError:
+        return None
+    return home if cls.__name__ in exported and home in subpackages() else None
 
 
 def _plain(text: str) -> str:

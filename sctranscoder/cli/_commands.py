@@ -268,9 +268,8 @@ def circuit_line(result) -> str:
     if "feature_share" in summary:
         grown = (f"circuit features alone carry {summary['feature_share']:.0%} of the label's log-odds "
                  f"({summary['n_circuit_features']:.0f} features; circuit-tracer's pruned circuit: "
-                 f"{summary['feature_share_pruned']:.0%}, {summary['n_features_pruned']:.0f}; means over the "
-                 f"{len(result.scores)} traced cells); ")
-    line = grown + (f"replacement {summary['replacement']:.2f} / completeness {summary['completeness']:.2f} "
+                 f"{summary['feature_share_pruned']:.0%}, {summary['n_features_pruned']:.0f}); ")
+    line = f"means over the {len(result.scores)} traced cells: " + grown + (f"replacement {summary['replacement']:.2f} / completeness {summary['completeness']:.2f} "
             f"(pruned {summary['replacement_pruned']:.2f} / {summary['completeness_pruned']:.2f}); "
             f"inputs: genes {summary['share_gene']:.0%}, template {summary['share_template']:.0%}, "
             f"answer prefix {summary['share_answer']:.0%}, errors {summary['share_error']:.0%}")

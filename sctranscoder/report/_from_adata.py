@@ -331,8 +331,9 @@ def from_adata(
     content.tables["How much of each gene-set library the model can see"] = _coverage_table(
         gene_sets if gene_sets is not None else bundled or "all", background)
     content.notes["Gene-set coverage."] = (
-        f"The model reads {len(background):,} genes, so a set can be tested only through its genes among them "
-        "(at least 3). GO Biological Process has many small, specific sets, and most have fewer than 3 of their "
+        f"The enrichment background is the {len(background):,} genes that occur in these cells' sentences often "
+        "enough for a feature to be read on them (the model's own gene vocabulary is larger), so a set can be tested "
+        "only through its genes among them (at least 3). GO Biological Process has many small, specific sets, and most have fewer than 3 of their "
         "genes here: that, not a fault, is why so few of its sets are testable.")
     layer = info["layer"]
     summary = (f"Layer {layer}: {len(alive):,} of its {info['d_hidden']:,} transcoder features fire on these "

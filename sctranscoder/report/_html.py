@@ -17,6 +17,7 @@ from .._atomic import atomic_path
 from ._assets import CSS, JS
 from ._circuit_view import VIEW_CSS, VIEW_JS, circuit_view_html
 from ._content import ReportContent
+from ._glossary import glossary_html
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -242,7 +243,12 @@ def quality_html(quality: pd.DataFrame) -> str:
     frame.index = [("every layer at once" if str(i) == "all" else f"layer {i}") for i in frame.index]
     frame.index.name = "replaced"
     glossary = "".join(f"<dt>{_e(QUALITY_COLUMNS[c][0])}</dt><dd>{_e(QUALITY_COLUMNS[c][1])}</dd>" for c in shown)
-    return table_html(frame) + f'<dl class="glossary">{glossary}</dl>'
+    every = ""
+    if "all" in map(str, quality.index):
+        every = ('<p class="muted">On the "every layer at once" row, variance missed, features per token and the '
+                 "silent and always-on shares are means over the layers; loss recovered and the accuracies are "
+                 "measured with every MLP replaced at once.</p>")
+    return table_html(frame) + every + f'<dl class="glossary">{glossary}</dl>'
 
 
 def _join(value, n: int | None = None) -> str:
@@ -350,11 +356,6 @@ def _section_html(section) -> str:
     return "".join(parts)
 
 
-def _glossary_href() -> str:
-    """The docs' glossary in this source tree, as a local file (the report holds no web addresses)."""
-    return (Path(__file__).resolve().parents[2] / "docs" / "glossary.md").as_uri()
-
-
 def render_html(content: ReportContent) -> str:
     """The report as one HTML string."""
     from .. import genesets
@@ -381,9 +382,9 @@ def render_html(content: ReportContent) -> str:
         body.append(f"<h3>{_e(caption)}</h3>" + table_html(frame, index=False))
     body.extend(_section_html(s) for s in content.cell_types)
     body.append('<h2 id="methods">Methods</h2>')
-    body.append(f'<p>The terms used here (transcoder, feature, circuit, FVU, L0, loss recovered, log-odds, replacement '
-                f'and completeness scores, knockout) are explained in the <a href="{_glossary_href()}">glossary</a> of '
-                "the sctranscoder documentation (docs/glossary.md in its source).</p>")
+    body.append('<p>The terms used here (transcoder, feature, circuit, FVU, L0, loss recovered, log-odds, replacement '
+                'and completeness scores, knockout) are explained in the <a href="#glossary">glossary</a> at the end '
+                "of this page (also the glossary of the sctranscoder documentation).</p>")
     body.extend(f"<p>{_e(p)}</p>" for p in content.methods)
     if content.parameters:
         frame = pd.DataFrame({"parameter": list(content.parameters),
@@ -395,6 +396,7 @@ def render_html(content: ReportContent) -> str:
     names = content.gene_set_libraries
     body.append("<h3>Gene-set sources</h3>" + table_html(
         _gene_set_sources(list(genesets.libraries().index) if names is None else names), index=False))
+    body.append(glossary_html())
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{_e(content.title)}</title><style>{CSS}{VIEW_CSS}</style><script>{JS}{VIEW_JS}</script></head>"
