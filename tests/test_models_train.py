@@ -235,7 +235,7 @@ def test_small_data_defaults():
     assert Recipe(epochs=3).epochs_for(136) == 3
     # a new model on few cells: one token per gene and the top genes only; on many cells, as real C2S models
     assert (recipe.tokenizer_kind(136), recipe.prompt_genes(136)) == ("word", 50)
-    assert (recipe.tokenizer_kind(5000), recipe.prompt_genes(5000)) == ("byte_bpe", None)
+    assert (recipe.tokenizer_kind(5000), recipe.prompt_genes(5000)) == ("word", None)  # one token per gene at any size
     assert Recipe(tokenizer="sentencepiece").tokenizer_kind(136) == "sentencepiece"
 
     from sctranscoder.models._train import training_prompt_settings
@@ -253,11 +253,11 @@ def test_small_data_recipe_is_what_train_c2s_records(small_pbmc, tmp_path, caplo
     assert model.metadata["prompt"]["n_genes"] == 50
     assert len(model.tokenizer("HLA-DRA", add_special_tokens=False)["input_ids"]) == 1  # a gene is one token
     chosen = model.metadata["recipe"]["chosen"]
-    assert {k: v["from"] for k, v in chosen.items()} == {"n_genes": "small-data recipe", "tokenizer": "small-data recipe",
+    assert {k: v["from"] for k, v in chosen.items()} == {"n_genes": "small-data recipe", "tokenizer": "default: one token per gene",
                                                          "config": "small-data recipe"}
     assert model.metadata["recipe"]["small_data"] and model.metadata["recipe"]["model_config"] == {
         "hidden_size": 64, "layers": 2, "heads": 4}
-    for line in ("n_genes=50 (small-data recipe)", "tokenizer='word' (small-data recipe)",
+    for line in ("n_genes=50 (small-data recipe)", "tokenizer='word' (default: one token per gene)",
                  "config={'hidden_size': 64, 'layers': 2, 'heads': 4} (small-data recipe)", "recipe: epochs=1"):
         assert line in caplog.text
     given = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path / "given", settings=sct.pp.PromptSettings(n_genes=20),

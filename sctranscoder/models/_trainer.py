@@ -175,8 +175,7 @@ class C2STrainer:
         if self.base_model is None:  # from scratch (or resuming a run that was): the recipe's tokenizer and model
             self.tokenizer_kind = self.recipe.tokenizer_kind(n_cells)
             if self.recipe.tokenizer is None:
-                self._choose("tokenizer", self.tokenizer_kind,
-                             "small-data recipe" if self.recipe.small(n_cells) else "default")
+                self._choose("tokenizer", self.tokenizer_kind, "default: one token per gene")
             self.model_config = self.recipe.model_config(self.config, n_cells)
             if self.config is None and self.model_config is not None:
                 self._choose("config", dict(self.model_config), "small-data recipe")
