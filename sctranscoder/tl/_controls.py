@@ -103,10 +103,11 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
     scratch = adata.copy()  # feature activity of the controls never lands in the user's AnnData
     untrained_model = reinitialized(model, seed=seed) if untrained else None
     rows, enriched_features = [], {}
+    # the MLP inputs the random directions are calibrated on: one pass of the model for every layer
+    store = harvest(scratch, model, layers, None, dtype="float32", only_genes=True, progress=False)
     for layer in layers:
         counts = {"trained": _enriched_features(scratch, model, transcoders, layer, gene_sets,
                                                 "_control_trained", n_top, test, progress)}
-        store = harvest(scratch, model, [layer], None, dtype="float32", only_genes=True, progress=False)
         inputs, _ = store.read(layer)
         directions = random_directions(transcoders[layer], torch.as_tensor(inputs).float(), seed=seed + layer)
         counts["random_directions"] = _enriched_features(scratch, model, {layer: directions}, layer, gene_sets,
