@@ -62,6 +62,9 @@ def test_train_model_resumes_a_finished_model(atlas, model_folder, capsys):
      "--label-key celltype is not a column of adata.obs; pass the column holding cell types. adata.obs has these "
      "columns: 'bulk_labels'"),
     (["train-model", "missing.h5ad", "--label-key", "bulk_labels", "--out", "m"], "is not an .h5ad file"),
+    (["train-model", "cells.h5ad", "--label-key", "bulk_labels"], "--out is missing"),
+    (["plan", "cells.h5ad"], "to plan training one, name the cell types' obs column with --label-key"),
+    (["plan", "cells.h5ad", "--label-key", "celltype"], "--label-key celltype is not a column of adata.obs"),
     (["train-model", "cells.h5ad", "--label-key", "bulk_labels", "--out", "m", "--base-model", "nowhere"],
      "model nowhere is not a Hugging Face model folder"),
     (["predict", "cells.h5ad", "--model", "nowhere", "--out", "p.csv"], "model nowhere is not a Hugging Face model"),
@@ -81,3 +84,24 @@ def test_bad_model_config_is_one_line(capsys):
         main(["train-model", "x.h5ad", "--label-key", "y", "--out", "m", "--model-config", "{hidden"])
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "--model-config" in line and "is not JSON" in line
+
+
+def test_the_plan_lays_out_the_training_that_follows(atlas, model_folder, capsys):
+    """Planned epochs, steps and recipe are the ones training recorded; the time is a positive estimate."""
+    import sctranscoder as sct
+
+    recorded = sct.models.load(model_folder).metadata
+    assert main(["train-model", str(atlas / "cells.h5ad"), "--label-key", "bulk_labels", "--model-config", TINY,
+                 "--epochs", "2", "--n-genes", "20", "--seed", "1", "--plan"]) == 0
+    printed = capsys.readouterr().out
+    assert f"2 epochs x {recorded['steps'] // 2} steps = {recorded['steps']} optimizer steps" in printed
+    assert "20 genes per prompt, tokenizer word" in printed
+    cells = ad.read_h5ad(atlas / "cells.h5ad")
+    plan = sct.tl.plan_training(cells, "bulk_labels", settings=sct.pp.PromptSettings(n_genes=20),
+                                train_config=sct.models.TrainConfig(epochs=2, seed=1),
+                                config={"hidden_size": 32, "layers": 1, "heads": 2})
+    for key in ("epochs", "n_genes", "tokenizer", "model_config", "augment", "validation_size"):
+        assert plan.recipe[key] == recorded["recipe"][key], key
+    assert plan.n_held_out_cells == len(recorded["held_out_cells"])
+    assert plan.n_train_cells == recorded["n_train_cells"]
+    assert 0 < plan.seconds["training"] < plan.total_seconds and plan.peak_memory_bytes > 0

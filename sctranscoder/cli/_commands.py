@@ -44,6 +44,14 @@ def cmd_plan(args) -> None:
 
     if not args.input.is_file() or args.input.suffix != ".h5ad":
         raise UsageError(f"input {args.input} is not an .h5ad file")
+    if args.model is None:  # no model yet: plan training one with the recipe's defaults
+        if args.label_key is None:
+            raise UsageError("no model folder given: to plan training one, name the cell types' obs column with "
+                             "--label-key (train-model --plan takes train-model's options)")
+        adata = ad.read_h5ad(args.input)
+        require_obs_column(adata, args.label_key)
+        print(sct.models.plan_training(adata, args.label_key))
+        return
     if not (args.model / "config.json").is_file():
         raise UsageError(f"model {args.model} is not a Hugging Face model folder (no config.json)")
     adata = ad.read_h5ad(args.input)

@@ -25,15 +25,10 @@ def _model_folder(path: Path) -> None:
                          "sctranscoder train-model wrote")
 
 
-def cmd_train_model(args) -> None:
+def _train_arguments(args) -> dict:
+    """train_c2s's arguments from train-model's options (the recipe's defaults where none is given)."""
     import sctranscoder as sct
 
-    adata = _read_h5ad(args.input)
-    require_obs_column(adata, args.label_key)  # before any sentence is built or step taken
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"out {args.out} exists and is not a folder")
-    if args.base_model is not None:
-        _model_folder(args.base_model)
     prompt = {"n_genes": args.n_genes, "organism": args.organism, "tie_break": args.tie_break, "layer": args.layer,
               "use_raw": args.use_raw}
     recipe = {"epochs": args.epochs, "tokenizer": args.tokenizer, "seed": args.seed,
@@ -41,10 +36,26 @@ def cmd_train_model(args) -> None:
               "learning_rate": args.lr}
     prompt = {name: value for name, value in prompt.items() if value is not None}
     recipe = {name: value for name, value in recipe.items() if value is not None}
-    model = sct.models.train_c2s(
-        adata, args.label_key, args.out, settings=sct.pp.PromptSettings(**prompt) if prompt else None,
-        train_config=sct.models.TrainConfig(**recipe), config=args.model_config,
-        base_model=None if args.base_model is None else str(args.base_model), resume=args.resume)
+    return dict(settings=sct.pp.PromptSettings(**prompt) if prompt else None,
+                train_config=sct.models.TrainConfig(**recipe), config=args.model_config,
+                base_model=None if args.base_model is None else str(args.base_model))
+
+
+def cmd_train_model(args) -> None:
+    import sctranscoder as sct
+
+    adata = _read_h5ad(args.input)
+    require_obs_column(adata, args.label_key)  # before any sentence is built or step taken
+    if args.out is None and not args.plan:
+        raise UsageError("--out is missing: name the folder the model goes to (or pass --plan to only plan)")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"out {args.out} exists and is not a folder")
+    if args.base_model is not None:
+        _model_folder(args.base_model)
+    if args.plan:
+        print(sct.models.plan_training(adata, args.label_key, **_train_arguments(args)))
+        return
+    model = sct.models.train_c2s(adata, args.label_key, args.out, resume=args.resume, **_train_arguments(args))
     print(f"wrote {args.out}")
     evaluation = model.metadata.get("held_out_evaluation") or {}
     if "c2s_accuracy" in evaluation:

@@ -135,7 +135,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
     p = subs["plan"] = _sub(sub, "plan", "tokens, store size, time and memory of a run, before it starts")
     p.add_argument("input", type=Path, help="an .h5ad file")
-    p.add_argument("model", type=Path, help="a Hugging Face model folder (C2S or any causal LM)")
+    p.add_argument("model", type=Path, nargs="?", default=None,
+                   help="a Hugging Face model folder (C2S or any causal LM); none: plan training one "
+                        "(train-model --plan takes its options)")
     p.add_argument("--out", type=Path, default=Path("."), help="where the store would go (its disk is checked)")
     p.add_argument("--layers", type=layers, default=None, help="comma-separated layers (default: all)")
     p.add_argument("--label-key", default=None, help="obs column: prompts with their answers, as in training")
@@ -198,7 +200,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p = subs["train-model"] = _sub(sub, "train-model", "h5ad in, a C2S cell-type model trained on it out (resumable)")
     p.add_argument("input", type=Path, help="an .h5ad file with cell types in obs")
     p.add_argument("--label-key", required=True, help="obs column of cell types the model learns to answer")
-    p.add_argument("--out", type=Path, required=True, help="model folder (resumed from its last checkpoint)")
+    p.add_argument("--out", type=Path, default=None, help="model folder (resumed from its last checkpoint)")
     p.add_argument("--base-model", type=Path, default=None, help="a model folder to fine-tune (default: from scratch)")
     p.add_argument("--model-config", type=json_object, default=None,
                    help='from scratch: the architecture as JSON, e.g. \'{"hidden_size": 64, "layers": 2}\' '
@@ -219,6 +221,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("--use-raw", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from the last checkpoint in --out")
+    p.add_argument("--plan", action="store_true",
+                   help="print the recipe, time and memory this training would take, and stop (--out not needed)")
 
     p = subs["predict"] = _sub(sub, "predict", "h5ad + model folder in, each cell's predicted type out")
     p.add_argument("input", type=Path, help="an .h5ad file")

@@ -8,6 +8,7 @@ from ._scoring import answer_tokens, generate_answers, parse_answer, score_candi
 from ._spans import GeneSpans, gene_spans
 from ._tokenizer import train_tokenizer
 from ._train import default_config, train_c2s
+from ._training_plan import TrainingPlan, plan_training
 
 __all__ = [
     "C2SModel",
@@ -20,9 +21,11 @@ __all__ = [
     "hub_reachable",
     "load",
     "parse_answer",
+    "plan_training",
     "reinitialized",
     "score_candidates",
     "TrainConfig",
+    "TrainingPlan",
     "train_c2s",
     "train_tokenizer",
 ]

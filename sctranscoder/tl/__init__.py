@@ -19,7 +19,7 @@ from ._features import (
 from ._harvest import harvest
 from ._knockout import knockout_genes
 from ._perturb import perturb_features
-from ._plan import Plan, plan
+from ._plan import Plan, TrainingPlan, plan, plan_training
 from ._predict import predict_cell_types
 from ._spelling import (
     beyond_spelling_fraction,
@@ -64,6 +64,8 @@ __all__ = [
     "gene_tokens",
     "harvest",
     "plan",
+    "plan_training",
+    "TrainingPlan",
     "Plan",
     "headline_sets",
     "is_disease_term",

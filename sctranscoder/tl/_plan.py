@@ -13,6 +13,7 @@ from ..harvest import (  # noqa: F401  (older imports of these names from here)
     available_memory_bytes,
     free_disk_bytes,
 )
+from ..models import TrainingPlan, plan_training  # noqa: F401  (training a model is planned here too)
 
 
 def stored_rows(encoded, only_genes: bool = False, drop_special: bool = True):
