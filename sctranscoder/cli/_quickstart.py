@@ -110,11 +110,12 @@ def cmd_quickstart(args) -> None:
     write_circuits(circuits, out / "circuits")
     timings["circuits"] = time.perf_counter() - start
 
-    # 5. what the circuits' genes and the last layer's features mean: enrichment against the bundled libraries
+    # 5. what the circuits' genes and the last layer's features mean: enrichment against the bundled libraries,
+    # each circuit beside random lists matched in expression in its cell type and the type's own DE genes
     start = time.perf_counter()
     circuit_enrichment = sct.tl.enrich_circuit(
         {name: result.input_genes(args.n_top_genes)[name] for name, result in circuits.items()},
-        adata=test_cells, model=model, max_fdr=0.05)
+        adata=adata, model=model, max_fdr=0.05, label_key=label_key, seed=args.transcoder_seed)
     with atomic_path(out / "circuit_enrichment.csv") as tmp:
         circuit_enrichment.to_csv(tmp, index=False)
     last = max(transcoders)
@@ -125,21 +126,28 @@ def cmd_quickstart(args) -> None:
     feature_enrichment = sct.tl.enrich_beyond_spelling(test_cells, model=model)
     with atomic_path(out / "feature_enrichment.csv") as tmp:
         feature_enrichment.to_csv(tmp, index=False)
+    # the same pipeline on random directions that fire as often: what the enriched share would be by chance
+    # (the untrained-model control trains a transcoder per layer, too slow for a first run)
+    controls = sct.tl.feature_controls(test_cells, model, transcoders, untrained=False, seed=args.transcoder_seed,
+                                       progress=False)
+    with atomic_path(out / "feature_controls.csv") as tmp:
+        controls.to_csv(tmp, index=False)
     timings["enrichment"] = time.perf_counter() - start
 
     # 6. one self-contained HTML report
     start = time.perf_counter()
-    report = _report(sct, test_cells, label_key, quality, feature_enrichment, circuit_enrichment, circuits, args,
-                     out, model, transcoders)
+    report = _report(sct, test_cells, label_key, quality, feature_enrichment, controls, circuit_enrichment, circuits,
+                     args, out, model, transcoders)
     timings["report"] = time.perf_counter() - start
 
     total = time.perf_counter() - clock
     _write_text(out / "timings.json", json.dumps({**timings, "total": total}, indent=2))
     _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total)
+    print("  features against random directions: " + sct.tl.control_headline(controls, max(transcoders)))
 
 
-def _report(sct, cells, label_key, quality, feature_enrichment, circuit_enrichment, circuits, args, out, model,
-            transcoders):
+def _report(sct, cells, label_key, quality, feature_enrichment, controls, circuit_enrichment, circuits, args, out,
+            model, transcoders):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,7 +155,8 @@ def _report(sct, cells, label_key, quality, feature_enrichment, circuit_enrichme
 
     figures = {name: sct.pl.circuit(result.graph, show=False).figure for name, result in circuits.items()}
     content = sct.report.from_adata(
-        cells, label_key, quality=quality, enrichment=feature_enrichment, model="bundled default C2S model",
+        cells, label_key, quality=quality, enrichment=feature_enrichment, controls=controls,
+        model="bundled default C2S model",
         title="sctranscoder quickstart: the default C2S model on pbmc68k", circuit_figures=figures,
         input_genes={name: result.genes for name, result in circuits.items()}, circuits=circuits,
         validations={name: result.validation for name, result in circuits.items() if result.validation is not None},

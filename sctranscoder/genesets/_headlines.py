@@ -38,6 +38,10 @@ def short_term(term: str) -> str:
     return text
 
 
+CONTROL_COLUMNS = ("Expression-matched P-value", "DE markers FDR", "DE marker overlap")
+"""A circuit's controls (:func:`sctranscoder.tl.enrich_circuit` with ``label_key``), carried onto its headlines."""
+
+
 def headline_sets(table: pd.DataFrame, *, families: pd.Series | None = None, max_fdr: float = 0.05,
                   max_matched_p: float = 0.05, min_jaccard: float = 0.5, min_genes: int = 3,
                   n: int | None = 5) -> pd.DataFrame:
@@ -62,7 +66,7 @@ def headline_sets(table: pd.DataFrame, *, families: pd.Series | None = None, max
     from ._spelling import largest_family
 
     columns = ["List", "Headline", "Term", "Gene_set", "Overlap", "Adjusted P-value", "Matched P-value",
-               "Odds Ratio", "Score", "Also", "Genes", "One family", "Few genes", "Disease term"]
+               "Odds Ratio", "Score", "Also", "Genes", "One family", "Few genes", "Disease term", *CONTROL_COLUMNS]
     if table is None or not len(table):
         return pd.DataFrame(columns=columns)
     matched = "Matched P-value" in table
@@ -99,7 +103,8 @@ def headline_sets(table: pd.DataFrame, *, families: pd.Series | None = None, max
                                "Score": (x / m) * float(np.log2(max(odds, 1.0))), "Also": [],
                                "Genes": ", ".join(str(row["Genes"]).split(";")), "One family": family,
                                "Few genes": x < min_genes, "Disease term": bool(row["_disease"]), "_genes": genes,
-                               **({"Matched P-value": float(row["Matched P-value"])} if matched else {})})
+                               **({"Matched P-value": float(row["Matched P-value"])} if matched else {}),
+                               **{c: row[c] for c in CONTROL_COLUMNS if c in row}})
         chosen.sort(key=lambda e: (e["Disease term"] or bool(e["One family"]) or e["Few genes"], -e["Score"]))
         entries.extend(chosen[:n] if n is not None else chosen)
     out = pd.DataFrame(entries)

@@ -80,8 +80,23 @@ def _described(entry, genes: bool = False) -> str:
     return f"{entry.Headline} ({entry.Gene_set}, {entry.Overlap}, FDR {entry['Adjusted P-value']:.2g}{listed})"
 
 
+def _circuit_control(entry) -> str:
+    """The circuit headline's controls in words: expression-matched random lists and the type's DE markers."""
+    if "Expression-matched P-value" not in entry:
+        return " No expression-matched control was run for this list."
+    p = entry["Expression-matched P-value"]
+    chance = (f"random gene lists matched in expression in these cells reach a set as strong with p = {p:.2g}"
+              if p <= 0.05 else
+              f"but random genes expressed as highly in these cells reach a set as strong as often (p = {p:.2g}), "
+              "so this says little beyond which genes the cells express")
+    markers = (f"the type's top DE genes share {entry['DE marker overlap']} with it and reach the same set at FDR "
+               f"{entry['DE markers FDR']:.2g}" if entry["DE markers FDR"] < 1 else
+               f"the type's top DE genes share {entry['DE marker overlap']} with it and miss this set")
+    return f" Controls: {chance}; {markers}."
+
+
 def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, marker_reason, has_circuit,
-            max_fdr, families) -> str:
+            max_fdr, families, control: str = "") -> str:
     """The section's finding, or that nothing passed and why."""
     if section.small_group:
         return (f"{label} has only {section.n_cells} cells here: too few for its features' AUROCs or gene-set "
@@ -92,7 +107,7 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
     circuit_good, feature_good = _signable(circuit_heads), _signable(headlines)
     if len(circuit_good):
         best = circuit_good.iloc[0]
-        said.append(f"{subject} are enriched for {_described(best, genes=True)}.")
+        said.append(f"{subject} are enriched for {_described(best, genes=True)}.{_circuit_control(best)}")
         strongest = circuit_heads.sort_values("Adjusted P-value").iloc[0]
         if strongest["Adjusted P-value"] < best["Adjusted P-value"] and strongest.Headline != best.Headline:
             # a flagged set can still be the strongest signal; say so rather than let a weak set speak alone
@@ -106,7 +121,9 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
     if len(feature_good):
         best = feature_good.iloc[0]
         said.append(f"Feature {best.List}, specific to {label}, reads {best.Headline} ({best.Gene_set}, "
-                    f"{best.Overlap}; genes {best.Genes}), beyond what gene-name spelling explains.")
+                    f"{best.Overlap}; genes {best.Genes}), beyond what gene-name spelling explains"
+                    + (f" ({control})." if control else
+                       " (no randomized control was run, so chance is not ruled out)."))
     elif headlines is not None and len(headlines):
         best = headlines.iloc[0]
         said.append(f"Feature {best.List} reaches {best.Headline} ({best.Gene_set}, {best.Overlap}), but "
@@ -127,7 +144,7 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
 
 
 EVIDENCE = ("circuit_figures", "input_genes", "validations", "circuits", "circuit_enrichment", "c2s_model",
-            "transcoders", "feature_keys", "marker_sets")
+            "transcoders", "feature_keys", "marker_sets", "controls")
 """What :func:`cell_type_sections` takes besides the feature tables, by name (each optional)."""
 
 
@@ -156,7 +173,7 @@ def cell_type_sections(
     evidence
         What else the sections show, each optional (:data:`EVIDENCE`): ``circuit_figures``, ``input_genes``,
         ``validations``, ``circuits``, ``circuit_enrichment``, ``c2s_model``, ``transcoders``, ``feature_keys``,
-        ``marker_sets``, as below.
+        ``marker_sets``, ``controls``, as below.
     enrichment
         :func:`sctranscoder.tl.enrich_beyond_spelling`' table (``List`` = feature; with ``Matched P-value``, sets
         must pass both tests) or :func:`sctranscoder.tl.enrich_features`' (FDR only).
@@ -175,6 +192,9 @@ def cell_type_sections(
     marker_sets
         ``{label: immune_markers term}``: when nothing passes, the section says how much of the type's own
         marker set the model can see.
+    controls
+        :func:`sctranscoder.tl.feature_controls`' table: every feature headline and card then carries its
+        layer's enriched share beside random directions'.
     small_group
         Labels with fewer cells are marked and never headlined.
     """
@@ -184,7 +204,7 @@ def cell_type_sections(
     if unknown:
         raise TypeError(f"cell_type_sections() got unknown options {unknown}; it takes {list(EVIDENCE)}.")
     circuit_figures, input_genes, validations, circuits, circuit_enrichment, c2s_model, transcoders, \
-        feature_keys, marker_sets = (evidence.get(name) for name in EVIDENCE)
+        feature_keys, marker_sets, controls = (evidence.get(name) for name in EVIDENCE)
     info = adata.uns[key]
     spec = tl.feature_specificity(adata, label_key, key=key, features=tl.alive_features(adata, key=key))
     background = tl.feature_background(adata, key=key, min_occurrences=min_occurrences)
@@ -196,19 +216,24 @@ def cell_type_sections(
     chosen = sorted({int(f) for rows in top.values() for f in rows.feature})
     cards = tl.feature_cards(adata, chosen, label_key=label_key, key=key, model=c2s_model, transcoders=transcoders,
                              enrichment=enrichment, gene_sets=None, n_genes=n_genes, families=families,
-                             min_occurrences=min_occurrences) if chosen else None
+                             min_occurrences=min_occurrences, controls=controls) if chosen else None
+    control = tl.control_clause(controls, int(info["layer"])) if controls is not None else ""
     feature_keys = {int(info["layer"]): key, **(feature_keys or {})}
     labels = adata.obs[label_key].astype(str).to_numpy()
     sections = []
     for label, n_cells in counts.items():
         rows = top[label]
         section = CellTypeSection(name=str(label), n_cells=int(n_cells), small_group=int(n_cells) < small_group)
-        table = rows.set_index("feature")[["auroc", "fraction_active"]].copy()
+        table = rows.set_index("feature")[["auroc"]].copy()
         table.insert(0, "label", [cards.loc[f, "label"] for f in table.index])
-        table["active elsewhere"] = [float((adata.obsm[key][labels != label, f] > 0).mean()) for f in table.index]
+        # mean per-cell activity, not the share of cells where it fires: pooled over a cell's tokens, nearly
+        # every feature fires somewhere in every cell
+        activity = adata.obsm[key]
+        table[f"mean activity in {label}"] = [float(activity[labels == label, f].mean()) for f in table.index]
+        table["mean activity elsewhere"] = [float(activity[labels != label, f].mean()) for f in table.index]
         table["spelling score"] = [cards.loc[f, "spelling_score"] for f in table.index]
         table["genes"] = [", ".join(cards.loc[f, "top_genes"]) for f in table.index]
-        section.features = table.rename(columns={"auroc": "AUROC", "fraction_active": f"active in {label}"})
+        section.features = table.rename(columns={"auroc": "AUROC"})
         section.text = (f"Feature analysis (layer {info['layer']}): the {len(table)} features whose activity best "
                         f"separates {label} cells from the others (AUROC of the per-cell activity), each with its "
                         "automatic label, the genes whose tokens activate it most, and its spelling score (how much "
@@ -237,7 +262,8 @@ def cell_type_sections(
             section.validation = validations[label]
         has_circuit = bool(circuits and label in circuits) or bool(input_genes and label in input_genes)
         section.result = _result(label, section, section.headlines, all_rows, circuit_heads, circuit_rows,
-                                 _marker_reason(label, marker_sets, background), has_circuit, max_fdr, families)
+                                 _marker_reason(label, marker_sets, background), has_circuit, max_fdr, families,
+                                 control)
         if figures and len(table):
             import matplotlib.pyplot as plt
 
@@ -290,6 +316,7 @@ def from_adata(
     key: str = "features",
     quality: pd.DataFrame | None = None,
     enrichment: pd.DataFrame | None = None,
+    controls: pd.DataFrame | None = None,
     gene_sets=None,
     model: str = "",
     title: str = "Transcoder features of a cell2sentence model",
@@ -299,7 +326,9 @@ def from_adata(
     """A report on the feature activity in ``adata.uns[key]``: quality table, one section per label, methods.
 
     ``enrichment`` is :func:`sctranscoder.tl.enrich_beyond_spelling`' table (or :func:`enrich_features`');
-    ``gene_sets`` the libraries it used (bundled names, for the citations). ``section_options`` go to
+    ``gene_sets`` the libraries it used (bundled names, for the citations). ``controls`` is
+    :func:`sctranscoder.tl.feature_controls`' table: the summary then says how the trained features' enriched
+    share compares with random directions (and an untrained model), and a table shows every layer's. ``section_options`` go to
     :func:`cell_type_sections` (``n_features``, ``circuit_figures``, ``input_genes``, ``circuits``,
     ``circuit_enrichment``, ``c2s_model``, ``transcoders``, ``marker_sets``...).
     """
@@ -308,9 +337,10 @@ def from_adata(
     info = adata.uns[key]
     if "families" not in section_options:
         section_options["families"] = tl.gene_families(adata, section_options.get("c2s_model"), key=key)
-    sections = cell_type_sections(adata, label_key, key=key, enrichment=enrichment, **section_options)
+    sections = cell_type_sections(adata, label_key, key=key, enrichment=enrichment, controls=controls,
+                                  **section_options)
     hidden = ("circuit_figures", "input_genes", "figures", "validations", "circuits", "circuit_enrichment", "c2s_model",
-              "transcoders", "feature_keys", "marker_sets", "families")
+              "transcoders", "feature_keys", "marker_sets", "families", "controls")
     options = {"n_features": 5, "n_genes": 10, "min_occurrences": 3, "max_fdr": 0.05,
                **{k: v for k, v in section_options.items() if k not in hidden}}
     shown_options = {PLAIN_OPTIONS.get(k, k): v for k, v in options.items()}
@@ -347,7 +377,10 @@ def from_adata(
                         "random gene lists with the same gene-name families (enriched beyond spelling).")
         else:
             summary += " (hypergeometric test only: no spelling-matched null was run)."
+        summary += " " + _controls_summary(controls, layer)
         _overview_dotplot(content, sections, enrichment, pl, max_fdr)
+    if controls is not None and len(controls):
+        content.tables["Trained features beside randomized controls"] = _controls_table(controls)
     content.summary = summary
     content.methods = [
         f"The C2S model read each cell's prompt (its top {info['n_genes']} genes by expression, as cell2sentence "
@@ -378,6 +411,30 @@ def from_adata(
         "and not headlined.",
     ]
     return content
+
+
+def _controls_summary(controls, layer: int) -> str:
+    """The control sentence for the report's layer, or that no control was run and what that leaves open."""
+    from .. import tl
+
+    if controls is None or not len(controls) or layer not in set(controls.layer):
+        return ("No randomized control was run for these features, so this share cannot be told apart from what "
+                "random directions in the same activations would give (sctranscoder.tl.feature_controls runs it).")
+    return tl.control_headline(controls, layer)
+
+
+CONTROL_SIDES = {"trained": "trained features", "random_directions": "random directions (firing as often)",
+                 "untrained_model": "transcoders on a re-initialised model"}
+
+
+def _controls_table(controls) -> pd.DataFrame:
+    """feature_controls' table with words for its columns and sides."""
+    table = controls.assign(side=controls.side.map(CONTROL_SIDES).fillna(controls.side))
+    table["fraction_enriched"] = table.fraction_enriched.map(lambda v: "" if pd.isna(v) else f"{v:.1%}")
+    table["p_value"] = table.p_value.map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
+    return table.rename(columns={"layer": "Layer", "side": "Features", "n_features": "Firing",
+                                 "n_enriched": "Enriched beyond spelling", "fraction_enriched": "Share enriched",
+                                 "p_value": "p (trained enriched more often; Fisher)", "note": "Note"})
 
 
 def _coverage_table(gene_sets, background) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from ..genesets import headline_sets, is_disease_term, short_term
 from ..prompt import EncodedCells, encode_cells, prompt_settings
 from ._cards import feature_cards
 from ._circuits import CellTypeCircuit, cell_type_circuit
-from ._controls import feature_controls
+from ._controls import control_clause, control_headline, feature_controls
 from ._de_embedding import gene_de_embedding, gene_tokens
 from ._enrich import enrich_circuit, enrich_features, enriched_fraction, prerank_feature
 from ._features import (
@@ -56,6 +56,8 @@ __all__ = [
     "feature_activity",
     "feature_cards",
     "feature_controls",
+    "control_headline",
+    "control_clause",
     "feature_background",
     "feature_genes",
     "feature_specificity",

@@ -18,9 +18,11 @@ def _label(card: dict) -> str:
     if card["small_group"]:
         where = f"{card['top_label']}, a small group of {card['label_cells']} cells"
     if card["best_sets"]:
-        return f"{card['best_sets'][0]} · {where}"
+        caveat = " (its layer's features are not enriched more often than random directions)" if card.get(
+            "control_beaten") is False else ""
+        return f"{card['best_sets'][0]}{caveat} · {where}"
     if card["spelling_score"] >= 0.4 and card["family"]:
-        return f"spells {card['family']}* ({card['family_genes']} of its top genes) · {where}"
+        return f"spells {card['family']}* ({card['family_genes']} of its top {card['n_top']} genes) · {where}"
     genes = ", ".join(card["top_genes"][:3]) or "no genes"
     return f"{genes} · {where}"
 
@@ -28,7 +30,7 @@ def _label(card: dict) -> str:
 def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_KEY, model=None, transcoders=None,
                   enrichment: pd.DataFrame | None = None, gene_sets="all", n_genes: int = 10, n_top: int = 25,
                   n_types: int = 3, n_cells: int = 5, min_occurrences: int = 3, families: pd.Series | None = None,
-                  **test) -> pd.DataFrame:
+                  controls: pd.DataFrame | None = None, **test) -> pd.DataFrame:
     """A card per feature: its genes, cell types and cells, specificity, gene sets beyond spelling, the genes
     whose tokens drive it directly, its spelling score, and a one-line automatic label.
 
@@ -48,6 +50,9 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
         Genes shown on a card; genes per feature list for enrichment and the family share.
     n_types, n_cells
         Cell types (by AUROC) and cells (by activity) shown.
+    controls
+        :func:`feature_controls`' table: every card then carries its layer's enriched share beside the random
+        directions' (``layer_control``), and a set-named label says when the layer does not beat them.
     test
         Settings of the enrichment test beyond spelling (``n_null=200``, ``seed=0``, ...), as
         :func:`enrich_beyond_spelling` takes them.
@@ -58,7 +63,8 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
     occurrence of the gene), ``top_cell_types`` (``"type (AUROC)"``), ``top_label``, ``auroc``, ``label_cells``,
     ``small_group`` (fewer than 5 cells carry its top label), ``top_cells``, ``n_cells_active``, ``best_sets``
     (headline sets beyond spelling, see :func:`headline_sets`), ``de_embedding_genes``, ``family``,
-    ``family_genes``, ``family_share``, ``token_identity_r``, ``spelling_score``.
+    ``family_genes`` (of the top ``n_top``), ``family_share``, ``token_identity_r``, ``spelling_score``,
+    ``layer_control`` (the layer's control sentence; empty without ``controls``).
     """
     from ..genesets import headline_sets
     from ._spelling import enrich_beyond_spelling, gene_families, spelling_scores
@@ -85,6 +91,14 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
 
         usable = [g for g, c in zip(info["genes"], info["gene_occurrences"]) if c >= min_occurrences]
         direct = gene_de_embedding(model, transcoders, int(info["layer"]), usable)
+    layer = int(info["layer"])
+    control_text, control_beaten = "", None
+    if controls is not None and layer in set(controls.layer):
+        from ._controls import control_headline
+
+        control_text = control_headline(controls, layer)
+        random = controls[(controls.layer == layer) & (controls.side == "random_directions")]
+        control_beaten = bool(len(random)) and bool(random.p_value.iloc[0] < 0.05)
     names = np.asarray(adata.obs_names)
     label_counts = adata.obs[label_key].astype(str).value_counts()
     rows = []
@@ -105,11 +119,12 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
                 "n_cells_active": int((activity > 0).sum()), "best_sets": sets,
                 "de_embedding_genes": (list(direct.loc[feature].nlargest(n_genes).index) if direct is not None
                                        else []),
-                **spelling.loc[feature].to_dict()}
+                **spelling.loc[feature].to_dict(), "n_top": n_top, "control_beaten": control_beaten}
         card["label"] = _label(card)
+        card["layer_control"] = control_text
         rows.append(card)
     table = pd.DataFrame(rows).set_index("feature")
     first = ["label", "top_genes", "top_cell_types", "top_label", "auroc", "label_cells", "small_group", "top_cells",
              "n_cells_active", "best_sets", "de_embedding_genes", "family", "family_genes", "family_share",
-             "token_identity_r", "spelling_score"]
+             "token_identity_r", "spelling_score", "layer_control"]
     return table[first]

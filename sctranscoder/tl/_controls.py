@@ -138,3 +138,64 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
                                         for (layer, side), features in enriched_features.items()}
     adata.uns[key_added] = table
     return table
+
+
+CONTROL_NAMES = {"random_directions": "random directions that fire as often",
+                 "untrained_model": "features of transcoders on the same model with re-initialised weights"}
+
+
+def _share(n_enriched: int, n_features: int) -> str:
+    return f"{n_enriched / n_features:.0%} ({n_enriched} of {n_features})" if n_features else "none (no feature fires)"
+
+
+def _p_text(p: float) -> str:
+    return f"p = {p:.1g}" if p < 0.01 else f"p = {p:.2f}"
+
+
+def control_headline(table: pd.DataFrame, layer: int, *, alpha: float = 0.05) -> str:
+    """One sentence a biologist can sign: a layer's enriched share of trained features beside each control's.
+
+    ``table`` is :func:`feature_controls`' table. When the trained features do not beat a control at ``alpha``
+    (one-sided Fisher's exact test), the sentence says so and what it means for reading this model's features.
+    """
+    rows = table[table.layer == layer].set_index("side")
+    if "trained" not in rows.index:
+        raise ValueError(f"the controls table has no trained row for layer {layer}; its layers: "
+                         f"{sorted(table.layer.unique())}.")
+    trained = rows.loc["trained"]
+    fdr = table.attrs.get("settings", {}).get("max_fdr", 0.05)
+    said = (f"{_share(int(trained.n_enriched), int(trained.n_features))} of layer {layer}'s features have a gene set "
+            f"enriched beyond spelling (FDR <= {fdr})")
+    beaten, not_beaten, skipped = [], [], []
+    for side, name in CONTROL_NAMES.items():
+        if side not in rows.index:
+            continue
+        row = rows.loc[side]
+        if not row.n_features and str(row.note).startswith("skipped"):
+            skipped.append(name)
+            continue
+        text = f"{_share(int(row.n_enriched), int(row.n_features))} of {name} ({_p_text(row.p_value)})"
+        (beaten if row.p_value < alpha else not_beaten).append(text)
+    if beaten:
+        said += ", against " + " and ".join(beaten)
+    if not_beaten:
+        said += ("; so are " if not beaten else "; but so are ") + " and ".join(not_beaten)
+        said += (". The trained features are not enriched more often than this control: on this model their "
+                 "gene lists describe where they fire, and are not by themselves evidence of biology")
+    said += "."
+    if skipped:
+        said += f" Not run here: {' and '.join(skipped)}."
+    return said
+
+
+def control_clause(table: pd.DataFrame, layer: int, *, alpha: float = 0.05) -> str:
+    """A short clause for a headline: the layer's enriched share of features beside the random directions'."""
+    rows = table[table.layer == layer].set_index("side")
+    if not {"trained", "random_directions"} <= set(rows.index):
+        return ""
+    trained, random = rows.loc["trained"], rows.loc["random_directions"]
+    shares = (f"{trained.fraction_enriched:.0%} of layer {layer}'s features are enriched beyond spelling against "
+              f"{random.fraction_enriched:.0%} of random directions firing as often, {_p_text(random.p_value)}")
+    if random.p_value < alpha:
+        return shares
+    return shares + ": no more than chance, so read this as a description of the feature, not as evidence"

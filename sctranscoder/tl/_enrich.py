@@ -109,6 +109,10 @@ def enrich_circuit(
     max_fdr: float | None = None,
     min_set_size: int = 3,
     fdr_over: str = "tested",
+    label_key: str | None = None,
+    n_null: int = 1000,
+    n_markers: int = 25,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Enrichment of a circuit's input genes (e.g. ``{cell_type: ranked input genes}``) in gene-set libraries.
 
@@ -123,6 +127,14 @@ def enrich_circuit(
         Keep each list's first genes (None: all).
     max_fdr, min_set_size, fdr_over
         As for :func:`enrich_features` (stricter than gseapy by default).
+    label_key
+        With ``adata``: the obs column of cell types the lists are named after. Each row then gets its controls:
+        ``Expression-matched P-value`` (against ``n_null`` random lists whose genes match the circuit's genes in
+        expression in that cell type), ``DE markers FDR`` (the same set on the type's top ``n_markers`` genes by
+        scanpy's ``rank_genes_groups``) and ``DE marker overlap`` (see
+        :func:`sctranscoder.tl._circuit_controls.add_circuit_controls`).
+    seed
+        Seed of the random lists.
 
     Returns
     -------
@@ -136,8 +148,16 @@ def enrich_circuit(
         if adata is None:
             raise ValueError("Pass background=<genes the model can see>, or adata (and model) to compute them.")
         background = visible_genes(adata, model)
-    return genesets.enrich(lists, gene_sets, background, max_fdr=max_fdr, min_set_size=min_set_size,
-                           fdr_over=fdr_over)
+    table = genesets.enrich(lists, gene_sets, background, max_fdr=max_fdr, min_set_size=min_set_size,
+                            fdr_over=fdr_over)
+    if label_key is None:
+        return table
+    if adata is None:
+        raise ValueError("label_key draws each circuit's controls from its cell type's cells: pass adata too.")
+    from ._circuit_controls import add_circuit_controls
+
+    return add_circuit_controls(table, lists, adata, label_key, background, gene_sets, model=model, n_null=n_null,
+                                n_markers=n_markers, min_set_size=min_set_size, seed=seed)
 
 
 def prerank_feature(
