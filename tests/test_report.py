@@ -120,7 +120,7 @@ def test_report_is_one_self_contained_file(report_path, adata):
     parser.feed(page)  # parses
     for label in TYPES:
         assert f"<h2>{label}</h2>" in page
-    assert "test model" in page and "Accuracy kept" in page and "0.0064" in page
+    assert "test model" in page and "Accuracy kept" in page and "0.6%" in page
     assert "accuracy_kept" not in page and "The second accuracy over the first" in page  # plain names, explained
     assert "Layer 1: 12 of its 12 transcoder features" in page  # the opening line names the layer
     for package in ("sctranscoder", "torch", "transformers", "scanpy", "gseapy", "numpy"):

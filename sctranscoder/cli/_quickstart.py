@@ -137,7 +137,7 @@ def cmd_quickstart(args) -> None:
     # 6. one self-contained HTML report
     start = time.perf_counter()
     report = _report(sct, test_cells, label_key, quality, feature_enrichment, controls, circuit_enrichment, circuits,
-                     args, out, model, transcoders)
+                     args, out, model, transcoders, adata.n_obs, int(held_out.sum()))
     timings["report"] = time.perf_counter() - start
 
     total = time.perf_counter() - clock
@@ -147,7 +147,7 @@ def cmd_quickstart(args) -> None:
 
 
 def _report(sct, cells, label_key, quality, feature_enrichment, controls, circuit_enrichment, circuits, args, out,
-            model, transcoders):
+            model, transcoders, n_cells: int, n_held: int):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,6 +165,10 @@ def _report(sct, cells, label_key, quality, feature_enrichment, controls, circui
         marker_sets=sct.datasets.PBMC68K_MARKER_SETS,
         parameters={f"{section}.{key}": value for section, values in _run_sections(args).items()
                     if section != "quickstart" for key, value in values.items()})
+    content.summary = (
+        f"Everything below is measured on {cells.n_obs} of the {n_cells:,} PBMCs: held-out cells the model never "
+        f"trained on ({n_held} are held out, and {cells.n_obs} of them, drawn across the cell types, keep a first "
+        "run to minutes; --eval-cells takes more). " + content.summary)
     _add_circuit_views(sct, content, circuits, feature_enrichment, max(int(k) for k in quality.index if k != "all"))
     for figure in figures.values():
         plt.close(figure)

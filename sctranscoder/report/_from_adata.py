@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..tl._cards import SMALL_GROUP  # one threshold for cards and sections
 from ._content import CellTypeSection, ReportContent
 
 ENRICHMENT_COLUMNS = ["feature", "Gene_set", "Term", "Overlap", "P-value", "Adjusted P-value", "Matched P-value",
@@ -51,9 +52,12 @@ def _marker_reason(label, marker_sets, background) -> str:
     seen = [g for g in markers if g in set(background)]
     if len(seen) >= 3:
         return ""
+    if not seen:
+        return (f"none of the {len(markers)} genes of its marker set '{term}' is in the model's gene list, so it "
+                "cannot be tested (3 are needed)")
     return (f"only {len(seen)} of the {len(markers)} genes of its marker set '{term}' "
-            f"{'is' if len(seen) == 1 else 'are'} in the model's gene list{' (' + ', '.join(seen) + ')' if seen else ''}"
-            ", so it cannot be tested (3 are needed)")
+            f"{'is' if len(seen) == 1 else 'are'} in the model's gene list ({', '.join(seen)}), so it cannot be "
+            "tested (3 are needed)")
 
 
 def _signable(heads) -> pd.DataFrame:
@@ -71,7 +75,7 @@ def _flag_reason(entry) -> str:
         shared = str(entry["Overlap"]).split("/")[0]
         return (f"only {shared} of its genes are shared ({entry.Genes}): too few to name a cell type or pathway "
                 "(3 are needed)")
-    return "only through a disease or pathogen set, which is not headlined"
+    return "it is a disease or pathogen set, and those are not headlined"
 
 
 def _described(entry, genes: bool = False) -> str:
@@ -161,7 +165,7 @@ def cell_type_sections(
     n_terms: int = 5,
     figures: bool = True,
     families: pd.Series | None = None,
-    small_group: int = 5,
+    small_group: int = SMALL_GROUP,
     **evidence,
 ) -> list[CellTypeSection]:
     """One section per label (largest first): its result in a sentence, its most specific features (by AUROC of
@@ -407,7 +411,7 @@ def from_adata(
         "disease, pathogen and drug sets last), the others listed under Also; entries are ranked by specificity "
         "(share of the set's visible genes hit) times effect (log2 odds ratio), and entries whose shared genes are "
         "one name family, that share fewer than 3 genes with the list, or that name a disease, are not headlined. "
-        "Cell types with fewer than 5 cells are marked "
+        f"Cell types with fewer than {SMALL_GROUP} cells are marked "
         "and not headlined.",
     ]
     return content

@@ -65,7 +65,9 @@ QUALITY_COLUMNS = {
     "dead_fraction": ("Silent features", "Share of features that never fire on these cells."),
     "dense_fraction": ("Always-on features", "Share of features that fire on a large part of all tokens."),
     "recovered_mean": ("Loss recovered", "How much of the prediction loss lost by replacing the MLP with its mean "
-                                         "output the transcoder wins back (1 = as good as the model)."),
+                                         "output the transcoder wins back (100% = as good as the model; above 100%: "
+                                         "with the transcoder the model predicts these cells' answers a little better "
+                                         "than with its own MLP, which happens on few cells and is not a flaw)."),
     "accuracy_clean": ("Cell-type accuracy, model", "Share of held-out cells whose type the model names "
                                                     "correctly."),
     "accuracy": ("Accuracy with transcoders", "The same with the MLP(s) replaced by the transcoder(s)."),
@@ -93,8 +95,10 @@ def _format(value, identifier: bool = False) -> tuple[str, str | None]:
     return str(value), None
 
 
-def table_html(frame: pd.DataFrame, *, index: bool = True, max_rows: int | None = 500, caption: str = "") -> str:
-    """A sortable HTML table (click a header to sort; numeric columns sort as numbers)."""
+def table_html(frame: pd.DataFrame, *, index: bool = True, max_rows: int | None = 500, caption: str = "",
+               texts: dict | None = None) -> str:
+    """A sortable HTML table (click a header to sort; numeric columns sort as numbers). ``texts``:
+    ``{column: [text shown per row]}`` for numeric columns shown otherwise (percentages), still sorted by value."""
     if frame is None or len(frame) == 0:
         return f'<p class="muted">{_e(caption + ": " if caption else "")}nothing to show.</p>'
     shown = frame.reset_index() if index and frame.index.name is not None else frame
@@ -110,11 +114,13 @@ def table_html(frame: pd.DataFrame, *, index: bool = True, max_rows: int | None 
     head = "".join(f"<th{number if n else ''}{roomy_class if w else ''}>{_e(c)}</th>"
                    for c, n, w in zip(shown.columns, numeric, wide))
     identifiers = [str(c) in IDENTIFIERS for c in shown.columns]
+    shown_texts = [(texts or {}).get(c) for c in shown.columns]
     rows = []
-    for record in shown.itertuples(index=False, name=None):
+    for i, record in enumerate(shown.itertuples(index=False, name=None)):
         cells = []
-        for value, is_number, identifier, roomy in zip(record, numeric, identifiers, wide):
+        for value, is_number, identifier, roomy, given in zip(record, numeric, identifiers, wide, shown_texts):
             text, sortable = _format(value, identifier)
+            text = given[i] if given is not None else text
             if is_number and sortable is not None:
                 cells.append(f'<td class="num" data-value="{_e(sortable)}">{_e(text)}</td>')
             else:
@@ -239,6 +245,16 @@ def quality_html(quality: pd.DataFrame) -> str:
     shown = [c for c in QUALITY_COLUMNS if c in quality.columns]
     if not shown:  # a table of other columns: shown as it is
         return table_html(quality)
+    texts = {}
+    for column in shown:  # shares as percentages, accuracies with the cells they are over; sorted by value
+        if column == "l0":
+            texts[column] = [f"{v:.1f}" for v in quality[column]]
+        elif column in ("accuracy", "accuracy_clean") and "n_cells" in quality:
+            texts[column] = [f"{v:.1%} ({round(v * n)} of {int(n)} cells)" if pd.notna(v) else ""
+                             for v, n in zip(quality[column], quality["n_cells"])]
+        else:
+            texts[column] = [f"{v:.1%}" if pd.notna(v) else "" for v in quality[column]]
+    texts = {QUALITY_COLUMNS[c][0]: t for c, t in texts.items()}
     frame = quality[shown].rename(columns={c: QUALITY_COLUMNS[c][0] for c in shown})
     frame.index = [("every layer at once" if str(i) == "all" else f"layer {i}") for i in frame.index]
     frame.index.name = "replaced"
@@ -248,7 +264,7 @@ def quality_html(quality: pd.DataFrame) -> str:
         every = ('<p class="muted">On the "every layer at once" row, variance missed, features per token and the '
                  "silent and always-on shares are means over the layers; loss recovered and the accuracies are "
                  "measured with every MLP replaced at once.</p>")
-    return table_html(frame) + every + f'<dl class="glossary">{glossary}</dl>'
+    return table_html(frame, texts=texts) + every + f'<dl class="glossary">{glossary}</dl>'
 
 
 def _join(value, n: int | None = None) -> str:

@@ -8,7 +8,7 @@ import pandas as pd
 from .._obs import require_obs_column
 from ._features import FEATURES_KEY, _activity, alive_features, feature_genes, feature_specificity
 
-SMALL_GROUP = 5  # labels with fewer cells: AUROC 1.0 and 2/3 overlaps come easily; marked, never headlined
+SMALL_GROUP = 10  # labels with fewer cells: AUROC 1.0 and 2/3 overlaps come easily; marked, never headlined
 
 
 def _label(card: dict) -> str:
@@ -61,7 +61,7 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
     -------
     One row per feature (index ``feature``): ``label``, ``top_genes`` (per-gene activity, pooled over every
     occurrence of the gene), ``top_cell_types`` (``"type (AUROC)"``), ``top_label``, ``auroc``, ``label_cells``,
-    ``small_group`` (fewer than 5 cells carry its top label), ``top_cells``, ``n_cells_active``, ``best_sets``
+    ``small_group`` (fewer than 10 cells carry its top label), ``top_cells``, ``n_cells_active``, ``best_sets``
     (headline sets beyond spelling, see :func:`headline_sets`), ``de_embedding_genes``, ``family``,
     ``family_genes`` (of the top ``n_top``), ``family_share``, ``token_identity_r``, ``spelling_score``,
     ``layer_control`` (the layer's control sentence; empty without ``controls``).

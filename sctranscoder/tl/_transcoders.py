@@ -145,7 +145,7 @@ def evaluate_transcoders(
     ``recovered_zero`` / ``recovered_mean`` (fraction of the loss gap to zero- and
     mean-ablation recovered; over the answer tokens when ``label_key`` is given, as
     C2S models are trained on those only, else over every token); with ``label_key``: ``accuracy``,
-    ``accuracy_clean`` and ``accuracy_kept``.
+    ``accuracy_clean``, ``accuracy_kept`` and ``n_cells`` (the cells the accuracies are over).
     """
     from .._progress import progress_bar
     from ..harvest import replace_mlp
@@ -196,7 +196,8 @@ def evaluate_transcoders(
         for key in [*layers, "all"]:
             chosen = transcoders if key == "all" else {key: transcoders[key]}
             kept = accuracy(as_replacements(chosen))
-            rows[key].update({"accuracy": kept, "accuracy_clean": clean, "accuracy_kept": kept / clean})
+            rows[key].update({"accuracy": kept, "accuracy_clean": clean, "accuracy_kept": kept / clean,
+                              "n_cells": len(truth)})
     bar.close()
     return evaluation_table(rows)
 
