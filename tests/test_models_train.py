@@ -229,13 +229,16 @@ def test_small_data_defaults():
     recipe = Recipe()
     assert recipe.validation_fraction(48) == 0  # 7 validation cells would choose an epoch by noise
     assert recipe.validation_fraction(160) == 0.15 and Recipe(validation_size=0.3).validation_fraction(48) == 0.3
-    assert recipe.epochs_for(10_000) == 10  # large data: the usual epochs
+    assert recipe.validation_fraction(20_000) * 20_000 == 500  # enough to choose an epoch by
+    assert recipe.epochs_for(1_600) == 10  # the usual epochs while they fit in max_steps
+    assert recipe.epochs_for(10_000) == 1000 // 625  # large data: whole epochs within max_steps
+    assert recipe.epochs_for(100_000) == 1 and Recipe(max_steps=None).epochs_for(10_000) == 10
     steps_per_epoch = -(-136 // recipe.batch_size)
     assert recipe.epochs_for(136) == -(-recipe.min_steps // steps_per_epoch)  # small data: enough steps
     assert Recipe(epochs=3).epochs_for(136) == 3
     # a new model on few cells: one token per gene and the top genes only; on many cells, as real C2S models
     assert (recipe.tokenizer_kind(136), recipe.prompt_genes(136)) == ("word", 50)
-    assert (recipe.tokenizer_kind(5000), recipe.prompt_genes(5000)) == ("word", None)  # one token per gene at any size
+    assert (recipe.tokenizer_kind(5000), recipe.prompt_genes(5000)) == ("word", 100)  # one token per gene at any size
     assert Recipe(tokenizer="sentencepiece").tokenizer_kind(136) == "sentencepiece"
 
     from sctranscoder.models._train import training_prompt_settings

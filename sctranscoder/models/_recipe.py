@@ -11,11 +11,20 @@ VALIDATION_SIZE = 0.15
 MIN_VALIDATION_CELLS = 20  # fewer validation cells measure an epoch too coarsely to choose it
 MIN_STEPS = 800  # few cells give few steps an epoch; a model trained from scratch needs this many to pass chance well
 MAX_AUTO_EPOCHS = 100
+MAX_STEPS = 1000
+"""Optimizer steps ``epochs=None`` runs at most (whole epochs, at least one). Measured on simulated atlases
+(docs/benchmarks/train_recipe.md): about 850 steps reach the regression at every size from 2,000 cells, and
+ten epochs of 20,000 cells would take over an hour on 2 CPU cores."""
+MAX_VALIDATION_CELLS = 500  # enough to choose an epoch; scoring more every epoch costs time and tells no more
 PATIENCE = 3  # epochs without a better validation accuracy before training stops
 SMALL_DATA_CELLS = 500  # fewer training cells than this: a smaller model and dropout copies (see Recipe)
 SMALL_CONFIG = {"hidden_size": 64, "layers": 2, "heads": 4}
 SMALL_DATA_AUGMENT = 2
 SMALL_DATA_GENES = 50  # on a few hundred cells the top genes carry the type; longer prompts add noise and time
+DATA_GENES = 100
+"""Genes per prompt of a model trained from scratch on :data:`SMALL_DATA_CELLS` training cells or more: a step
+costs about linearly in prompt length, and 200 genes (real C2S prompts) would put 5,000 cells over 5 minutes
+on 2 CPU cores (docs/benchmarks/train_recipe.md)."""
 TOKENIZER = "word"
 """The tokenizer a model trained from scratch learns: one token per gene. Measured on simulated atlases that a
 regression separates at 0.99 or more (docs/benchmarks/train_recipe.md): with byte-level BPE and 200 genes a model
@@ -38,6 +47,8 @@ class TrainConfig:
     """Passes over the training examples; ``None``: :data:`DEFAULT_EPOCHS`, or more to reach ``min_steps``."""
     min_steps: int = MIN_STEPS
     """Optimizer steps that ``epochs=None`` reaches at least (at most :data:`MAX_AUTO_EPOCHS` epochs)."""
+    max_steps: int | None = MAX_STEPS
+    """Optimizer steps that ``epochs=None`` runs at most, in whole epochs (at least one); ``None``: no cap."""
     batch_size: int = 16
     """Training examples per optimizer step."""
     learning_rate: float = 1e-3
@@ -54,7 +65,8 @@ class TrainConfig:
     """Fraction of each label held out, never trained on; scored at the end next to a logistic regression."""
     validation_size: float | None = None
     """Fraction of each label's training cells to choose the epoch on; ``None``: :data:`VALIDATION_SIZE` when
-    that gives at least :data:`MIN_VALIDATION_CELLS` cells, else none. 0: keep the last epoch."""
+    that gives at least :data:`MIN_VALIDATION_CELLS` cells (at most :data:`MAX_VALIDATION_CELLS` cells), else
+    none. 0: keep the last epoch."""
     patience: int | None = PATIENCE
     """With a validation split: stop when its accuracy has not improved for this many epochs (the best epoch is
     kept). ``None`` or 0: run every epoch."""
@@ -79,7 +91,9 @@ class TrainConfig:
         """The validation fraction for ``n_cells`` non-held-out cells."""
         if self.validation_size is not None:
             return float(self.validation_size)
-        return VALIDATION_SIZE if VALIDATION_SIZE * n_cells >= MIN_VALIDATION_CELLS else 0.0
+        if VALIDATION_SIZE * n_cells < MIN_VALIDATION_CELLS:
+            return 0.0
+        return min(VALIDATION_SIZE, MAX_VALIDATION_CELLS / n_cells)
 
     def small(self, n_cells: int) -> bool:
         """Whether ``n_cells`` training cells are a small data set."""
@@ -97,10 +111,10 @@ class TrainConfig:
             return self.tokenizer
         return TOKENIZER
 
-    def prompt_genes(self, n_cells: int) -> int | None:
+    def prompt_genes(self, n_cells: int) -> int:
         """Genes per sentence for a model trained from scratch on ``n_cells`` cells, where the user set none:
-        :data:`SMALL_DATA_GENES` on a small data set, else ``None`` (the prompt settings' default)."""
-        return SMALL_DATA_GENES if self.small(n_cells) else None
+        :data:`SMALL_DATA_GENES` on a small data set, else :data:`DATA_GENES`."""
+        return SMALL_DATA_GENES if self.small(n_cells) else DATA_GENES
 
     def model_config(self, config, n_cells: int):
         """The architecture to train from scratch: ``config``, or for ``None`` the default one, narrower and
@@ -114,7 +128,10 @@ class TrainConfig:
         if self.epochs is not None:
             return int(self.epochs)
         steps_per_epoch = math.ceil(n_examples / self.batch_size)
-        return min(max(DEFAULT_EPOCHS, math.ceil(self.min_steps / steps_per_epoch)), MAX_AUTO_EPOCHS)
+        epochs = min(max(DEFAULT_EPOCHS, math.ceil(self.min_steps / steps_per_epoch)), MAX_AUTO_EPOCHS)
+        if self.max_steps is not None:
+            epochs = min(epochs, max(1, self.max_steps // steps_per_epoch))
+        return epochs
 
     def stops_early(self) -> bool:
         """Whether a validation split may stop training before its last epoch."""

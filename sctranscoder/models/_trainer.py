@@ -74,7 +74,8 @@ class C2STrainer:
         genes = self.recipe.prompt_genes(len(self.train_index)) if self.genes_from_recipe else None
         if genes is not None:
             self.settings = self.settings.updated(n_genes=genes)
-            self._choose("n_genes", genes, "small-data recipe")
+            self._choose("n_genes", genes, "small-data recipe" if self.recipe.small(len(self.train_index))
+                         else "recipe for a model trained from scratch: prompt length sets the time per step")
         self.match_sentences()
 
     def _choose(self, name: str, value, why: str) -> None:
@@ -204,7 +205,8 @@ class C2STrainer:
             raise ValueError(f"Prompts reach {longest} tokens but the model takes {limit}; lower n_genes.")
         self.epochs = self.recipe.epochs_for(len(self.train_examples))
         if self.recipe.epochs is None:
-            self._choose("epochs", self.epochs, f"at least min_steps={self.recipe.min_steps} optimizer steps")
+            self._choose("epochs", self.epochs, f"at least min_steps={self.recipe.min_steps} and at most "
+                         f"max_steps={self.recipe.max_steps} optimizer steps, in whole epochs")
 
     def setup(self) -> None:
         """Split, sentences and prompts, tokenizer and model, examples."""
