@@ -113,8 +113,10 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
         counts["random_directions"] = _enriched_features(scratch, model, {layer: directions}, layer, gene_sets,
                                                          "_control_random", n_top, test, progress)
         if untrained_model is not None:
+            # every cell trains the control: the model's recorded held-out cells may be all of these
             retrained = train_transcoders(scratch, untrained_model, [layer], cfg=transcoders[layer].cfg,
-                                          progress=progress, key_added="_control_transcoders")
+                                          held_out=np.zeros(scratch.n_obs, bool), progress=progress,
+                                          key_added="_control_transcoders")
             counts["untrained_model"] = _enriched_features(scratch, untrained_model, retrained, layer, gene_sets,
                                                            "_control_untrained", n_top, test, progress)
         for side in SIDES:
