@@ -22,7 +22,14 @@ class CellTypeSection:
     circuit_figure: Any = None
     """The circuit behind this cell type's prediction: a matplotlib Figure, PNG bytes, or a PNG path."""
     circuit_view: Any = None
-    """The same circuit, interactive: :func:`sctranscoder.report.circuit_view`'s data."""
+    """The same circuit, interactive: :func:`sctranscoder.report.circuit_view`'s data (shown instead of
+    ``circuit_figure``: a circuit is drawn once)."""
+    supernodes: pd.DataFrame | None = None
+    """The readable circuit: one row per supernode (``name``, ``n_features``, ``genes``, ``predicted_effect``,
+    ``measured_effect``, ...), as :func:`sctranscoder.tl.cell_type_circuit`'s ``result.supernodes``; shown
+    first, as genes -> supernodes -> call."""
+    supernode_share: float | None = None
+    """Share of the call the supernodes carry together (``result.supernode_share``)."""
     input_genes: Any = None
     """The circuit's ranked input genes: a DataFrame (one row per gene), a list, or a Series of scores."""
     validation: dict | None = None
@@ -37,7 +44,7 @@ class CellTypeSection:
     result: str = ""
     """The section's finding in one or two sentences, or that nothing passed and why (shown first)."""
     small_group: bool = False
-    """Too few cells (2-4) for its AUROCs and overlaps to mean much: marked, and nothing is headlined."""
+    """Too few cells (fewer than 10) for its AUROCs and overlaps to mean much: marked, and nothing is headlined."""
     headlines: pd.DataFrame | None = None
     """Headline gene sets of its features (:func:`sctranscoder.tl.headline_sets`); shown instead of ``enrichment``."""
     circuit_enrichment: pd.DataFrame | None = None

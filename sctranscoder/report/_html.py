@@ -16,6 +16,7 @@ import pandas as pd
 from .._atomic import atomic_path
 from ._assets import CSS, JS
 from ._circuit_view import VIEW_CSS, VIEW_JS, circuit_view_html
+from ._readable_circuit import READABLE_CSS, readable_circuit_html
 from ._content import ReportContent
 from ._glossary import glossary_html
 
@@ -333,9 +334,11 @@ def _section_html(section) -> str:
         parts.append(f'<p class="muted{" caution" if section.small_group else ""}">{_e(size)}</p>')
     result = section.result or "No result was computed for this cell type."
     parts.append(f'<p class="result"><strong>Result.</strong> {_e(result)}</p>')
+    if section.supernodes is not None:
+        parts.append(readable_circuit_html(section.name, section.supernodes, section.supernode_share))
     if section.text:
         parts.append(f"<p>{_e(section.text)}</p>")
-    if section.circuit_figure is not None:
+    if section.circuit_figure is not None and section.circuit_view is None:  # a circuit is drawn once
         parts.append("<h3>Circuit</h3>" + _figure(section.circuit_figure, f"Circuit behind '{section.name}'"))
     for heading, fragment in section.html.items():
         parts.append(f"<h3>{_e(heading)}</h3>{fragment}")
@@ -415,7 +418,7 @@ def render_html(content: ReportContent) -> str:
     body.append(glossary_html())
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(content.title)}</title><style>{CSS}{VIEW_CSS}</style><script>{JS}{VIEW_JS}</script></head>"
+            f"<title>{_e(content.title)}</title><style>{CSS}{VIEW_CSS}{READABLE_CSS}</style><script>{JS}{VIEW_JS}</script></head>"
             f"<body>{''.join(body)}</body></html>\n")
 
 
