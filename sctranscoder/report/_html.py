@@ -16,9 +16,9 @@ import pandas as pd
 from .._atomic import atomic_path
 from ._assets import CSS, JS
 from ._circuit_view import VIEW_CSS, VIEW_JS, circuit_view_html
-from ._readable_circuit import READABLE_CSS, readable_circuit_html
 from ._content import ReportContent
 from ._glossary import glossary_html
+from ._readable_circuit import READABLE_CSS, readable_circuit_html
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
