@@ -78,17 +78,22 @@ def one_run(dataset: str, n_cells: int, n_genes: int | None, options: dict, seed
            "C2S": round(evaluation["c2s_accuracy"], 3),
            "regression": round(evaluation["logistic_regression_accuracy"], 3),
            "gap (points)": round(100 * (evaluation["logistic_regression_accuracy"] - evaluation["c2s_accuracy"]), 1),
-           "epochs": meta["epochs"], "chosen epoch": meta.get("selected_epoch"), "steps": meta["steps"],
+           "epochs": meta["epochs"], "epochs run": meta.get("epochs_run", meta["epochs"]), "chosen epoch": meta.get("selected_epoch"), "steps": meta["steps"],
            "minutes": round(seconds / 60, 2), "peak MiB": round(peak_rss_mib())}
     if estimate is not None:
-        row["plan minutes"] = round(estimate.seconds / 60, 2)
-        row["plan / measured"] = round(estimate.seconds / seconds, 2)
+        row["plan minutes"] = round(estimate.total_seconds / 60, 2)
+        row["plan / measured"] = round(estimate.total_seconds / seconds, 2)
+        # early stopping runs fewer epochs than planned: the plan's figures scaled to the epochs that ran
+        ran = meta.get("epochs_run", meta["epochs"]) / estimate.epochs
+        s = estimate.seconds
+        row["plan / measured, epochs run"] = round(
+            (s["setup"] + (s["training"] + s["validation"]) * ran + s["held_out"]) / seconds, 2)
     return row
 
 
 def table(rows: list[dict]) -> str:
     columns = ["data set", "cells", "genes per prompt", "tokenizer", "C2S", "regression", "gap (points)", "epochs",
-               "chosen epoch", "minutes", "plan / measured", "peak MiB"]
+               "epochs run", "chosen epoch", "minutes", "plan / measured", "plan / measured, epochs run", "peak MiB"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row.get(c, "-")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
