@@ -16,7 +16,8 @@ _SECTIONS = {
     "train": ("layers", "activation", "k", "d_hidden", "skip", "steps", "batch_size", "lr", "transcoder_seed",
               "subsample", "train_cells", "eval_cells"),
     "circuits": ("cell_types", "n_largest", "n_cells", "method", "target", "max_feature_nodes", "max_nodes",
-                 "node_threshold", "edge_threshold", "min_feature_share", "validate_cells", "n_top_genes"),
+                 "node_threshold", "edge_threshold", "min_feature_share", "validate_cells", "knockout_cells", "knockout_genes",
+                 "knockout_draws", "knockout_fdr", "n_top_genes"),
 }
 
 

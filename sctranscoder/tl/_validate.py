@@ -222,3 +222,14 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         circuit.genes_by_knockout = measured.sort_values("knockout_effect", ascending=False, ignore_index=True)
         validation["genes_by_knockout"] = circuit.genes_by_knockout
     return validation
+
+
+def passing_genes(measured: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The rows of a measured knockout table (``genes_by_knockout``) that count as measured: those that pass
+    their rank-matched null, strongest effect first (a table without the null: positive effects); ``None``
+    when there is no table."""
+    if measured is None:
+        return None
+    if "passes" in measured:
+        return measured[measured.passes.astype(bool)].sort_values("effect", ascending=False, ignore_index=True)
+    return measured[measured.knockout_effect > 0].reset_index(drop=True)
