@@ -54,7 +54,9 @@ class CellTypeCircuit:
     """Attribution against gene knockouts and the circuit's feature share (``validate=True``, see
     :func:`sctranscoder.tl.validate_circuit`)."""
     genes_by_knockout: pd.DataFrame | None = None
-    """Genes ranked by measured knockout effect on log P(cell type) (``rank_genes_by="knockout"``)."""
+    """Genes ranked by knockout effect on log P(cell type) (``rank_genes_by="knockout"``), with their
+    rank-matched null (``effect``, ``ci_low``, ``ci_high``, ``null_mean``, ``null_sd``, ``z``, ``p_value``,
+    ``fdr``); only rows with ``passes`` count as measured."""
 
     def input_genes(self, n: int | None = None) -> dict:
         """``{cell_type: genes}``: the genes that push the call towards this cell type, strongest first
