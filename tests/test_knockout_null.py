@@ -240,3 +240,18 @@ def test_only_passing_genes_are_measured_and_none_passing_is_said():
         sct.report.CellTypeSection("T", input_genes=none.genes, validation=none.validation)]))
     assert "No gene&#x27;s knockout moved P(T) more than knocking out a random gene" in html
     assert "0 of 3 tested, in 8 cells" in html
+
+
+@pytest.mark.parametrize("option,value,said", [("knockout_draws", 1, "--knockout-draws 1 must be 0"),
+                                               ("knockout_fdr", 0.0, "--knockout-fdr 0.0 must be in"),
+                                               ("knockout_cells", 0, "--knockout-cells 0 must be at least 1")])
+def test_cli_refuses_a_null_it_cannot_run(option, value, said):
+    from types import SimpleNamespace
+
+    from sctranscoder.cli._commands import UsageError, run_circuits
+
+    args = SimpleNamespace(cell_types="A", validate_cells=None, knockout_draws=4, knockout_fdr=0.05,
+                           knockout_cells=20, knockout_genes="top")
+    setattr(args, option, value)
+    with pytest.raises(UsageError, match=re.escape(said)):
+        run_circuits(None, SimpleNamespace(labels=["A", "B"]), {}, args, "cell_type")

@@ -247,6 +247,13 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
     validate_cells = getattr(args, "validate_cells", None)
     if validate_cells is not None and validate_cells < 0:
         raise UsageError(f"--validate-cells {validate_cells} must be 0 (no knockouts) or more")
+    draws, fdr = getattr(args, "knockout_draws", 4), getattr(args, "knockout_fdr", 0.05)
+    if draws < 0 or draws == 1:
+        raise UsageError(f"--knockout-draws {draws} must be 0 (no null) or at least 2")
+    if not 0 < fdr <= 1:
+        raise UsageError(f"--knockout-fdr {fdr} must be in (0, 1]")
+    if getattr(args, "knockout_cells", None) is not None and args.knockout_cells < 1:
+        raise UsageError(f"--knockout-cells {args.knockout_cells} must be at least 1")
     results = {}
     for cell_type in cell_types:
         results[cell_type] = sct.tl.cell_type_circuit(
@@ -259,8 +266,7 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
             sct.tl.validate_circuit(adata, model, transcoders, results[cell_type], rank_by_knockout=True,
                                     n_cells=validate_cells, knockout_cells=getattr(args, "knockout_cells", None),
                                     rank_genes=getattr(args, "knockout_genes", "sentence"),
-                                    n_draws=getattr(args, "knockout_draws", 4),
-                                    max_fdr=getattr(args, "knockout_fdr", 0.05), progress=progress)
+                                    n_draws=draws, max_fdr=fdr, progress=progress)
     return results
 
 

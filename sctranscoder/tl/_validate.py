@@ -70,7 +70,8 @@ def knockout_cell_names(adata, circuit, traced: list, n: int | None, seed: int) 
     if label_key is None or label_key not in adata.obs:
         return list(traced)
     same = adata.obs_names[(adata.obs[label_key].astype(str) == str(circuit.cell_type)).to_numpy()]
-    others = [c for c in same if c not in set(traced)]
+    taken = set(traced)
+    others = [c for c in same if c not in taken]
     rng = np.random.default_rng(seed)
     extra = sorted(rng.choice(len(others), size=min(n - len(traced), len(others)), replace=False).tolist())
     return list(traced) + [others[i] for i in extra]
