@@ -146,7 +146,11 @@ def test_validate_circuit_against_knockouts(scored):
     assert set(gradient["genes"].gene) <= set(measured.gene) and "gradient" in measured
     html = sct.report.render_html(sct.report.ReportContent(cell_types=[
         sct.report.CellTypeSection(cell_type, input_genes=result.genes, validation=validation)]))
-    assert "Attributed against measured" in html and "Genes ranked by measured knockout effect" in html
+    assert "Attributed against measured" in html and "Genes whose knockout passes a random gene at the same rank" in html
+    # every gene was set against random genes knocked out at the same ranks of the same cells
+    null = validation["knockout_null"]
+    assert validation["n_cells_knockout"] == 2 and (null.n_cells <= 2).all() and not null.passes.any()  # 2 < 3 cells
+    assert {"effect", "z", "fdr", "passes"} <= set(measured) and validation["message"].startswith("No gene's")
     with pytest.raises(ValueError, match="rank_genes_by"):
         sct.tl.cell_type_circuit(adata, model, transcoders, cell_type, rank_genes_by="magic", progress=False)
 

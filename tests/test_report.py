@@ -232,22 +232,36 @@ def test_a_two_gene_overlap_is_not_a_headline():
     said = _result("T reg", section, None, None, heads, None, "", True, 0.05, None)
     assert "enriched for" not in said
     assert "reach Memory B cell" in said and "only 2 of its genes are shared (CD27, CRIP1)" in said
-    # when the genes tested are the measured ones, the result says so
-    section.validation = {"genes_by_knockout": pd.DataFrame({"gene": ["CD27"], "knockout_effect": [0.1]})}
+    # when the genes tested are the measured ones (they pass their rank-matched null), the result says so
+    table = pd.DataFrame({"gene": ["CD27"], "knockout_effect": [0.1], "effect": [0.2], "passes": [True]})
+    section.validation = {"genes_by_knockout": table, "n_cells_knockout": 9}
     said = _result("T reg", section, None, None, heads, None, "", True, 0.05, None)
-    assert said.startswith("The genes whose knockout lowers P(T reg) reach Memory B cell")
+    assert said.startswith("The 1 gene whose knockout lowers P(T reg) beyond a random gene at the same rank (in 9 "
+                           "cells) reach Memory B cell")
+    section.validation = {"genes_by_knockout": table.assign(passes=False), "n_cells_knockout": 9}
+    said = _result("T reg", section, None, None, heads, None, "", True, 0.05, None)
+    assert said.startswith("No gene's knockout moved P(T reg) more than knocking out a random gene at the same rank "
+                           "in these 9 cells. Its circuit's input genes reach Memory B cell")
+    # knockout effects never set against their null are not called measured
+    section.validation = {"genes_by_knockout": table.drop(columns=["effect", "passes"])}
+    said = _result("T reg", section, None, None, heads, None, "", True, 0.05, None)
+    assert said.startswith("Its circuit's input genes reach Memory B cell")
 
 
 def test_measured_gene_ranking_is_shown_beside_the_attributed_one(tmp_path):
-    """With a knockout check, the measured ranking is the list to read; the circuit's ranking sits beside it."""
+    """With a knockout check, the genes that pass their rank-matched null are the measured list; the circuit's
+    ranking sits beside it."""
     from sctranscoder.cli._commands import read_validation, write_validation
 
     attributed = pd.DataFrame({"gene": ["LYZ", "CD79A", "MS4A1"], "attribution": [0.9, 0.5, -0.1],
                                "influence": [0.3, 0.2, 0.1], "n_cells": [2, 2, 1], "fraction_of_cells": [1, 1, 0.5]})
     measured = pd.DataFrame({"gene": ["CD79A", "MS4A1", "LYZ"], "knockout_effect": [0.8, 0.3, -0.2],
                              "knockout_effect_logodds": [1.1, 0.4, -0.3], "attribution": [0.5, -0.1, 0.9],
-                             "n_cells": [2, 1, 2], "features": ["L1/F7, L2/F3", "", "L0/F1"]})
-    validation = {"n_cells": 2, "n_genes": 3, "spearman": -0.5, "sign_agreement_top5": 2 / 3, "feature_share": 0.83,
+                             "n_cells": [8, 5, 8], "features": ["L1/F7, L2/F3", "", "L0/F1"],
+                             "effect": [1.1, 0.4, -0.3], "ci_low": [0.6, 0.1, -0.6], "ci_high": [1.6, 0.7, 0.0],
+                             "null_mean": [0.01, -0.02, 0.0], "null_sd": [0.05, 0.05, 0.05], "z": [21.8, 8.4, -6.0],
+                             "p_value": [1e-9, 1e-6, 1.0], "fdr": [3e-9, 1.5e-6, 1.0], "passes": [True, True, False]})
+    validation = {"n_cells": 2, "n_cells_knockout": 8, "max_fdr": 0.05, "min_cells": 3, "message": "", "n_genes": 3, "spearman": -0.5, "sign_agreement_top5": 2 / 3, "feature_share": 0.83,
                   "ablation": "zero", "circuit_features_cells": [140, 152], "genes_by_knockout": measured,
                   "genes": attributed[["gene", "attribution"]].assign(knockout_effect=[-0.2, 0.8, 0.3])}
     write_validation(validation, tmp_path, "CD19+_B")  # what `circuits` writes and `report` reads back
@@ -258,15 +272,21 @@ def test_measured_gene_ranking_is_shown_beside_the_attributed_one(tmp_path):
             sct.report.CellTypeSection("CD19+ B", input_genes=attributed, validation=shown)]))
         genes = page[page.index("Circuit genes: measured and attributed"):]
         # the measured table comes first, in its own order, labelled; the attributed one beside it
-        left, right = genes.index('tag measured">measured</span> Genes ranked by measured knockout effect'), \
+        left, right = genes.index('tag measured">measured</span> Genes whose knockout passes a random gene at the '
+                                  'same rank (2 of 3 tested, in 8 cells)'), \
             genes.index('tag attributed">attributed</span> The circuit')
         assert left < right
         table = genes[left:right]
-        assert table.index(">CD79A<") < table.index(">MS4A1<") < table.index(">LYZ<")
+        assert table.index(">CD79A<") < table.index(">MS4A1<") and ">LYZ<" not in table  # LYZ does not pass
         assert "knockout effect (measured)" in table and "circuit features it feeds (attributed)" in table
+        assert "random gene, same rank" in table and "0.6 to 1.6" in table and "list to read" not in table
         assert "L1/F7, L2/F3" in table
         assert genes[right:].index(">LYZ<") < genes[right:].index(">CD79A<")
         assert "83%" in page and "140, 152 features per cell" in page
+    older = {**validation, "genes_by_knockout": measured.drop(columns=["passes"])}  # effects without their null
+    page = sct.report.render_html(sct.report.ReportContent(cell_types=[
+        sct.report.CellTypeSection("CD19+ B", input_genes=attributed, validation=older)]))
+    assert "Genes ranked by knockout effect (no null)" in page and "none is called measured" in page
     alone = sct.report.render_html(sct.report.ReportContent(cell_types=[
         sct.report.CellTypeSection("CD19+ B", input_genes=attributed)]))
     section = alone.split("<section", 1)[1].split("</section>", 1)[0]  # the glossary after it explains both words

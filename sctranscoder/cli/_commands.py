@@ -173,14 +173,15 @@ def largest_types(adata, label_key: str, n: int, known) -> list[str]:
 
 
 def write_validation(validation: dict, out: Path, safe: str) -> None:
-    """A circuit's knockout check, in ``out``: ``{safe}_knockouts.csv`` (genes ranked by measured effect),
-    ``{safe}_attributed_vs_knockout.csv`` (the attributed top genes with their measured effect) and
+    """A circuit's knockout check, in ``out``: ``{safe}_knockouts.csv`` (genes ranked by knockout effect, with
+    their rank-matched null: ``passes`` marks the measured ones), ``{safe}_knockout_null.csv`` (the per-gene
+    test), ``{safe}_attributed_vs_knockout.csv`` (the attributed top genes with their knockout effect) and
     ``{safe}.json`` (the figures); :func:`read_validation` reads them back."""
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
 
-    tables = {"genes_by_knockout": "knockouts", "genes": "attributed_vs_knockout"}
+    tables = {"genes_by_knockout": "knockouts", "genes": "attributed_vs_knockout", "knockout_null": "knockout_null"}
     for key, name in tables.items():
         if isinstance(validation.get(key), pd.DataFrame):
             with atomic_path(out / f"{safe}_{name}.csv") as tmp:
@@ -200,7 +201,8 @@ def read_validation(folder: Path, safe: str) -> dict | None:
     if not path.is_file():
         return None
     validation = json.loads(path.read_text())
-    for key, name in (("genes_by_knockout", "knockouts"), ("genes", "attributed_vs_knockout")):
+    for key, name in (("genes_by_knockout", "knockouts"), ("genes", "attributed_vs_knockout"),
+                      ("knockout_null", "knockout_null")):
         table = folder / f"{safe}_{name}.csv"
         if table.is_file():
             frame = pd.read_csv(table, keep_default_na=False, na_values=[""])  # a gene called NA stays a gene
@@ -253,6 +255,13 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
     validate_cells = getattr(args, "validate_cells", None)
     if validate_cells is not None and validate_cells < 0:
         raise UsageError(f"--validate-cells {validate_cells} must be 0 (no knockouts) or more")
+    draws, fdr = getattr(args, "knockout_draws", 4), getattr(args, "knockout_fdr", 0.05)
+    if draws < 0 or draws == 1:
+        raise UsageError(f"--knockout-draws {draws} must be 0 (no null) or at least 2")
+    if not 0 < fdr <= 1:
+        raise UsageError(f"--knockout-fdr {fdr} must be in (0, 1]")
+    if getattr(args, "knockout_cells", None) is not None and args.knockout_cells < 1:
+        raise UsageError(f"--knockout-cells {args.knockout_cells} must be at least 1")
     results = {}
     for cell_type in cell_types:
         results[cell_type] = sct.tl.cell_type_circuit(
@@ -263,7 +272,9 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
             min_feature_share=getattr(args, "min_feature_share", 0.8) or None, progress=progress)
         if validate_cells is None or validate_cells > 0:  # the measured gene ranking, the one to read genes from
             sct.tl.validate_circuit(adata, model, transcoders, results[cell_type], rank_by_knockout=True,
-                                    n_cells=validate_cells, progress=progress)
+                                    n_cells=validate_cells, knockout_cells=getattr(args, "knockout_cells", None),
+                                    rank_genes=getattr(args, "knockout_genes", "sentence"),
+                                    n_draws=draws, max_fdr=fdr, progress=progress)
     return results
 
 
@@ -285,12 +296,22 @@ def circuit_line(result) -> str:
 
 
 def genes_line(result, n: int = 8) -> str:
-    """The top genes, measured (knockouts) when the circuit was validated, and attributed."""
+    """The top genes, measured (knockouts that pass their rank-matched null) when the circuit was validated, and
+    attributed; in words when no knockout passes."""
+    from sctranscoder.tl._validate import passing_genes
+
     attributed = f"attributed {', '.join(result.genes.gene.head(n))}"
-    measured = result.genes_by_knockout
+    measured = passing_genes(result.genes_by_knockout)
     if measured is None:
         return f"top genes ({attributed})"
-    return f"top genes by knockout (measured) {', '.join(measured.gene.head(n))}; {attributed}"
+    validation = result.validation or {}
+    cells = validation.get("n_cells_knockout", validation.get("n_cells", 0))
+    if not len(measured):
+        said = validation.get("message") or (f"No gene's knockout moved P({result.cell_type}) more than knocking "
+                                             f"out a random gene at the same rank in these {cells} cells.")
+        return f"{said} Top genes ({attributed})"
+    return (f"top genes by knockout (measured, beyond random genes at the same rank, {cells} cells) "
+            f"{', '.join(measured.gene.head(n))}; {attributed}")
 
 
 def cmd_circuits(args) -> None:

@@ -96,8 +96,18 @@ def _circuit_options(parser) -> None:
                         help="complete graphs: grow each cell's circuit until its features alone carry this share of "
                              "the label's log-odds (0: keep circuit-tracer's pruned circuit)")
     parser.add_argument("--validate-cells", type=int, default=None,
-                        help="knock every sentence gene out of this many traced cells per type and rank genes by the "
-                             "measured effect (default: every traced cell; 0: no knockouts)")
+                        help="check the circuit in this many traced cells per type: attributions against knockouts, "
+                             "feature share (default: every traced cell; 0: no knockouts)")
+    parser.add_argument("--knockout-cells", type=int, default=20,
+                        help="knock genes out of up to this many cells per type (the traced ones first), each gene "
+                             "tested against random genes knocked out at the same sentence positions")
+    parser.add_argument("--knockout-genes", choices=["top", "sentence"], default="top",
+                        help="genes knocked out: the circuit's top attributed and gradient genes, or every gene of "
+                             "the sentences (200 scoring prompts a cell)")
+    parser.add_argument("--knockout-draws", type=int, default=4,
+                        help="random rank-matched knockouts per tested gene and cell (the null)")
+    parser.add_argument("--knockout-fdr", type=float, default=0.05,
+                        help="a gene is measured where its knockout passes the null at this FDR")
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -244,6 +254,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("--eval-cells", type=int, default=64, help="held-out cells for evaluation and circuits")
     _circuit_options(p)
     p.add_argument("--n-top-genes", type=int, default=25, help="circuit genes tested for enrichment per cell type")
-    # a quick run: fewer cells, a small node budget (the library default is 1,024), knockouts in 2 cells per type
+    # a quick run: fewer cells, a small node budget (the library default is 1,024), circuits checked in 2 traced
+    # cells per type; knockouts of the top genes in every held-out cell of the type sampled (up to 20)
     p.set_defaults(n_cells=4, max_nodes=40, max_feature_nodes=64, validate_cells=2)
     return parser, subs

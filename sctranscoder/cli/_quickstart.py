@@ -16,7 +16,8 @@ _SECTIONS = {
     "train": ("layers", "activation", "k", "d_hidden", "skip", "steps", "batch_size", "lr", "transcoder_seed",
               "subsample", "train_cells", "eval_cells"),
     "circuits": ("cell_types", "n_largest", "n_cells", "method", "target", "max_feature_nodes", "max_nodes",
-                 "node_threshold", "edge_threshold", "min_feature_share", "validate_cells", "n_top_genes"),
+                 "node_threshold", "edge_threshold", "min_feature_share", "validate_cells", "knockout_cells", "knockout_genes",
+                 "knockout_draws", "knockout_fdr", "n_top_genes"),
 }
 
 
@@ -204,7 +205,8 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
     if "accuracy_kept" in quality:
         print(f"  all MLPs replaced: cell-type accuracy {every.accuracy:.3f} vs {every.accuracy_clean:.3f} "
               f"({every.accuracy_kept:.0%} kept), loss recovered {every.recovered_mean:.3f} (against mean ablation)")
-    print("  circuits: top genes (by measured knockout effect where validated), and the best gene set among them (FDR)")
+    print("  circuits: top genes (measured: knockouts that beat random genes knocked out at the same rank, in the "
+          "cells named), and the best gene set among them (FDR)")
     for cell_type, result in circuits.items():
         print(f"    {cell_type:<30} {genes_line(result, 6)}")
         print(f"    {'':<30} {circuit_line(result)}")

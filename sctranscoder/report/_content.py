@@ -34,7 +34,8 @@ class CellTypeSection:
     """The circuit's ranked input genes: a DataFrame (one row per gene), a list, or a Series of scores."""
     validation: dict | None = None
     """The circuit checked against gene knockouts (:func:`sctranscoder.tl.validate_circuit`'s dict, optionally
-    with ``genes_by_knockout``: genes ranked by measured effect); shown beside the input genes."""
+    with ``genes_by_knockout``: genes ranked by knockout effect, ``passes`` marking those that beat their
+    rank-matched null, the only ones shown as measured); shown beside the input genes."""
     features: pd.DataFrame | None = None
     """Its top features: one row each (e.g. feature, AUROC, Cohen's d, fraction of cells active, genes)."""
     enrichment: pd.DataFrame | None = None

@@ -6,6 +6,7 @@ import pandas as pd
 
 from ..tl._cards import SMALL_GROUP  # one threshold for cards and sections
 from ._content import CellTypeSection, ReportContent
+from ._measured import knockout_cells, measured_genes, no_pass_sentence
 
 ENRICHMENT_COLUMNS = ["feature", "Gene_set", "Term", "Overlap", "P-value", "Adjusted P-value", "Matched P-value",
                       "Odds Ratio", "Genes"]
@@ -106,8 +107,15 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
         return (f"{label} has only {section.n_cells} cells here: too few for its features' AUROCs or gene-set "
                 "overlaps to carry weight, so nothing is headlined.")
     said = []
-    measured = isinstance((getattr(section, "validation", None) or {}).get("genes_by_knockout"), pd.DataFrame)
-    subject = f"The genes whose knockout lowers P({label})" if measured else "Its circuit's input genes"
+    validation = getattr(section, "validation", None)
+    passing = measured_genes(validation)
+    if passing is not None and len(passing):
+        subject = (f"The {len(passing)} gene{'s' if len(passing) != 1 else ''} whose knockout lowers P({label}) beyond a random gene at the same rank "
+                   f"(in {knockout_cells(validation)} cells)")
+    else:
+        subject = "Its circuit's input genes"
+        if passing is not None:  # knockouts were set against their null and none passed: say so first
+            said.append(no_pass_sentence(validation, f"P({label})"))
     circuit_good, feature_good = _signable(circuit_heads), _signable(headlines)
     if len(circuit_good):
         best = circuit_good.iloc[0]

@@ -18,6 +18,7 @@ from ._assets import CSS, JS
 from ._circuit_view import VIEW_CSS, VIEW_JS, circuit_view_html
 from ._content import ReportContent
 from ._glossary import glossary_html
+from ._measured import has_null, knockout_cells, measured_genes, no_pass_sentence
 from ._readable_circuit import READABLE_CSS, readable_circuit_html
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -150,15 +151,40 @@ def _input_genes_frame(genes) -> pd.DataFrame:
     return pd.DataFrame({"rank": np.arange(1, len(genes) + 1), "gene": [str(g) for g in genes]})
 
 
-MEASURED_COLUMNS = {"knockout_effect": "knockout effect (measured)",
-                    "knockout_effect_logodds": "knockout effect on log-odds (measured)",
+MEASURED_COLUMNS = {"knockout_effect": "knockout effect on log P",
+                    "knockout_effect_logodds": "knockout effect on log-odds",
+                    "effect": "knockout effect (measured)", "interval": "95% interval over cells",
+                    "null_mean": "random gene, same rank", "z": "z", "fdr": "FDR",
                     "attribution": "contribution (attributed)", "gradient": "attention-mask gradient (attributed)",
-                    "n_cells": "validated cells with the gene", "features": "circuit features it feeds (attributed)"}
-MEASURED_NOTE = ("Measured: the drop in log P(cell type) over all candidate labels when the gene's expression is set "
-                 "to 0 in a cell and its sentence rebuilt, re-scored by the model, mean over the validated cells "
-                 "(0 where the gene is not in a cell's sentence). This is the list to read genes from. The "
-                 "attributed columns are the circuit's account of it: the gene's linearized contribution to the "
-                 "call and the circuit features its tokens feed, the mechanism offered for the measured effect.")
+                    "n_cells": "cells with the gene", "features": "circuit features it feeds (attributed)"}
+MEASURED_NOTE = ("Measured: the drop in the log-odds of the cell type over all candidate labels when the gene's "
+                 "expression is set to 0 in a cell and its sentence rebuilt, re-scored by the model; mean over the "
+                 "cells whose sentence holds the gene, with its 95% interval over those cells. Removing any gene moves "
+                 "every gene below it up one place, so every knockout moves the call a little: each gene is set "
+                 "against random genes knocked out at the same sentence positions in the same cells (their mean "
+                 "effect, z, FDR). Only genes whose effect is positive and passes that null (FDR < {fdr:g}, in at "
+                 "least {min_cells} cells) are listed. The attributed columns are the circuit's account of them: the "
+                 "gene's linearized contribution to the call and the circuit features its tokens feed.")
+MEASURED_NOTE_NO_NULL = ("Knockout effect: the drop in log P(cell type) over all candidate labels when the gene's "
+                         "expression is set to 0 in a cell and its sentence rebuilt, mean over the validated cells. "
+                         "These effects were not set against random knockouts at the same rank (removing any gene "
+                         "moves the call a little), so none is called measured here.")
+
+
+def _measured_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader compares, named for reading; the CSV keeps the rest."""
+    frame = table.copy()
+    if {"ci_low", "ci_high"} <= set(frame):
+        frame["interval"] = [f"{lo:.3g} to {hi:.3g}" if np.isfinite(lo) else "n/a"
+                             for lo, hi in zip(frame.ci_low, frame.ci_high)]
+    keep = ("gene", "effect", "interval", "null_mean", "z", "fdr", "n_cells", "knockout_effect", "attribution",
+            "features")
+    frame = frame[[c for c in keep if c in frame and not (c == "knockout_effect" and "effect" in frame)]]
+    if "features" in frame:  # the three strongest, so the table stays narrow
+        frame["features"] = [", ".join(str(f).split(", ")[:3]) if isinstance(f, str) else "" for f in frame.features]
+    frame = frame.rename(columns=MEASURED_COLUMNS)
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return frame
 
 
 def _share(value) -> str:
@@ -182,21 +208,34 @@ def circuit_genes_html(input_genes, validation: dict | None) -> str:
     measured = (validation or {}).get("genes_by_knockout")
     if not isinstance(measured, pd.DataFrame):
         return "<h3>Circuit input genes " + _tag("attributed") + "</h3>" + attributed
-    # the columns a reader compares; the CSV keeps the rest (log-odds effect, gradient, cells)
-    frame = measured[[c for c in ("gene", "knockout_effect", "attribution", "features") if c in measured]].copy()
-    if "features" in frame:  # the three strongest, so the table stays narrow
-        frame["features"] = [", ".join(str(f).split(", ")[:3]) if isinstance(f, str) else "" for f in frame.features]
-    frame = frame.rename(columns=MEASURED_COLUMNS)
-    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    attributed_half = f'<div><h4>{_tag("attributed")} The circuit\'s input genes</h4>{attributed}</div></div>'
+    if not has_null(validation):  # an older run: knockout effects without their null are not called measured
+        return ("<h3>Circuit genes: knockout effects and attributions</h3>"
+                '<div class="pair"><div><h4>Genes ranked by knockout effect (no null)</h4>'
+                f'<p class="muted">{_e(MEASURED_NOTE_NO_NULL)}</p>'
+                f"{table_html(_measured_frame(measured), index=False, max_rows=25)}</div>" + attributed_half)
+    passing, n_cells = measured_genes(validation), knockout_cells(validation)
+    note = MEASURED_NOTE.format(fdr=validation.get("max_fdr", 0.05), min_cells=validation.get("min_cells", 3))
+    if len(passing):
+        body = (f'<p class="muted">{_e(note)}</p>'
+                f"{table_html(_measured_frame(passing), index=False, max_rows=25)}")
+    else:
+        tried = measured[measured.n_cells > 0].sort_values("z", ascending=False).head(10)
+        body = (f"<p><strong>{_e(no_pass_sentence(validation, 'P(cell type)'))}</strong> So no gene is listed as "
+                f'measured for this cell type.</p><p class="muted">{_e(note)} The tested genes with the largest z, '
+                "none of which passes:</p>" + table_html(_measured_frame(tried), index=False))
     return ("<h3>Circuit genes: measured and attributed</h3>"
-            f'<div class="pair"><div><h4>{_tag("measured")} Genes ranked by measured knockout effect</h4>'
-            f'<p class="muted">{_e(MEASURED_NOTE)}</p>{table_html(frame, index=False, max_rows=25)}</div>'
-            f'<div><h4>{_tag("attributed")} The circuit\'s input genes</h4>{attributed}</div></div>')
+            f'<div class="pair"><div><h4>{_tag("measured")} Genes whose knockout passes a random gene at the same '
+            f"rank ({len(passing)} of {int((measured.n_cells > 0).sum())} tested, in {n_cells} cells)</h4>"
+            f"{body}</div>" + attributed_half)
 
 
 def validation_html(validation: dict) -> str:
     """Attributed against measured: the knockout check of a circuit's gene ranking, in words and tables."""
-    text = (f"Checked by experiment in {validation.get('n_cells', '?')} cells. {_tag('measured')} the drop in log "
+    where = (f"knockouts in {validation['n_cells_knockout']} cells of this type, the circuit's features in "
+             f"{validation.get('n_cells', '?')} traced cells" if "n_cells_knockout" in validation
+             else f"{validation.get('n_cells', '?')} cells")
+    text = (f"Checked by experiment ({where}). {_tag('measured')} the drop in log "
             "P(cell type) over all candidate labels when a gene's expression is set to 0 and the sentence rebuilt. "
             f"{_tag('attributed')} the gene's share of the circuit's target in the linearized model. Over the "
             f"{validation.get('n_genes', '?')} most attributed genes, Spearman "
@@ -215,7 +254,7 @@ def validation_html(validation: dict) -> str:
     if isinstance(validation.get("genes"), pd.DataFrame):
         parts.append(table_html(validation["genes"].rename(columns={
             "attribution": "contribution (attributed)", "knockout_effect": "knockout effect (measured)",
-            "signs_agree": "signs agree"}),
+            "signs_agree": "signs agree", "passes": "passes its null"}),
             index=False))
     return "".join(parts)
 
@@ -349,8 +388,10 @@ def _section_html(section) -> str:
     if section.validation is not None:
         parts.append(validation_html(section.validation))
     if section.circuit_enrichment is not None:
-        measured = isinstance((section.validation or {}).get("genes_by_knockout"), pd.DataFrame)
-        among = ("the genes whose knockout lowers P(cell type) " + _tag("measured")) if measured else \
+        passing = measured_genes(section.validation)
+        measured = passing is not None and len(passing) > 0
+        among = (f"the genes whose knockout lowers P(cell type) beyond a random gene at the same rank, in "
+                 f"{knockout_cells(section.validation)} cells " + _tag("measured")) if measured else \
             ("the circuit's input genes " + _tag("attributed"))
         parts.append(f"<h3>Circuit enrichment: gene sets among {among}</h3>"
                      + (headlines_html(section.circuit_enrichment, list_name=None) if len(section.circuit_enrichment) else

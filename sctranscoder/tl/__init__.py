@@ -18,6 +18,7 @@ from ._features import (
 )
 from ._harvest import harvest
 from ._knockout import knockout_genes
+from ._knockout_vs_null import knockout_test
 from ._perturb import perturb_features
 from ._plan import Plan, TrainingPlan, plan, plan_training
 from ._predict import predict_cell_types
@@ -73,6 +74,7 @@ __all__ = [
     "is_disease_term",
     "held_out_mask",
     "knockout_genes",
+    "knockout_test",
     "perturb_features",
     "predict_cell_types",
     "prerank_feature",

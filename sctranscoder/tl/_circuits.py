@@ -54,15 +54,20 @@ class CellTypeCircuit:
     """Attribution against gene knockouts and the circuit's feature share (``validate=True``, see
     :func:`sctranscoder.tl.validate_circuit`)."""
     genes_by_knockout: pd.DataFrame | None = None
-    """Genes ranked by measured knockout effect on log P(cell type) (``rank_genes_by="knockout"``)."""
+    """Genes ranked by knockout effect on log P(cell type) (``rank_genes_by="knockout"``), with their
+    rank-matched null (``effect``, ``ci_low``, ``ci_high``, ``null_mean``, ``null_sd``, ``z``, ``p_value``,
+    ``fdr``); only rows with ``passes`` count as measured."""
 
     def input_genes(self, n: int | None = None) -> dict:
         """``{cell_type: genes}``: the genes that push the call towards this cell type, strongest first
         (what :func:`sctranscoder.tl.enrich_circuit` tests): measured (knocking them out lowers P(cell type))
-        where the circuit was validated with ``rank_by_knockout``, else attributed."""
-        if self.genes_by_knockout is not None:
-            measured = self.genes_by_knockout
-            supporting = measured[measured.knockout_effect > 0].gene.tolist()
+        where the circuit was validated with ``rank_by_knockout`` and some gene passes its rank-matched null,
+        else attributed."""
+        from ._validate import passing_genes
+
+        measured = passing_genes(self.genes_by_knockout)
+        if measured is not None and len(measured):
+            supporting = measured.gene.tolist()
             return {self.cell_type: supporting[:n] if n is not None else supporting}
         supporting = self.genes[self.genes.attribution > 0].gene.tolist()
         return {self.cell_type: supporting[:n] if n is not None else supporting}

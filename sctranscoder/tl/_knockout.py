@@ -117,10 +117,18 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
     A knockout that leaves the sentence unchanged (the gene not expressed, or below
     the sentence's cut in ``"zero"`` mode) is not scored: its change is exactly 0.
     """
-    from ..prompt import resolve_cells
-
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} must be one of {MODES}.")
+    rows, encoded, per_cell_genes, reported, candidates = _prepare(adata, model, genes, cells, label_key, label,
+                                                                   candidates, encoded)
+    return score_knockouts(adata, model, rows, encoded, encoded.settings, per_cell_genes, mode, reported,
+                           candidates, batch_size=batch_size, progress=progress)
+
+
+def _prepare(adata, model, genes, cells, label_key, label, candidates, encoded):
+    """The cells (rows, encoded), genes (indices), reported labels and candidates of a knockout call."""
+    from ..prompt import resolve_cells
+
     candidates = list(candidates) if candidates is not None else list(model.labels or [])
     if len(candidates) < 2:
         raise ValueError("Knockouts compare candidate labels: pass candidates=[...] (at least two).")
@@ -132,7 +140,6 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
         label_key = default if default in adata.obs else None
     rows = cell_positions(adata, cells)
     encoded = resolve_cells(adata, model, encoded, rows=rows, label_key=label_key, progress=False)
-    settings = encoded.settings
     names = np.asarray(encoded.genes, dtype=object)
     truth = None
     if label_key is not None:
@@ -143,14 +150,14 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
                              "pass candidates= that include them, or label= to report one candidate.")
     per_cell_genes = None if genes is None else gene_indices(names, genes)
     reported = label if label is not None else truth if label_key is not None else None
-    return score_knockouts(adata, model, rows, encoded, settings, per_cell_genes, mode, reported, candidates,
-                           batch_size=batch_size, progress=progress)
+    return rows, encoded, per_cell_genes, reported, candidates
 
 
 def score_knockouts(adata, model, rows, encoded, settings, genes, mode: str, labels, candidates, *,
                     batch_size: int = 64, progress: bool = True) -> pd.DataFrame:
     """:func:`knockout_genes` on cells ``rows`` of ``adata`` (``encoded``: those cells), genes as indices
-    (``None``: each cell's sentence); ``labels``: per cell, ``"all"``, one label, or ``None`` (the call)."""
+    (``None``: each cell's sentence; a list of arrays: each cell its own); ``labels``: per cell, ``"all"``,
+    one label, or ``None`` (the call)."""
     from ..circuits import candidate_log_probabilities, log_odds
     from ..models import score_candidates
     from ..pp import knockout_sentences, prompt_text
@@ -163,7 +170,8 @@ def score_knockouts(adata, model, rows, encoded, settings, genes, mode: str, lab
     records, n_prompts, n_passes = [], 0, 0
     for i in progress_bar(range(len(rows)), desc="knockouts", unit="cells", enabled=progress):
         sentence = sentences[i]
-        knocked = sentence if per_cell_genes is None else per_cell_genes
+        knocked = (sentence if per_cell_genes is None else per_cell_genes[i] if isinstance(per_cell_genes, list)
+                   else per_cell_genes)
         variants = knockout_sentences(adata, settings, rows[i:i + 1], [sentence], knocked, mode)[0]
         texts = [prompt_text(settings, names[v].tolist()) for v in variants if v is not None]
         ids = tokenizer(texts, add_special_tokens=settings.add_special_tokens)["input_ids"] if texts else []

@@ -58,10 +58,30 @@ def _agreement(scores: pd.Series, effect: pd.Series, top: int) -> tuple[pd.DataF
             float(head.signs_agree.mean()) if len(head) else float("nan"))
 
 
+RANK_GENES = ("sentence", "top")
+
+
+def knockout_cell_names(adata, circuit, traced: list, n: int | None, seed: int) -> list:
+    """The cells knocked out: the ``traced`` ones, then (``n`` above their number) a seeded sample of the other
+    cells of ``adata`` with the circuit's label, up to ``n`` in all."""
+    if n is None or n <= len(traced):
+        return list(traced)[: n if n is not None else None]
+    label_key = circuit.settings.get("label_key")
+    if label_key is None or label_key not in adata.obs:
+        return list(traced)
+    same = adata.obs_names[(adata.obs[label_key].astype(str) == str(circuit.cell_type)).to_numpy()]
+    taken = set(traced)
+    others = [c for c in same if c not in taken]
+    rng = np.random.default_rng(seed)
+    extra = sorted(rng.choice(len(others), size=min(n - len(traced), len(others)), replace=False).tolist())
+    return list(traced) + [others[i] for i in extra]
+
+
 def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int = 10, ablation: str = "zero",
                      rank_by_knockout: bool = False, gradients: bool = True, candidates=None, encoded=None,
                      n_genes: int | None = None, organism: str | None = None, n_cells: int | None = None,
-                     progress: bool = True) -> dict:
+                     knockout_cells: int | None = None, rank_genes: str = "sentence", n_draws: int = 4,
+                     max_fdr: float = 0.05, min_cells: int = 3, seed: int = 0, progress: bool = True) -> dict:
     """Check a :class:`CellTypeCircuit`'s gene ranking against gene knockouts in the traced cells.
 
     Knocks out (``mode="zero"``) the circuit's ``top_genes`` genes with the largest
@@ -70,6 +90,12 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     model. The knockout effect of a gene is the drop in log P(cell type) over all
     candidates, averaged over the traced cells (0 where the gene is not in a
     cell's sentence, as for attributions).
+
+    Each tested gene is also set against its own null (``n_draws`` > 0,
+    :func:`sctranscoder.tl.knockout_test`): random genes at the same sentence
+    positions of the same cells, not among the tested genes, knocked out in the
+    same scoring passes. Removing any gene moves every gene below it up one place,
+    so only a gene whose effect passes that null is *measured* (``passes``).
 
     Sets ``circuit.validation`` (and ``circuit.genes_by_knockout`` with
     ``rank_by_knockout``) and returns the validation: ``spearman`` (attribution vs
@@ -86,14 +112,29 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     ``n_genes`` / ``organism`` change single prompt settings, as in :func:`cell_type_circuit`;
     ``n_cells``: validate only the first ``n_cells`` traced cells (default: all; knockouts of every
     sentence gene cost one scoring pass per 64 genes and cell).
+
+    ``knockout_cells``: knock out in this many cells of the circuit's type (the validated traced cells
+    first, then a seeded sample of the other cells of ``adata`` with its label; default: the validated
+    cells), so the interval over cells means something. ``rank_genes`` (with ``rank_by_knockout``):
+    ``"sentence"`` ranks every gene of the cells' sentences, ``"top"`` only the checked genes (the top
+    attributed and gradient genes; far cheaper). ``n_draws``, ``max_fdr``, ``min_cells``, ``seed``: the
+    null, as in :func:`sctranscoder.tl.knockout_test` (``n_draws=0``: no null, nothing marked as passing).
+    ``validation["knockout_null"]`` holds the per-gene test, ``validation["message"]`` a sentence when
+    no gene passes.
     """
     from ..circuits import ABLATIONS, input_features
     from ..models import answer_tokens
     from ..prompt import resolve_cells
     from ._knockout import cell_positions, gene_indices, score_knockouts
+    from ._knockout_null import warn_few_cells
+    from ._knockout_vs_null import no_pass_message, score_with_null
 
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation={ablation!r} must be one of {ABLATIONS}.")
+    if rank_genes not in RANK_GENES:
+        raise ValueError(f"rank_genes={rank_genes!r} must be one of {RANK_GENES}.")
+    if n_draws < 0 or n_draws == 1:
+        raise ValueError(f"n_draws={n_draws} must be 0 (no null) or at least 2.")
     candidates = list(candidates) if candidates is not None else list(model.labels or [])
     cell_type = circuit.cell_type
     if cell_type not in candidates:
@@ -101,8 +142,10 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     if n_cells is not None and n_cells < 1:
         raise ValueError(f"n_cells={n_cells} must be at least 1 (or None: every traced cell).")
     cells = list(circuit.cells)[: n_cells if n_cells is not None else None]
-    rows = cell_positions(adata, cells)
-    documents = resolve_cells(adata, model, encoded, rows=rows, progress=False, n_genes=n_genes, organism=organism)
+    knocked_cells = knockout_cell_names(adata, circuit, cells, knockout_cells, seed)
+    rows = cell_positions(adata, knocked_cells)
+    every = resolve_cells(adata, model, encoded, rows=rows, progress=False, n_genes=n_genes, organism=organism)
+    documents = every.subset(np.arange(len(cells)))  # the traced cells: gradients and feature shares
     attribution = circuit.genes.set_index("gene").attribution if len(circuit.genes) else pd.Series(dtype=float)
     answers = answer_tokens(model.tokenizer, candidates)
     label_index = candidates.index(cell_type)
@@ -112,16 +155,25 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     chosen = [list(s.reindex(s.abs().sort_values(ascending=False).index).index[:top_genes])
               for s in (attribution, gradient)]
     checked = list(dict.fromkeys(chosen[0] + chosen[1]))
-    names = np.asarray(documents.genes, dtype=object)
-    genes = None if rank_by_knockout else (gene_indices(names, checked) if checked else np.zeros(0, np.int64))
+    names = np.asarray(every.genes, dtype=object)
+    every_gene = rank_by_knockout and rank_genes == "sentence"
+    genes = None if every_gene else (gene_indices(names, checked) if checked else np.zeros(0, np.int64))
     clock = time.perf_counter()
-    table = score_knockouts(adata, model, rows, documents, documents.settings, genes, "zero", cell_type, candidates,
-                            progress=progress) if genes is None or len(genes) else None
+    table = tested = None
+    if genes is None or len(genes):
+        if n_draws:
+            warn_few_cells(len(rows), min_cells, f"validate_circuit({cell_type!r})")
+            table, tested, _ = score_with_null(adata, model, rows, every, genes, cell_type, candidates,
+                                               n_draws=n_draws, seed=seed, max_fdr=max_fdr, min_cells=min_cells,
+                                               progress=progress)
+        else:
+            table = score_knockouts(adata, model, rows, every, every.settings, genes, "zero", cell_type,
+                                    candidates, progress=progress)
     seconds["knockouts"] = time.perf_counter() - clock
-    n_cells = len(rows)
+    n_knocked = len(rows)
     if table is not None and len(table):
-        effect = (-table.groupby("gene").delta_logp.sum() / n_cells)
-        effect_odds = (-table.groupby("gene").delta_logodds.sum() / n_cells)
+        effect = (-table.groupby("gene").delta_logp.sum() / n_knocked)
+        effect_odds = (-table.groupby("gene").delta_logodds.sum() / n_knocked)
         present = table[table.in_sentence].groupby("gene").size()
     else:
         effect = effect_odds = present = pd.Series(dtype=float)
@@ -134,7 +186,7 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     validation = {
         "effect": "drop in log P(cell type) over all candidates when the gene's expression is set to 0 and the "
                   "sentence re-ranked (measured); attribution: the circuit's linearized share of the target (attributed)",
-        "n_genes": len(per_gene), "n_cells": n_cells,
+        "n_genes": len(per_gene), "n_cells": len(cells), "n_cells_knockout": n_knocked,
         "spearman": spearman,
         "sign_agreement_top5": signs,
         "feature_share": float(np.nanmedian(shares)) if np.isfinite(shares).any() else float("nan"),
@@ -147,6 +199,11 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         "n_passes": table.attrs.get("n_passes", 0) if table is not None else 0,
         "seconds": seconds,
     }
+    if tested is not None:
+        validation.update(knockout_null=tested, n_draws=n_draws, max_fdr=max_fdr, min_cells=min_cells,
+                          n_passing=int(tested.passes.sum()),
+                          message=no_pass_message(tested, n_knocked, f"P({cell_type})"))
+        per_gene["passes"] = per_gene.gene.isin(set(tested.gene[tested.passes]))
     if gradients:
         table_g, spearman_g, signs_g = _agreement(gradient, effect, top_genes)
         validation["gradient"] = {"spearman": spearman_g, "sign_agreement_top5": signs_g, "genes": table_g}
@@ -160,6 +217,20 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
             measured["gradient"] = [float(gradient.get(g, 0.0)) for g in measured.gene]
         measured["n_cells"] = [int(present.get(g, 0)) for g in measured.gene]
         measured["features"] = [", ".join(fed.get(g, [])[:5]) for g in measured.gene]
+        if tested is not None:  # the null's columns; n_cells is the same count (cells whose sentence holds it)
+            measured = measured.merge(tested.drop(columns=["n_cells"]), on="gene", how="left")
+            measured["passes"] = measured.gene.isin(set(tested.gene[tested.passes]))
         circuit.genes_by_knockout = measured.sort_values("knockout_effect", ascending=False, ignore_index=True)
         validation["genes_by_knockout"] = circuit.genes_by_knockout
     return validation
+
+
+def passing_genes(measured: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The rows of a measured knockout table (``genes_by_knockout``) that count as measured: those that pass
+    their rank-matched null, strongest effect first (a table without the null: positive effects); ``None``
+    when there is no table."""
+    if measured is None:
+        return None
+    if "passes" in measured:
+        return measured[measured.passes.astype(bool)].sort_values("effect", ascending=False, ignore_index=True)
+    return measured[measured.knockout_effect > 0].reset_index(drop=True)
