@@ -128,15 +128,16 @@ def pooled_controls(controls: pd.DataFrame) -> dict:
     from scipy.stats import fisher_exact
 
     sums = controls.groupby("side")[["n_features", "n_enriched"]].sum()
-    out = {}
     trained = sums.loc["trained"]
-    for side in sums.index:
+    out = {"trained": {"share": trained.n_enriched / trained.n_features if trained.n_features else float("nan")}}
+    for side in sums.index.drop("trained"):
         n, e = sums.loc[side]
-        out[side] = {"share": e / n if n else float("nan")}
-        if side != "trained" and n:
-            out[side]["p"] = float(fisher_exact([[trained.n_enriched, trained.n_features - trained.n_enriched],
-                                                 [e, n - e]], alternative="greater").pvalue)
-            out[side]["ratio"] = out["trained"]["share"] / out[side]["share"] if e else float("inf")
+        if not n:  # a control that was not run
+            continue
+        out[side] = {"share": e / n,
+                     "p": float(fisher_exact([[trained.n_enriched, trained.n_features - trained.n_enriched],
+                                              [e, n - e]], alternative="greater").pvalue)}
+        out[side]["ratio"] = out["trained"]["share"] / out[side]["share"] if e else float("inf")
     return out
 
 
