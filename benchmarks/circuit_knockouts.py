@@ -107,7 +107,8 @@ def main():
         trace_seconds = time.perf_counter() - start
         start = time.perf_counter()
         validation = sct.tl.validate_circuit(held_out, model, transcoders, result, top_genes=args.top_genes,
-                                             ablation=args.ablation, rank_by_knockout=True)
+                                             ablation=args.ablation,
+                                             knockouts=sct.tl.Knockouts(rank="sentence"))
         knockout_seconds = time.perf_counter() - start
         forward = one_pass_seconds(held_out, model, result.cells)
         steer = held_out.obs_names[held_out.obs[label_key].astype(str) == cell_type][: args.steer_cells]

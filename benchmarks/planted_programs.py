@@ -75,7 +75,8 @@ def circuit_checks(cells, model, transcoders, atlas, n_cells: int, cell_types=No
     for cell_type in sorted(own) if cell_types is None else cell_types:
         result = sct.tl.cell_type_circuit(cells, model, transcoders, cell_type, label_key="cell_type",
                                           n_cells=n_cells, progress=False)
-        sct.tl.validate_circuit(cells, model, transcoders, result, rank_by_knockout=True, progress=False)
+        sct.tl.validate_circuit(cells, model, transcoders, result, knockouts=sct.tl.Knockouts(rank="sentence"),
+                                progress=False)
         genes = measured_genes(result)
         table = sct.tl.enrich_circuit({cell_type: genes}, {"planted": programs}, adata=cells, model=model,
                                       label_key="cell_type", n_top=None) if genes else pd.DataFrame()

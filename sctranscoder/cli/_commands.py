@@ -271,10 +271,10 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
             node_threshold=args.node_threshold, edge_threshold=getattr(args, "edge_threshold", 0.98),
             min_feature_share=getattr(args, "min_feature_share", 0.8) or None, progress=progress)
         if validate_cells is None or validate_cells > 0:  # the measured gene ranking, the one to read genes from
-            sct.tl.validate_circuit(adata, model, transcoders, results[cell_type], rank_by_knockout=True,
-                                    n_cells=validate_cells, knockout_cells=getattr(args, "knockout_cells", None),
-                                    rank_genes=getattr(args, "knockout_genes", "sentence"),
-                                    n_draws=draws, max_fdr=fdr, progress=progress)
+            knockouts = sct.tl.Knockouts(rank=getattr(args, "knockout_genes", "sentence"), draws=draws, max_fdr=fdr,
+                                         cells=getattr(args, "knockout_cells", None))
+            sct.tl.validate_circuit(adata, model, transcoders, results[cell_type], knockouts=knockouts,
+                                    n_cells=validate_cells, progress=progress)
     return results
 
 

@@ -32,6 +32,7 @@ from ._spelling import (
 )
 from ._supernodes import circuit_supernodes
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
+from ._knockout_settings import Knockouts
 from ._validate import validate_circuit
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "prerank_feature",
     "train_transcoders",
     "validate_circuit",
+    "Knockouts",
     "visible_genes",
 ]
 

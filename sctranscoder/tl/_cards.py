@@ -8,6 +8,7 @@ import pandas as pd
 from .._obs import require_obs_column
 from ._features import FEATURES_KEY, _activity, alive_features, feature_genes, feature_specificity
 
+SHOWN_TYPES = 3  # cell types on a card, by AUROC
 SMALL_GROUP = 10  # labels with fewer cells: AUROC 1.0 and 2/3 overlaps come easily; marked, never headlined
 
 
@@ -29,7 +30,7 @@ def _label(card: dict) -> str:
 
 def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_KEY, model=None, transcoders=None,
                   enrichment: pd.DataFrame | None = None, gene_sets="all", n_genes: int = 10, n_top: int = 25,
-                  n_types: int = 3, n_cells: int = 5, min_occurrences: int = 3, families: pd.Series | None = None,
+                  n_cells: int = 5, min_occurrences: int = 3, families: pd.Series | None = None,
                   controls: pd.DataFrame | None = None, **test) -> pd.DataFrame:
     """A card per feature: its genes, cell types and cells, specificity, gene sets beyond spelling, the genes
     whose tokens drive it directly, its spelling score, and a one-line automatic label.
@@ -48,8 +49,8 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
         Pass ``gene_sets=None`` to skip enrichment.
     n_genes, n_top
         Genes shown on a card; genes per feature list for enrichment and the family share.
-    n_types, n_cells
-        Cell types (by AUROC) and cells (by activity) shown.
+    n_cells
+        Cells shown (by activity); the card's three best cell types by AUROC are always shown.
     controls
         :func:`feature_controls`' table: every card then carries its layer's enriched share beside the random
         directions' (``layer_control``), and a set-named label says when the layer does not beat them.
@@ -112,7 +113,7 @@ def feature_cards(adata, features=None, *, label_key: str, key: str = FEATURES_K
             good = heads[(heads.List.astype(str) == str(feature)) & (heads["One family"] == "") & ~heads["Disease term"]]
             sets = good.Headline.tolist()[:3]
         card = {"feature": int(feature), "top_genes": genes.genes.get(feature, [])[:n_genes],
-                "top_cell_types": [f"{r.label} ({r.auroc:.2f})" for r in mine.head(n_types).itertuples()],
+                "top_cell_types": [f"{r.label} ({r.auroc:.2f})" for r in mine.head(SHOWN_TYPES).itertuples()],
                 "top_label": str(top.label), "auroc": float(top.auroc), "label_cells": int(label_counts[top.label]),
                 "small_group": bool(label_counts[top.label] < SMALL_GROUP),
                 "top_cells": [str(names[i]) for i in order if activity[i] > 0],

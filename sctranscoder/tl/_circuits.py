@@ -249,8 +249,10 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, cfg=None,
                              pd.DataFrame(checks) if checks else None, recorded, scores, message, exports,
                              grown_features)
     if cfg.validate or cfg.rank_genes_by == "knockout":
+        from ._knockout_settings import Knockouts
         from ._validate import validate_circuit
 
-        validate_circuit(adata, model, transcoders, result, rank_by_knockout=cfg.rank_genes_by == "knockout",
+        ranked = Knockouts(rank="sentence") if cfg.rank_genes_by == "knockout" else None
+        validate_circuit(adata, model, transcoders, result, knockouts=ranked,
                          candidates=candidates, encoded=encoded, n_genes=n_genes, organism=organism, progress=progress)
     return result

@@ -15,6 +15,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from ._knockout_settings import Knockouts
+
 
 def circuit_features(circuit) -> list:
     """Per traced cell: the circuit's features as ``(layer, feature, position)``: the grown circuit's (features
@@ -58,9 +60,6 @@ def _agreement(scores: pd.Series, effect: pd.Series, top: int) -> tuple[pd.DataF
             float(head.signs_agree.mean()) if len(head) else float("nan"))
 
 
-RANK_GENES = ("sentence", "top")
-
-
 def knockout_cell_names(adata, circuit, traced: list, n: int | None, seed: int) -> list:
     """The cells knocked out: the ``traced`` ones, then (``n`` above their number) a seeded sample of the other
     cells of ``adata`` with the circuit's label, up to ``n`` in all."""
@@ -78,27 +77,26 @@ def knockout_cell_names(adata, circuit, traced: list, n: int | None, seed: int) 
 
 
 def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int = 10, ablation: str = "zero",
-                     rank_by_knockout: bool = False, gradients: bool = True, candidates=None, encoded=None,
+                     knockouts: Knockouts | None = None, gradients: bool = True, candidates=None, encoded=None,
                      n_genes: int | None = None, organism: str | None = None, n_cells: int | None = None,
-                     knockout_cells: int | None = None, rank_genes: str = "sentence", n_draws: int = 4,
-                     max_fdr: float = 0.05, min_cells: int = 3, seed: int = 0, progress: bool = True) -> dict:
+                     progress: bool = True) -> dict:
     """Check a :class:`CellTypeCircuit`'s gene ranking against gene knockouts in the traced cells.
 
     Knocks out (``mode="zero"``) the circuit's ``top_genes`` genes with the largest
-    attribution (or, with ``rank_by_knockout``, every gene of the traced cells'
-    sentences) in each traced cell and re-scores every candidate with the real
+    attribution (or, with ``knockouts.rank="sentence"``, every gene of the traced cells'
+    sentences) in each knocked-out cell and re-scores every candidate with the real
     model. The knockout effect of a gene is the drop in log P(cell type) over all
-    candidates, averaged over the traced cells (0 where the gene is not in a
-    cell's sentence, as for attributions).
+    candidates, averaged over the cells (0 where the gene is not in a cell's
+    sentence, as for attributions).
 
-    Each tested gene is also set against its own null (``n_draws`` > 0,
+    Each tested gene is also set against its own null (``knockouts.draws`` > 0,
     :func:`sctranscoder.tl.knockout_test`): random genes at the same sentence
     positions of the same cells, not among the tested genes, knocked out in the
     same scoring passes. Removing any gene moves every gene below it up one place,
     so only a gene whose effect passes that null is *measured* (``passes``).
 
-    Sets ``circuit.validation`` (and ``circuit.genes_by_knockout`` with
-    ``rank_by_knockout``) and returns the validation: ``spearman`` (attribution vs
+    Sets ``circuit.validation`` (and ``circuit.genes_by_knockout`` when
+    ``knockouts.rank`` is set) and returns the validation: ``spearman`` (attribution vs
     knockout effect over the validated genes), ``sign_agreement_top5`` (share of the
     5 genes with the largest absolute attribution whose knockout moves the
     probability the way the attribution's sign says), ``feature_share`` (median over
@@ -113,12 +111,8 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     ``n_cells``: validate only the first ``n_cells`` traced cells (default: all; knockouts of every
     sentence gene cost one scoring pass per 64 genes and cell).
 
-    ``knockout_cells``: knock out in this many cells of the circuit's type (the validated traced cells
-    first, then a seeded sample of the other cells of ``adata`` with its label; default: the validated
-    cells), so the interval over cells means something. ``rank_genes`` (with ``rank_by_knockout``):
-    ``"sentence"`` ranks every gene of the cells' sentences, ``"top"`` only the checked genes (the top
-    attributed and gradient genes; far cheaper). ``n_draws``, ``max_fdr``, ``min_cells``, ``seed``: the
-    null, as in :func:`sctranscoder.tl.knockout_test` (``n_draws=0``: no null, nothing marked as passing).
+    ``knockouts``: which genes, in how many cells, against which null (:class:`Knockouts`; default: the
+    checked genes in the validated cells, 4 random knockouts per gene and cell, FDR 0.05 in at least 3 cells).
     ``validation["knockout_null"]`` holds the per-gene test, ``validation["message"]`` a sentence when
     no gene passes.
     """
@@ -131,10 +125,8 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
 
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation={ablation!r} must be one of {ABLATIONS}.")
-    if rank_genes not in RANK_GENES:
-        raise ValueError(f"rank_genes={rank_genes!r} must be one of {RANK_GENES}.")
-    if n_draws < 0 or n_draws == 1:
-        raise ValueError(f"n_draws={n_draws} must be 0 (no null) or at least 2.")
+    knockouts = knockouts or Knockouts()
+    n_draws, max_fdr, min_cells = knockouts.draws, knockouts.max_fdr, knockouts.min_cells
     candidates = list(candidates) if candidates is not None else list(model.labels or [])
     cell_type = circuit.cell_type
     if cell_type not in candidates:
@@ -142,7 +134,7 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     if n_cells is not None and n_cells < 1:
         raise ValueError(f"n_cells={n_cells} must be at least 1 (or None: every traced cell).")
     cells = list(circuit.cells)[: n_cells if n_cells is not None else None]
-    knocked_cells = knockout_cell_names(adata, circuit, cells, knockout_cells, seed)
+    knocked_cells = knockout_cell_names(adata, circuit, cells, knockouts.cells, knockouts.seed)
     rows = cell_positions(adata, knocked_cells)
     every = resolve_cells(adata, model, encoded, rows=rows, progress=False, n_genes=n_genes, organism=organism)
     documents = every.subset(np.arange(len(cells)))  # the traced cells: gradients and feature shares
@@ -156,7 +148,7 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
               for s in (attribution, gradient)]
     checked = list(dict.fromkeys(chosen[0] + chosen[1]))
     names = np.asarray(every.genes, dtype=object)
-    every_gene = rank_by_knockout and rank_genes == "sentence"
+    every_gene = knockouts.rank == "sentence"
     genes = None if every_gene else (gene_indices(names, checked) if checked else np.zeros(0, np.int64))
     clock = time.perf_counter()
     table = tested = None
@@ -164,7 +156,8 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         if n_draws:
             warn_few_cells(len(rows), min_cells, f"validate_circuit({cell_type!r})")
             table, tested, _ = score_with_null(adata, model, rows, every, genes, cell_type, candidates,
-                                               n_draws=n_draws, seed=seed, max_fdr=max_fdr, min_cells=min_cells,
+                                               n_draws=n_draws, seed=knockouts.seed, max_fdr=max_fdr,
+                                               min_cells=min_cells,
                                                progress=progress)
         else:
             table = score_knockouts(adata, model, rows, every, every.settings, genes, "zero", cell_type,
@@ -208,7 +201,7 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
         table_g, spearman_g, signs_g = _agreement(gradient, effect, top_genes)
         validation["gradient"] = {"spearman": spearman_g, "sign_agreement_top5": signs_g, "genes": table_g}
     circuit.validation = validation
-    if rank_by_knockout:
+    if knockouts.rank is not None:
         fed = input_features(circuit.graph)
         measured = pd.DataFrame({"gene": effect.index, "knockout_effect": effect.to_numpy(),
                                  "knockout_effect_logodds": effect_odds.reindex(effect.index).to_numpy()})
