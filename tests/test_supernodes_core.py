@@ -71,6 +71,9 @@ def test_folded_features_join_their_tokens_input_node():
     assert folded.edges["input:G2", "feature:1:3@3"]["weight"] == pytest.approx(0.2)  # made for the fold
     assert folded.nodes["input:G1"]["folded"] == "L0/F7"
     assert folded.nodes["input:G1"]["attribution"] == pytest.approx(0.9)
+    merged = cc.feature_circuit([_circuit_graph()] * 2, {(0, 7)}, [groups] * 2, [sections] * 2, ["c1", "c2"])
+    assert merged.nodes["input:G1"]["folded"] == "L0/F7" and "feature:0:7" not in merged
+    assert merged.nodes["feature:1:3"]["positions"] == "c1:3;c2:3"
     merged = cc.feature_circuit([_circuit_graph(), _circuit_graph()], (), None, None, ["c1", "c2"])
     assert merged.nodes["feature:0:7"]["positions"] == "c1:1,2;c2:1,2"
     assert merged.nodes["feature:0:7"]["n_positions"] == 2

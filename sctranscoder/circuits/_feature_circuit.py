@@ -59,5 +59,11 @@ def feature_circuit(graphs, folded=(), groups=None, sections=None, cells=None):
         merged.nodes[key]["positions"] = ";".join(f"{c}:{','.join(map(str, sorted(p)))}"
                                                   for c, p in per_cell.items())
         merged.nodes[key]["n_positions"] = sum(len(p) for p in per_cell.values()) / len(graphs)
+    for graph in graphs:  # merge keeps no list of what each input absorbed
+        for node, data in graph.nodes(data=True):
+            if data.get("folded"):
+                known = set(filter(None, merged.nodes[f"input:{data['label']}"].get("folded", "").split(",")))
+                known |= set(data["folded"].split(","))
+                merged.nodes[f"input:{data['label']}"]["folded"] = ",".join(sorted(known))
     merged.graph["folded"] = ",".join(f"L{layer}/F{feature}" for layer, feature in sorted(folded))
     return merged

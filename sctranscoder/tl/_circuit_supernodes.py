@@ -165,7 +165,7 @@ def _names(gene_lists: dict, gene_sets, background, expression, *, max_fdr: floa
 def cell_type_supernodes(adata, model, transcoders: dict, circuit, attributions: list, *, documents=None,
                          encoded=None, settings=None, label_key: str | None = None, candidates=None,
                          max_supernodes: int = 8, grouping: str = "edges", fold_r2: float | None = 0.9,
-                         gene_sets="immune_markers", max_fdr: float = 0.05, n_null: int = 1000,
+                         gene_sets="all", max_fdr: float = 0.05, n_null: int = 1000,
                          n_identity_cells: int = 16, seed: int = 0) -> Supernodes:
     """Fold, group, name and check a :class:`CellTypeCircuit`'s features (see the module).
 
