@@ -36,6 +36,9 @@ def test_supernodes_table_has_its_columns_and_cap(circuit):
     assert sorted(grouped) == sorted(f"L{a}/F{b}" for a, b in zip(unfolded.layer, unfolded.feature)
                                      if f"feature:{a}:{b}" in result.feature_circuit)
     assert table.n_features.sum() == len(grouped)
+    groups = table.attrs["supernodes"]  # what circuit_view and circuit-tracer's qParams.supernodes take
+    assert list(groups) == table.name.tolist()
+    assert all(node in result.feature_circuit for nodes in groups.values() for node in nodes)
 
 
 def test_token_identity_features_are_folded_into_gene_inputs(circuit):

@@ -276,6 +276,9 @@ def cell_type_supernodes(adata, model, transcoders: dict, circuit, attributions:
         "features": [graph.nodes[n]["label"] for n in members]} for name, members in modules.items()],
         columns=COLUMNS)
     table = table.sort_values("measured_effect", ascending=False, ignore_index=True)
+    # as circuit_supernodes' attrs: what circuit_view and supernode_ids (circuit-tracer's qParams) read
+    table.attrs["supernodes"] = {row.name: [f"feature:{label[1:].replace('/F', ':')}" for label in row.features]
+                                 for row in table.itertuples()}
     table.attrs.update(grouping=grouping, n_null=n_null, control="expression-matched random gene lists",
                        effect="drop in the label's log-odds over all candidates when the supernode's features are "
                               "switched off in the traced cells (mean over cells)")
