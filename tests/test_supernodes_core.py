@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from planted_circuit import A, B, C, SEQUENCE, W, Y, exact_transcoders, planted_model
+from planted_circuit import SEQUENCE, A, B, C, W, Y, exact_transcoders, planted_model
 
 from sctranscoder import circuits as cc
 from sctranscoder import genesets
