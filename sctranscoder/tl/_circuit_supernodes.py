@@ -9,9 +9,9 @@ Steps (:func:`cell_type_supernodes`, run by :func:`sctranscoder.tl.cell_type_cir
 
    - ``"edges"`` (default): similar signed edge profiles in the feature-level circuit (same inputs, same
      targets). Chosen as default because it uses what the circuit itself says (the paths the call runs
-     along), needs no gene-set library and no extra cells, and gives every feature a module; on the default
-     model it gave predicted effects that track the measured ones at least as well as co-activation did (see
-     the circuits guide for the figures).
+     along), needs no gene-set library and no extra cells, and gives every feature a module. On the default
+     model (4 PBMC types, 3 cells each) its supernodes' predicted effects tracked the measured ones at Spearman
+     0.95 / 0.69 / 0.83 / 0.83 per type against co-activation's 0.62 / 0.74 / 0.83 / 0.45 (circuits guide).
    - ``"coactivation"``: similar activation over cells (traced and sampled).
    - ``"gene_sets"``: the feature's input genes' best gene set (today's :func:`circuit_supernodes`); features
      that pass no set, and sets beyond the largest ``max_supernodes - 1``, share one module.
