@@ -30,14 +30,26 @@ def expression(cells):
 
 def test_matched_lists_keep_each_genes_expression_bin_and_leave_the_list_out(expression):
     genes = list(expression.nlargest(40).index[::4])
-    lists = expression_matched_lists(genes, expression, 50, np.random.default_rng(0))
+    lists = expression_matched_lists(genes, expression, 50, rng=np.random.default_rng(0))
     bins = expression_bins(expression)
     want = sorted(bins[genes])
     for drawn in lists:
         assert sorted(bins[drawn]) == want
         assert not set(drawn) & set(genes) and len(set(drawn)) == len(drawn)
-    again = expression_matched_lists(genes, expression, 50, np.random.default_rng(0))
+    again = expression_matched_lists(genes, expression, 50, rng=np.random.default_rng(0))
     assert again == lists
+
+
+def test_a_small_background_is_matched_in_fewer_bins_with_a_warning(expression):
+    small = expression.nlargest(60)  # the list holds most of the top bins: 20 bins cannot be filled
+    genes = list(small.index[:12])  # fills the top bin at 20, 10 and 5 bins; 2 bins of 30 have room
+    with pytest.warns(UserWarning, match="matched in 2 instead"):
+        lists = expression_matched_lists(genes, small, 10, seed=0)
+    halves = expression_bins(small, 2)
+    for drawn in lists:
+        assert sorted(halves[drawn]) == sorted(halves[genes]) and not set(drawn) & set(genes)
+    with pytest.raises(ValueError, match="too few others"):
+        expression_matched_lists(list(small.index[:40]), small, 10)
 
 
 def test_a_set_of_highly_expressed_genes_is_not_credited_to_a_circuit(cells, expression):

@@ -74,7 +74,7 @@ def test_complete_circuit_scores_the_call_as_predict_cell_types_does(default_set
     model, adata, transcoders = default_setup
     adata = adata[adata.obs.bulk_labels == "CD19+ B"][:2].copy()
     result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=2, max_feature_nodes=48,
-                                      progress=False)
+                                      max_supernodes=None, progress=False)  # supernodes: test_supernodes_*
     # the target is the call's log-odds against all candidates, as predict_cell_types scores it
     sct.tl.predict_cell_types(adata, model, progress=False)
     predicted = sct.get.prediction_probabilities(adata).loc[result.cells, "CD19+ B"].to_numpy()

@@ -14,12 +14,14 @@ from ._attribution_graph import AttributionGraph, attribute, to_networkx, token_
 from ._candidates import answer_contrast, candidate_log_probabilities, log_odds, shared_prefix_length
 from ._circuit_tracer_json import to_circuit_tracer, write_circuit_tracer
 from ._faithfulness import ablation_effects, faithfulness, keep_only
+from ._feature_circuit import feature_circuit, fold_features
 from ._graphs import merge, position_free, read_json, to_json, write_graphml, write_json
 from ._grow import FeatureShare, Grown, grow_circuit
 from ._intervene import Intervention, InterventionResult, ReplacementModel, feature_means, intervene
 from ._invariant import de_embedding, read_directions, top_groups, virtual_weights, write_directions
 from ._linear import Attribution, LinearizedModel
 from ._masking import attention_mask_gradients
+from ._modules import GROUPINGS, cluster_profiles, coactivation_profiles, edge_profiles, group_features
 from ._per_cell import (
     SECTIONS,
     CircuitConfig,
@@ -31,7 +33,9 @@ from ._per_cell import (
     section_attributions,
     trace_call,
 )
+from ._set_effects import measured_drops, predicted_drop, steered_calls
 from ._targets import Target
+from ._token_identity import feature_activations, token_identity_r2
 from ._trace import prune, trace
 from ._validation import (
     ABLATIONS,
@@ -43,6 +47,18 @@ from ._validation import (
 )
 
 __all__ = [
+    "GROUPINGS",
+    "cluster_profiles",
+    "coactivation_profiles",
+    "edge_profiles",
+    "feature_activations",
+    "feature_circuit",
+    "fold_features",
+    "group_features",
+    "measured_drops",
+    "predicted_drop",
+    "steered_calls",
+    "token_identity_r2",
     "ABLATIONS",
     "feature_shares",
     "graph_features",

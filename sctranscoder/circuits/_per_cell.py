@@ -16,6 +16,7 @@ SECTIONS = {"gene": "genes", "template": "prompt template", "answer": "answer pr
 METHODS = ("complete", "greedy")
 TARGETS = ("logodds", "logprob", "contrast")
 RANKINGS = ("attribution", "knockout")
+SUPERNODE_GROUPINGS = ("edges", "coactivation", "gene_sets")
 
 
 @dataclass
@@ -51,6 +52,19 @@ class CircuitConfig:
     """Knock the top genes out of the traced cells and compare (:func:`sctranscoder.tl.validate_circuit`)."""
     rank_genes_by: str = "attribution"
     """``"knockout"``: also rank every sentence gene by its measured knockout effect."""
+    max_supernodes: int | None = 8
+    """Complete graphs: group the circuit's features into at most this many supernodes, name them and check them
+    by intervention (``result.supernodes``; ``None``: no supernodes)."""
+    grouping: str = "edges"
+    """How supernodes are grouped: ``"edges"`` (similar edge profiles), ``"coactivation"`` (over cells) or
+    ``"gene_sets"`` (each feature's best gene set, :func:`sctranscoder.tl.circuit_supernodes`)."""
+    n_null: int = 1000
+    """Expression-matched random gene lists behind each supernode name's control p-value (floor 1/(1+n_null))."""
+    n_identity_cells: int = 16
+    """Cells besides the traced ones (a seeded sample of all cells) on which token identity is measured."""
+    fold_r2: float | None = 0.9
+    """Fold features whose activation the token they sit on predicts at this adjusted R^2 into that token's
+    input node (``None``: fold nothing)."""
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -63,6 +77,10 @@ class CircuitConfig:
             raise ValueError(f"min_feature_share={self.min_feature_share} must lie in (0, 1], or be None.")
         if self.rank_genes_by not in RANKINGS:
             raise ValueError(f"rank_genes_by={self.rank_genes_by!r} must be 'attribution' or 'knockout'.")
+        if self.grouping not in SUPERNODE_GROUPINGS:
+            raise ValueError(f"grouping={self.grouping!r} must be one of {SUPERNODE_GROUPINGS}.")
+        if self.max_supernodes is not None and self.max_supernodes < 1:
+            raise ValueError(f"max_supernodes={self.max_supernodes} must be at least 1, or None.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +161,8 @@ class TracedCall(NamedTuple):
     """The grown circuit's ``(layer, feature, position)`` (complete graphs with ``min_feature_share``)."""
     check: dict | None
     """Faithfulness against ablations (``cfg.check_faithfulness``)."""
+    attribution: object = None
+    """The complete :class:`AttributionGraph` (complete graphs), for predictions on feature sets."""
 
 
 def trace_call(lm, transcoders: dict, prompt: list, answer_ids: list, index: int, cfg: CircuitConfig, *,
@@ -221,4 +241,4 @@ def trace_call(lm, transcoders: dict, prompt: list, answer_ids: list, index: int
         result = faithfulness(graph, lm, transcoders, input_ids, goal)
         check = {k: result[k] for k in ("correlation", "spearman", "circuit_fraction", "graph_input_share",
                                         "target_value")}
-    return TracedCall(graph, row, gene_rows, export, features, check)
+    return TracedCall(graph, row, gene_rows, export, features, check, full if cfg.method == "complete" else None)

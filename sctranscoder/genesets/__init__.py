@@ -4,7 +4,7 @@ Needs no torch and no AnnData: gene lists in, tables out.
 """
 
 from ._enrich import COLUMNS, enrich
-from ._expression_null import expression_matched_lists, expression_null_p
+from ._expression_null import expression_matched_lists, expression_matched_p, expression_null_p
 from ._gene_lists import gene_names
 from ._gmt import normalize_genes, read_gmt, write_gmt
 from ._headlines import LIBRARY_PREFERENCE, headline_sets, is_disease_term, short_term
@@ -31,14 +31,15 @@ from ._spelling import (
 
 __all__ = [
     "COLUMNS",
+    "expression_matched_lists",
+    "expression_matched_p",
+    "expression_null_p",
     "LIBRARY_PREFERENCE",
     "headline_sets",
     "is_disease_term",
     "short_term",
     "best_p_per_library",
     "enrich_matched",
-    "expression_matched_lists",
-    "expression_null_p",
     "family_share",
     "largest_family",
     "matched_lists",

@@ -3,6 +3,7 @@
 from ..genesets import headline_sets, is_disease_term, short_term
 from ..prompt import EncodedCells, encode_cells, prompt_settings
 from ._cards import feature_cards
+from ._circuit_supernodes import Supernodes, cell_type_supernodes
 from ._circuits import CellTypeCircuit, cell_type_circuit
 from ._controls import control_clause, control_headline, feature_controls
 from ._de_embedding import gene_de_embedding, gene_tokens
@@ -30,6 +31,7 @@ from ._spelling import (
     name_families,
     spelling_scores,
 )
+from ._steer import steer_supernode
 from ._supernodes import circuit_supernodes
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 from ._knockout_settings import Knockouts
@@ -49,6 +51,9 @@ __all__ = [
     "spelling_scores",
     "answer_contrast",
     "cell_type_circuit",
+    "cell_type_supernodes",
+    "steer_supernode",
+    "Supernodes",
     "circuit_supernodes",
     "CellTypeCircuit",
     "enrich_circuit",

@@ -57,6 +57,26 @@ class CellTypeCircuit:
     """Genes ranked by knockout effect on log P(cell type) (``rank_genes_by="knockout"``), with their
     rank-matched null (``effect``, ``ci_low``, ``ci_high``, ``null_mean``, ``null_sd``, ``z``, ``p_value``,
     ``fdr``); only rows with ``passes`` count as measured."""
+    supernodes: pd.DataFrame | None = None
+    """The readable circuit (complete graphs): one row per supernode (at most ``max_supernodes``), strongest
+    measured effect first, with ``name`` (best gene set at FDR <= 0.05 of its input genes, else its top genes),
+    ``n_features``, ``genes``, ``predicted_effect`` (the attribution graph's prediction of the drop in the
+    label's log-odds over all candidates when the supernode's features are switched off, mean over the traced
+    cells), ``measured_effect`` (that drop measured by intervention in the replacement model with attention
+    frozen, as circuit-tracer patches), ``measured_effect_unfrozen`` (attention free), ``control_p`` (the name's
+    best-set p-value against expression-matched random gene lists), ``best_set_p``, ``best_set_fdr``, ``term``,
+    ``layers`` and ``features``. See :func:`sctranscoder.tl.cell_type_supernodes`."""
+    supernode_share: float | None = None
+    """Median over the traced cells of the share of the label's log-odds the supernodes carry together with every
+    other feature switched off (token-identity features, folded into their genes' inputs, stay on)."""
+    feature_circuit: object = None
+    """The feature-level circuit: a ``networkx.DiGraph`` with one node per (layer, feature) (positions under
+    ``positions``), token-identity features folded into their genes' input nodes, ``supernode`` on features."""
+    folded: pd.DataFrame | None = None
+    """Per circuit feature: its token-identity R^2 and whether it was folded (``attrs["per_layer"]``: how many
+    were folded in each layer)."""
+    supernode_instances: dict = field(default_factory=dict)
+    """``{supernode: per traced cell, [(layer, feature, position, activation)]}`` (for steering)."""
 
     def input_genes(self, n: int | None = None) -> dict:
         """``{cell_type: genes}``: the genes that push the call towards this cell type, strongest first
@@ -197,7 +217,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, cfg=None,
     cells = _cells_of(adata, cell_type, label_key, n_cells, seed)
     documents = resolve_cells(adata, model, encoded, rows=cells, settings=settings, progress=False)
     prompts = documents.prompt_ids()  # an encoding made with label_key carries answers: the target feeds its own
-    graphs, gene_rows, checks, score_rows, exports, grown_features = [], [], [], [], [], []
+    graphs, gene_rows, checks, score_rows, exports, grown_features, attributions = [], [], [], [], [], [], []
     for i in progress_bar(range(len(cells)), desc=f"circuit {cell_type}", unit="cells", enabled=progress):
         cell = str(adata.obs_names[cells[i]])
         traced = cc.trace_call(model.model, transcoders, [int(t) for t in prompts[i]], answer_ids, index, cfg,
@@ -214,6 +234,7 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, cfg=None,
             grown_features.append(traced.features)
         if traced.check is not None:
             checks.append({"cell": cell, **traced.check})
+        attributions.append(getattr(traced, "attribution", None))
     merged = cc.merge(graphs)
     merged.graph.update(cell_type=cell_type, n_layers=graphs[0].graph["n_layers"], method=cfg.method,
                         target_kind=cfg.target)
@@ -248,6 +269,18 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, cfg=None,
     result = CellTypeCircuit(cell_type, merged, table, graphs, [str(adata.obs_names[c]) for c in cells], target_info,
                              pd.DataFrame(checks) if checks else None, recorded, scores, message, exports,
                              grown_features)
+    if cfg.method == "complete" and cfg.max_supernodes is not None:
+        from ._circuit_supernodes import cell_type_supernodes
+
+        found = cell_type_supernodes(adata, model, transcoders, result, attributions, documents=documents,
+                                     encoded=encoded, settings=settings, label_key=label_key, candidates=candidates,
+                                     max_supernodes=cfg.max_supernodes, grouping=cfg.grouping, fold_r2=cfg.fold_r2,
+                                     n_null=cfg.n_null, n_identity_cells=cfg.n_identity_cells, seed=seed)
+        result.supernodes, result.supernode_share, result.feature_circuit = found.table, found.share, found.graph
+        result.folded, result.supernode_instances = found.folded, found.instances
+        recorded.update(max_supernodes=cfg.max_supernodes, grouping=cfg.grouping,
+                        fold_r2=cfg.fold_r2 if cfg.fold_r2 is not None else -1)
+    del attributions  # the complete graphs are large; the results keep what they predicted
     if cfg.validate or cfg.rank_genes_by == "knockout":
         from ._knockout_settings import Knockouts
         from ._validate import validate_circuit

@@ -1,0 +1,66 @@
+"""result.supernodes of sct.tl.cell_type_circuit, and steering, on the bundled default model with few cells."""
+
+import numpy as np
+import pytest
+
+import sctranscoder as sct
+from sctranscoder.tc import Transcoder, TranscoderConfig
+
+
+@pytest.fixture(scope="module")
+def circuit():
+    model = sct.models.default()
+    d = model.model.config.hidden_size
+    transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=64, activation="topk", k=8,
+                                                      seed=layer)).eval() for layer in range(3)}
+    adata = sct.datasets.pbmc68k_reduced()
+    result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=1, max_feature_nodes=32,
+                                      min_feature_share=None, max_supernodes=3, n_null=99, n_identity_cells=4,
+                                      progress=False)
+    return model, adata, transcoders, result
+
+
+def test_supernodes_table_has_its_columns_and_cap(circuit):
+    *_, result = circuit
+    table = result.supernodes
+    assert {"name", "n_features", "genes", "predicted_effect", "measured_effect", "measured_effect_unfrozen",
+            "control_p"} <= set(table.columns)
+    assert 1 <= len(table) <= 3
+    assert table.measured_effect.is_monotonic_decreasing
+    assert (table.control_p >= 1 / 100).all() and (table.control_p <= 1).all()  # the floor of 99 random lists
+    assert table.name.is_unique and np.isfinite(table.predicted_effect).all()
+    assert np.isfinite(result.supernode_share)
+    # every unfolded circuit feature is in exactly one supernode, each once
+    grouped = [f for features in table.features for f in features]
+    unfolded = result.folded[~result.folded.folded]
+    assert sorted(grouped) == sorted(f"L{a}/F{b}" for a, b in zip(unfolded.layer, unfolded.feature)
+                                     if f"feature:{a}:{b}" in result.feature_circuit)
+    assert table.n_features.sum() == len(grouped)
+    groups = table.attrs["supernodes"]  # what circuit_view and circuit-tracer's qParams.supernodes take
+    assert list(groups) == table.name.tolist()
+    assert all(node in result.feature_circuit for nodes in groups.values() for node in nodes)
+
+
+def test_token_identity_features_are_folded_into_gene_inputs(circuit):
+    *_, result = circuit
+    folded = result.folded
+    # the default model is GPT-NeoX with a parallel residual: its layer-0 MLP reads the token embedding alone
+    layer0 = folded[folded.layer == 0]
+    assert len(layer0) and layer0.folded.all()
+    assert folded.attrs["per_layer"][0] == len(layer0)
+    graph = result.feature_circuit
+    assert not any(d["kind"] == "feature" and d["layer"] == 0 for _, d in graph.nodes(data=True))
+    assert any(d.get("folded") for _, d in graph.nodes(data=True) if d["kind"] == "input")
+    kept = [d for _, d in graph.nodes(data=True) if d["kind"] == "feature"]
+    assert all("positions" in d and "supernode" in d for d in kept)
+
+
+def test_steering_returns_fractions(circuit):
+    model, adata, transcoders, result = circuit
+    steered = sct.tl.steer_supernode(adata, model, transcoders, result, "CD14+ Monocyte", n_cells=2, scale=2.0)
+    assert len(steered) == 2 and 0.0 <= steered.attrs["fraction_moved"] <= 1.0
+    assert ((steered.p_after >= 0) & (steered.p_after <= 1)).all()
+    assert steered.attrs["supernode"] == result.supernodes.supernode.iloc[0]
+    assert (steered.n_changes > 0).all()
+    with pytest.raises(KeyError):
+        sct.tl.steer_supernode(adata, model, transcoders, result, "CD14+ Monocyte", supernode="S99", n_cells=1)
