@@ -19,6 +19,7 @@ from ._features import (
 )
 from ._harvest import harvest
 from ._knockout import knockout_genes
+from ._knockout_settings import Knockouts
 from ._knockout_vs_null import knockout_test
 from ._perturb import perturb_features
 from ._plan import Plan, TrainingPlan, plan, plan_training
@@ -34,7 +35,6 @@ from ._spelling import (
 from ._steer import steer_supernode
 from ._supernodes import circuit_supernodes
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
-from ._knockout_settings import Knockouts
 from ._validate import validate_circuit
 
 __all__ = [
