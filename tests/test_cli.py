@@ -49,6 +49,11 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
         assert figures["n_cells"] == 1 and figures["n_cells_knockout"] == 3  # traced, and knocked out
     page = (out / "report.html").read_text()
     assert page.count("Genes whose knockout passes a random gene at the same rank") == 2
+    # each section opens with its readable circuit, and the run keeps it for `report`
+    assert page.count("The circuit in one picture") == 2
+    supernodes = pd.read_csv(out / "circuits" / "readable" / "Dendritic_supernodes.csv")
+    assert 1 <= len(supernodes) <= 8 and {"name", "n_features", "genes", "predicted_effect",
+                                           "measured_effect"} <= set(supernodes)
     # the run configuration names every setting, and reading it back gives the same run
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["train"]["d_hidden"] == 256 and run["circuits"]["n_cells"] == 1
@@ -69,7 +74,8 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     # each circuit is drawn once: interactive where its view was saved, a figure otherwise
     drawn = page.count('<div class="circuit-view">') + page.count("<figure><img alt=\"Circuit behind")
     assert "Dendritic" in page and drawn == 2
-    # read back from circuits/validation/
+    # read back from circuits/validation/ and circuits/readable/
+    assert page.count("The circuit in one picture") == 2
     assert page.count("Genes whose knockout passes a random gene at the same rank") == 2
     assert main(["enrich", str(out / "circuits"), str(tmp_path / "e2.csv")]) == 2
     assert main(["report", str(tmp_path / "nothing"), str(tmp_path / "x.html")]) == 2

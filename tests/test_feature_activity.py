@@ -47,6 +47,38 @@ def test_cell_and_gene_activity_equal_a_direct_computation(setup):
     np.testing.assert_array_equal(info["gene_occurrences"], count)
     np.testing.assert_allclose(info["gene_activity"], total / np.maximum(count, 1)[:, None], rtol=1e-5, atol=1e-6)
     assert count.sum() == N_CELLS * N_GENES  # every gene of every sentence counted once
+    # contrast: each occurrence minus the mean over its cell's gene occurrences, averaged per gene
+    contrast = np.zeros_like(total)
+    per_cell = {}
+    for (doc, _), rows in occurrences.items():
+        per_cell.setdefault(doc, []).append(acts[rows].max(0))
+    for (doc, _), rows in occurrences.items():
+        contrast[meta["gene_id"][rows[0]]] += acts[rows].max(0) - np.mean(per_cell[doc], axis=0)
+    np.testing.assert_allclose(info["gene_contrast"], contrast / np.maximum(count, 1)[:, None], rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_contrast_ranks_what_a_feature_reads_not_which_cells_it_sits_in():
+    """A feature on in every position of some cells (context) and a little higher on one gene: plain activity
+    ranks those cells' genes, the contrast ranks the gene."""
+    from sctranscoder.tc import ActivityPool
+
+    class Identity:
+        device = "cpu"
+
+        def encode(self, x):
+            return x
+
+    # 2 cells x 3 genes, one token each: cell 0 carries context 5 on every gene; gene 2 reads +1 in both cells
+    document = torch.tensor([0, 0, 0, 1, 1, 1])
+    gene_id = torch.tensor([0, 1, 2, 3, 4, 2])
+    activity = torch.tensor([[5.0], [5.0], [6.0], [0.0], [0.0], [1.0]])
+    pool = ActivityPool(2, 5, 1)
+    pool.add(Identity(), activity, document, torch.tensor([0, 1, 2, 0, 1, 2]), gene_id, max_spans=3)
+    plain, contrast = pool.names()[:, 0], pool.name_contrast()[:, 0]
+    assert plain[0] == plain[1] == 5.0 > plain[2] == 3.5  # plain activity puts cell 0's genes first
+    assert np.argmax(contrast) == 2 and contrast[2] == pytest.approx(2 / 3)
+    assert contrast[0] == pytest.approx(-1 / 3) and contrast[3] == pytest.approx(-1 / 3)
 
 
 def test_mean_pooling_over_every_prompt_token(setup):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .._atomic import atomic_path
 from .._obs import require_obs_column
+from ._readable_io import write_supernodes
 
 
 class UsageError(Exception):
@@ -231,9 +232,13 @@ def write_circuits(results: dict, out: Path) -> None:
             write_validation(result.validation, out / "validation", safe)
         # each cell's pruned graph in circuit-tracer's JSON, for its frontend (a folder of its own, so
         # `report` and `enrich`, which read circuits/*.json, do not take them for merged graphs)
-        groups = sct.tl.circuit_supernodes(result, "immune_markers").attrs["supernodes"] if result.exports else {}
+        write_supernodes(result, out, safe)
+        groups = {}  # the readable circuit's supernodes where they were built, else features grouped by marker set
+        if result.exports:
+            groups = (result.supernodes if result.supernodes is not None else
+                      sct.tl.circuit_supernodes(result, "immune_markers")).attrs["supernodes"]
         for i, data in enumerate(result.exports):
-            data["qParams"]["supernodes"] = supernode_ids(groups, data)  # features grouped by their marker set
+            data["qParams"]["supernodes"] = supernode_ids(groups, data)
             folder = out / "circuit_tracer"
             folder.mkdir(exist_ok=True)
             with atomic_path(folder / f"{safe}_{i}.json") as tmp:

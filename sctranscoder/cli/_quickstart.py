@@ -184,7 +184,9 @@ def _add_circuit_views(sct, content, circuits, feature_enrichment, layer: int) -
             sets[(layer, int(feature))] = [f"{t} ({g}, FDR {q:.1g})" for t, g, q in
                                            zip(rows.Term, rows.Gene_set, rows["Adjusted P-value"])][:5]
     for name, result in circuits.items():
-        supernodes = sct.tl.circuit_supernodes(result, "immune_markers")
+        # one grouping everywhere: the readable circuit's supernodes where they were built
+        supernodes = result.supernodes if result.supernodes is not None else \
+            sct.tl.circuit_supernodes(result, "immune_markers")
         section = content.section(name)
         section.circuit_view = sct.report.circuit_view(
             result, supernodes=supernodes, feature_info={k: {"sets": v} for k, v in sets.items()})

@@ -1,6 +1,11 @@
 """Feature activity pooled from token rows: per document (max and mean over its tokens) and per span name (each
 occurrence of a span is the max over its tokens; a name's activity is the mean over its occurrences, so a name
-that occurs in many documents is not favoured over a rare one)."""
+that occurs in many documents is not favoured over a rare one).
+
+A name's *contrast* is the mean over its occurrences of the occurrence's activity minus the mean over every span
+occurrence of the same document. After attention every position carries its document's context, so a direction
+that tracks the document (a cell's type) is high on every gene of that cell and ranks the type's top genes first
+whatever it reads; the contrast keeps only what sets a gene apart within its own cell."""
 
 from __future__ import annotations
 
@@ -29,6 +34,9 @@ class ActivityPool:
         self.tokens = torch.zeros(n_documents)
         self.name_sum = torch.zeros(n_names, d_hidden, dtype=torch.float64)
         self.name_count = torch.zeros(n_names, dtype=torch.float64)
+        self.span_sum = torch.zeros(n_documents, d_hidden, dtype=torch.float64)  # over span occurrences
+        self.span_count = torch.zeros(n_documents, dtype=torch.float64)
+        self.occurrence_pairs: list = []  # (document, name) of every span occurrence
 
     def add(self, transcoder, mlp_in, document, span_position, span_id, *, max_spans: int,
             rows_per_encode: int = 8192) -> None:
@@ -65,6 +73,10 @@ class ActivityPool:
                     occurrence_name = span_id[row:end][in_span][first_row]
                     self.name_sum.index_add_(0, occurrence_name, per_occurrence.double())
                     self.name_count.index_add_(0, occurrence_name, torch.ones(len(unique_keys), dtype=torch.float64))
+                    occurrence_doc = doc[in_span][first_row]
+                    self.span_sum.index_add_(0, occurrence_doc, per_occurrence.double())
+                    self.span_count.index_add_(0, occurrence_doc, torch.ones(len(unique_keys), dtype=torch.float64))
+                    self.occurrence_pairs.append(torch.stack([occurrence_doc, occurrence_name]))
                 row = end
 
     def documents(self, pool: str = "max") -> np.ndarray:
@@ -76,6 +88,21 @@ class ActivityPool:
     def names(self) -> np.ndarray:
         """Names x features: the mean over each name's occurrences (0 for a name that never occurred)."""
         return (self.name_sum / self.name_count.clamp_min(1).unsqueeze(1)).float().numpy()
+
+    def name_contrast(self) -> np.ndarray:
+        """Names x features: the mean over each name's occurrences of its activity minus its document's mean over
+        span occurrences (0 for a name that never occurred)."""
+        import torch
+        from scipy import sparse
+
+        if not self.occurrence_pairs:
+            return np.zeros(tuple(self.name_sum.shape), dtype=np.float32)
+        pairs = torch.cat(self.occurrence_pairs, dim=1).numpy()
+        incidence = sparse.csr_matrix((np.ones(pairs.shape[1]), (pairs[1], pairs[0])),
+                                      shape=(self.name_sum.shape[0], self.span_sum.shape[0]))
+        document_mean = (self.span_sum / self.span_count.clamp_min(1).unsqueeze(1)).numpy()
+        context = torch.from_numpy(np.asarray(incidence @ document_mean))
+        return ((self.name_sum - context) / self.name_count.clamp_min(1).unsqueeze(1)).float().numpy()
 
     def occurrences(self) -> np.ndarray:
         return self.name_count.numpy().astype(np.int64)

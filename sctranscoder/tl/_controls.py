@@ -9,6 +9,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ._features import GENE_SCORE
+
 logger = logging.getLogger(__name__)
 
 SIDES = ("trained", "random_directions", "untrained_model")
@@ -20,7 +22,9 @@ def _enriched_features(adata, model, transcoder_map, layer, gene_sets, key, n_to
     from ._features import alive_features, feature_activity
     from ._spelling import enrich_beyond_spelling
 
-    feature_activity(adata, model, transcoder_map, layer, key_added=key, progress=progress)
+    test = dict(test)
+    gene_score = test.pop("gene_score")
+    feature_activity(adata, model, transcoder_map, layer, key_added=key, gene_score=gene_score, progress=progress)
     alive = alive_features(adata, key=key)
     if not alive.size:
         return 0, []
@@ -43,7 +47,8 @@ def _fisher_greater(trained: tuple[int, int], control: tuple[int, int]) -> float
 
 def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None, untrained: bool = True,
                      n_top: int = 25, max_fdr: float = 0.05, n_null: int = 1000, seed: int = 0,
-                     progress: bool = True, key_added: str = "feature_controls") -> pd.DataFrame:
+                     gene_score: str = GENE_SCORE, progress: bool = True,
+                     key_added: str = "feature_controls") -> pd.DataFrame:
     """How often trained transcoder features are enriched in gene sets, beside randomized controls.
 
     Each side runs through exactly the same pipeline: feature activity over ``adata``'s cells
@@ -77,6 +82,8 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
         ``1 / (n_null + 1)``).
     seed
         Seed of the random directions, the re-initialisation and the null.
+    gene_score
+        What ranks each feature's genes, on every side (:func:`feature_activity`).
     key_added
         ``adata.uns[key_added]`` gets the table.
 
@@ -99,7 +106,7 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
     missing = [layer for layer in layers if layer not in transcoders]
     if missing:
         raise ValueError(f"layers {missing} have no transcoder; transcoders cover {sorted(transcoders)}.")
-    test = {"max_fdr": max_fdr, "n_null": n_null, "seed": seed}
+    test = {"max_fdr": max_fdr, "n_null": n_null, "seed": seed, "gene_score": gene_score}
     scratch = adata.copy()  # feature activity of the controls never lands in the user's AnnData
     untrained_model = reinitialized(model, seed=seed) if untrained else None
     rows, enriched_features = [], {}
@@ -135,7 +142,8 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
         logger.info("layer %d: %s", layer, "; ".join(f"{s} {len(e)}/{n}" for s, (n, e) in counts.items()))
     table = pd.DataFrame(rows, columns=COLUMNS)
     table.attrs["settings"] = {"gene_sets": gene_sets if isinstance(gene_sets, str) else "custom", "n_top": n_top,
-                               "max_fdr": max_fdr, "n_null": n_null, "seed": seed, "cells": int(adata.n_obs)}
+                               "max_fdr": max_fdr, "n_null": n_null, "seed": seed, "cells": int(adata.n_obs),
+                               "gene_score": gene_score}
     table.attrs["enriched_features"] = {f"layer {layer} {side}": features
                                         for (layer, side), features in enriched_features.items()}
     adata.uns[key_added] = table

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..genesets import gene_names
-from ._features import FEATURES_KEY, _activity, feature_background, feature_genes
+from ._features import FEATURES_KEY, _activity, feature_background, feature_genes, gene_scores
 
 
 def enrich_features(
@@ -170,12 +170,13 @@ def prerank_feature(
     permutations: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Preranked GSEA of one feature's full gene ranking (activity per gene), through gseapy."""
+    """Preranked GSEA of one feature's full gene ranking (its gene score, see :func:`feature_genes`), through
+    gseapy."""
     from .. import genesets
 
     _, info = _activity(adata, key)
     counts = np.asarray(info["gene_occurrences"])
     usable = counts >= min_occurrences
-    activity = np.asarray(info["gene_activity"])[usable, int(feature)]
+    activity = gene_scores(info)[usable, int(feature)]
     ranking = pd.Series(activity, index=np.asarray(info["genes"], dtype=object)[usable])
     return genesets.prerank(ranking, gene_sets, permutations=permutations, seed=seed)

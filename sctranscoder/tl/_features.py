@@ -9,6 +9,8 @@ import pandas as pd
 from .._obs import require_obs_column
 
 FEATURES_KEY = "features"
+GENE_SCORES = ("contrast", "activity")
+GENE_SCORE = "activity"
 
 
 def visible_genes(adata, model=None, *, n_genes: int | None = None) -> list[str]:
@@ -53,6 +55,7 @@ def feature_activity(
     *,
     pool: str = "max",
     tokens: str = "genes",
+    gene_score: str = GENE_SCORE,
     n_genes: int | None = None,
     encoded=None,
     key_added: str = FEATURES_KEY,
@@ -71,7 +74,8 @@ def feature_activity(
       tokens (``tokens="genes"``: its gene tokens; ``"all"``: every prompt token);
     - per gene: each occurrence of a gene in a sentence is the max over its tokens;
       a gene's activity is the mean over all its occurrences (so a gene that occurs in
-      many cells is not favoured over a rare one), with the number of occurrences kept.
+      many cells is not favoured over a rare one), with the number of occurrences kept;
+      its contrast is the same mean of each occurrence minus its cell's mean over its genes.
 
     Parameters
     ----------
@@ -85,6 +89,11 @@ def feature_activity(
         The layer to read (needed when ``transcoders`` covers several).
     pool, tokens
         How the per-cell activity is pooled, and over which tokens.
+    gene_score
+        What ranks a feature's genes downstream (:func:`feature_genes`, and with it enrichment, cards and
+        controls): ``"contrast"`` (activity on the gene minus its cell's mean: what the feature reads in the
+        cell) or ``"activity"`` (plain mean activity, which also ranks the genes of the cells the feature sits
+        in; random directions score as well as trained features on it, see the enrichment guide).
     n_genes
         Genes per prompt (default: the model's setting).
     encoded
@@ -109,6 +118,8 @@ def feature_activity(
         raise ValueError(f"pool={pool!r} must be 'max' or 'mean'.")
     if tokens not in ("genes", "all"):
         raise ValueError(f"tokens={tokens!r} must be 'genes' or 'all'.")
+    if gene_score not in GENE_SCORES:
+        raise ValueError(f"gene_score={gene_score!r} must be one of {GENE_SCORES}.")
     transcoder, layer = _pick_transcoder(transcoders, layer)
     settings = resolve_settings(adata, model, encoded, progress=progress, n_genes=n_genes)
     n_genes = settings.n_genes
@@ -138,7 +149,8 @@ def feature_activity(
         "cells": activity.documents(pool),
         "uns": {"layer": layer, "pool": pool, "tokens": tokens, "n_genes": int(n_genes), "d_hidden": d_hidden,
                 "activation": transcoder.cfg.activation, "genes": [str(g).upper() for g in genes],
-                "gene_activity": activity.names(), "gene_occurrences": activity.occurrences(),
+                "gene_activity": activity.names(), "gene_contrast": activity.name_contrast(),
+                "gene_score": gene_score, "gene_occurrences": activity.occurrences(),
                 "cell_tokens": activity.document_tokens()},
     }
     if not inplace:
@@ -217,6 +229,7 @@ def feature_genes(
     threshold: float | None = None,
     min_occurrences: int = 3,
     label_key: str | None = None,
+    score: str | None = None,
 ) -> pd.DataFrame:
     """Each feature's genes and, with ``label_key``, the cell type it is most specific to.
 
@@ -225,7 +238,7 @@ def feature_genes(
     features
         Feature indices (default: the alive ones, see :func:`alive_features`).
     n_top
-        Genes kept per feature, by per-gene activity (mean over the gene's occurrences).
+        Genes kept per feature, by the gene score (positive scores only).
     threshold
         Instead keep every gene whose activity is at least this fraction of the
         feature's highest gene activity (still at most ``n_top`` when both are given).
@@ -234,6 +247,9 @@ def feature_genes(
     label_key
         ``adata.obs`` column: adds ``top_label`` (highest AUROC), its ``auroc``,
         ``cohens_d``, ``mean_difference`` and ``fraction_active``.
+    score
+        ``"contrast"`` or ``"activity"`` (see :func:`feature_activity`'s ``gene_score``); default: the one
+        the activity was computed for.
 
     Returns
     -------
@@ -243,7 +259,7 @@ def feature_genes(
     """
     cells, info = _activity(adata, key)
     features = alive_features(adata, key=key) if features is None else np.asarray(features, dtype=np.int64)
-    gene_activity = np.asarray(info["gene_activity"])
+    gene_activity = gene_scores(info, score)
     counts = np.asarray(info["gene_occurrences"])
     names = np.asarray(info["genes"], dtype=object)
     usable = counts >= min_occurrences
@@ -267,6 +283,19 @@ def feature_genes(
         table = table.join(best[["label", "auroc", "cohens_d", "mean_difference", "fraction_active"]]
                            .rename(columns={"label": "top_label"}))
     return table
+
+
+def gene_scores(info: dict, score: str | None = None) -> np.ndarray:
+    """Genes x features: the score that ranks each feature's genes (``score`` or the activity's own setting)."""
+    score = score or info.get("gene_score", "activity")
+    if score not in GENE_SCORES:
+        raise ValueError(f"score={score!r} must be one of {GENE_SCORES}.")
+    if score == "contrast":
+        if "gene_contrast" not in info:
+            raise KeyError("This feature activity has no gene contrast (computed by an older version); run "
+                           "sct.tl.feature_activity again.")
+        return np.asarray(info["gene_contrast"])
+    return np.asarray(info["gene_activity"])
 
 
 def feature_background(adata, *, key: str = FEATURES_KEY, min_occurrences: int = 1) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._features import FEATURES_KEY, _activity, feature_background, feature_genes
+from ._features import FEATURES_KEY, _activity, feature_background, feature_genes, gene_scores
 
 
 def leading_subwords(tokenizer, genes) -> dict:
@@ -71,7 +71,7 @@ def spelling_scores(adata, model=None, transcoders=None, *, key: str = FEATURES_
 
         counts = np.asarray(info["gene_occurrences"])
         genes = np.asarray(info["genes"], dtype=object)[counts >= min_occurrences]
-        activity = np.asarray(info["gene_activity"])[counts >= min_occurrences]
+        activity = gene_scores(info)[counts >= min_occurrences]
         direct = gene_de_embedding(model, transcoders, int(info["layer"]), list(genes))
         present = [i for i, g in enumerate(genes) if g in set(direct.columns)]
         direct = direct[[genes[i] for i in present]].to_numpy()
