@@ -44,8 +44,8 @@ def program_recovery(cells, model, transcoders, programs: dict, gene_score: str)
     found = {name: [] for name in programs}
     for layer in sorted(transcoders):
         key = f"_planted_layer{layer}"
-        sct.tl.feature_activity(cells, model, transcoders, layer, key_added=key, gene_score=gene_score,
-                                progress=False)
+        sct.tl.feature_activity(cells, model, transcoders, layer, key_added=key, progress=False)
+        cells.uns[key]["gene_score"] = gene_score
         alive = sct.tl.alive_features(cells, key=key)
         table = sct.tl.enrich_features(cells, {"planted": programs}, key=key, features=alive)
         table = table[table["Adjusted P-value"] < RECOVERY_FDR]
@@ -98,7 +98,7 @@ def circuit_checks(cells, model, transcoders, atlas, n_cells: int, cell_types=No
 
 
 def run_seed(n_cells: int, seed: int, out: Path, *, untrained: bool = True, eval_cells: int = 400,
-             circuit_cells: int = 3, cell_types=None, train_config=None, config=None, transcoder_cfg=None,
+             circuit_cells: int = 3, cell_types=None, train_config=None, config=None, transcoder_settings=None,
              gene_scores=GENE_SCORES) -> dict:
     """The pipeline on one planted atlas; every figure of the table (controls and recovery per gene score)."""
     import sctranscoder as sct
@@ -113,7 +113,8 @@ def run_seed(n_cells: int, seed: int, out: Path, *, untrained: bool = True, eval
     held = sct.tl.held_out_mask(atlas, model)
     store = sct.tl.harvest(atlas[~held].copy(), model, None, None, label_key="cell_type", progress=False)
     transcoders = sct.tl.train_transcoders(atlas, model, None, out / "transcoders", store=store, held_out=held,
-                                           label_key="cell_type", cfg=transcoder_cfg, progress=False)
+                                           label_key="cell_type", progress=False,
+                                           **(transcoder_settings or {}))
     rng = np.random.default_rng(seed)
     test = np.flatnonzero(held)
     test = np.sort(rng.choice(test, min(eval_cells, test.size), replace=False))

@@ -245,8 +245,11 @@ def write_circuits(results: dict, out: Path) -> None:
                 Path(tmp).write_text(json.dumps(data))
 
 
-def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool = True, ranked_by=None) -> dict:
-    """Circuits for ``--cell-types``, else for the ``--n-largest`` labels of ``ranked_by`` (default: ``adata``)."""
+def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool = True, ranked_by=None,
+                 knockout_pool=None) -> dict:
+    """Circuits for ``--cell-types``, else for the ``--n-largest`` labels of ``ranked_by`` (default: ``adata``),
+    traced on ``adata``; knockouts in the traced cells and more of each type from ``knockout_pool`` (default:
+    ``adata``; it must hold the traced cells)."""
     import sctranscoder as sct
 
     known = model.labels or sorted(adata.obs[label_key].astype(str).unique())
@@ -278,7 +281,8 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
         if validate_cells is None or validate_cells > 0:  # the measured gene ranking, the one to read genes from
             knockouts = sct.tl.Knockouts(rank=getattr(args, "knockout_genes", "sentence"), draws=draws, max_fdr=fdr,
                                          cells=getattr(args, "knockout_cells", None))
-            sct.tl.validate_circuit(adata, model, transcoders, results[cell_type], knockouts=knockouts,
+            sct.tl.validate_circuit(adata if knockout_pool is None else knockout_pool, model, transcoders,
+                                    results[cell_type], knockouts=knockouts,
                                     n_cells=validate_cells, progress=progress)
     return results
 

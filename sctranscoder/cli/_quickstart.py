@@ -105,9 +105,11 @@ def cmd_quickstart(args) -> None:
         quality.to_csv(tmp)
     timings["evaluate"] = time.perf_counter() - start
 
-    # 4. circuits behind the largest cell types, traced on held-out cells
+    # 4. circuits behind the largest cell types, traced on held-out cells and knocked out in up to
+    # --knockout-cells held-out cells of each type (more than the sample above holds)
     start = time.perf_counter()
-    circuits = run_circuits(test_cells, model, transcoders, args, label_key, ranked_by=adata)
+    circuits = run_circuits(test_cells, model, transcoders, args, label_key, ranked_by=adata,
+                            knockout_pool=adata[held_out].copy() if settings.tie_key != "row" else None)
     write_circuits(circuits, out / "circuits")
     timings["circuits"] = time.perf_counter() - start
 

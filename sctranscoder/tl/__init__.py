@@ -3,7 +3,7 @@
 from ..genesets import headline_sets, is_disease_term, short_term
 from ..prompt import EncodedCells, encode_cells, prompt_settings
 from ._cards import feature_cards
-from ._circuit_supernodes import Supernodes, cell_type_supernodes
+from ._circuit_supernodes import Supernodes, SupernodeSettings, cell_type_supernodes
 from ._circuits import CellTypeCircuit, cell_type_circuit
 from ._controls import control_clause, control_headline, feature_controls
 from ._de_embedding import gene_de_embedding, gene_tokens
@@ -52,6 +52,7 @@ __all__ = [
     "answer_contrast",
     "cell_type_circuit",
     "cell_type_supernodes",
+    "SupernodeSettings",
     "steer_supernode",
     "Supernodes",
     "circuit_supernodes",

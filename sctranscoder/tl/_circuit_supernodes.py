@@ -162,20 +162,40 @@ def _names(gene_lists: dict, gene_sets, background, expression, *, max_fdr: floa
     return frame
 
 
+@dataclass(frozen=True)
+class SupernodeSettings:
+    """How :func:`cell_type_supernodes` folds, groups and names a circuit's features (see the module):
+    at most ``max_supernodes`` modules by ``grouping`` (``"edges"``, ``"coactivation"`` or ``"gene_sets"``);
+    features whose activation token identity predicts at R^2 >= ``fold_r2`` (None: none) are folded into their
+    genes' inputs, measured over the traced cells and ``n_identity_cells`` others; names from ``gene_sets`` at
+    FDR <= ``max_fdr``, each against ``n_null`` expression-matched random lists; ``seed`` for the samples."""
+
+    max_supernodes: int = 8
+    grouping: str = "edges"
+    fold_r2: float | None = 0.9
+    gene_sets: object = "all"
+    max_fdr: float = 0.05
+    n_null: int = 1000
+    n_identity_cells: int = 16
+    seed: int = 0
+
+
 def cell_type_supernodes(adata, model, transcoders: dict, circuit, attributions: list, *, documents=None,
                          encoded=None, settings=None, label_key: str | None = None, candidates=None,
-                         max_supernodes: int = 8, grouping: str = "edges", fold_r2: float | None = 0.9,
-                         gene_sets="all", max_fdr: float = 0.05, n_null: int = 1000,
-                         n_identity_cells: int = 16, seed: int = 0) -> Supernodes:
+                         config: SupernodeSettings | None = None) -> Supernodes:
     """Fold, group, name and check a :class:`CellTypeCircuit`'s features (see the module).
 
     ``attributions``: per traced cell, its complete :class:`sctranscoder.circuits.AttributionGraph` (for the
-    predicted effects). ``n_null``: expression-matched random lists per name (p-value floor ``1/(1+n_null)``).
+    predicted effects). ``config``: :class:`SupernodeSettings` (the names' p-value floor is ``1/(1+n_null)``).
     """
     from .. import circuits as cc
     from ..models import answer_tokens
     from ..prompt import resolve_cells
 
+    config = config or SupernodeSettings()
+    max_supernodes, grouping, fold_r2, gene_sets = (config.max_supernodes, config.grouping, config.fold_r2,
+                                                    config.gene_sets)
+    max_fdr, n_null, n_identity_cells, seed = config.max_fdr, config.n_null, config.n_identity_cells, config.seed
     label_key = label_key or model.metadata.get("label_key")
     candidates = list(candidates) if candidates is not None else list(model.labels)
     answer_ids = answer_tokens(model.tokenizer, candidates)

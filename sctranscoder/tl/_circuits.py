@@ -270,12 +270,13 @@ def cell_type_circuit(adata, model, transcoders: dict, cell_type: str, cfg=None,
                              pd.DataFrame(checks) if checks else None, recorded, scores, message, exports,
                              grown_features)
     if cfg.method == "complete" and cfg.max_supernodes is not None:
-        from ._circuit_supernodes import cell_type_supernodes
+        from ._circuit_supernodes import SupernodeSettings, cell_type_supernodes
 
+        grouping = SupernodeSettings(max_supernodes=cfg.max_supernodes, grouping=cfg.grouping, fold_r2=cfg.fold_r2,
+                                     n_null=cfg.n_null, n_identity_cells=cfg.n_identity_cells, seed=seed)
         found = cell_type_supernodes(adata, model, transcoders, result, attributions, documents=documents,
                                      encoded=encoded, settings=settings, label_key=label_key, candidates=candidates,
-                                     max_supernodes=cfg.max_supernodes, grouping=cfg.grouping, fold_r2=cfg.fold_r2,
-                                     n_null=cfg.n_null, n_identity_cells=cfg.n_identity_cells, seed=seed)
+                                     config=grouping)
         result.supernodes, result.supernode_share, result.feature_circuit = found.table, found.share, found.graph
         result.folded, result.supernode_instances = found.folded, found.instances
         recorded.update(max_supernodes=cfg.max_supernodes, grouping=cfg.grouping,

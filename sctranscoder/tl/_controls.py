@@ -24,7 +24,8 @@ def _enriched_features(adata, model, transcoder_map, layer, gene_sets, key, n_to
 
     test = dict(test)
     gene_score = test.pop("gene_score")
-    feature_activity(adata, model, transcoder_map, layer, key_added=key, gene_score=gene_score, progress=progress)
+    feature_activity(adata, model, transcoder_map, layer, key_added=key, progress=progress)
+    adata.uns[key]["gene_score"] = gene_score
     alive = alive_features(adata, key=key)
     if not alive.size:
         return 0, []
@@ -83,7 +84,7 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
     seed
         Seed of the random directions, the re-initialisation and the null.
     gene_score
-        What ranks each feature's genes, on every side (:func:`feature_activity`).
+        What ranks each feature's genes, on every side: ``"activity"`` or ``"contrast"`` (:func:`feature_genes`).
     key_added
         ``adata.uns[key_added]`` gets the table.
 

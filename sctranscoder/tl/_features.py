@@ -55,7 +55,6 @@ def feature_activity(
     *,
     pool: str = "max",
     tokens: str = "genes",
-    gene_score: str = GENE_SCORE,
     n_genes: int | None = None,
     encoded=None,
     key_added: str = FEATURES_KEY,
@@ -89,11 +88,6 @@ def feature_activity(
         The layer to read (needed when ``transcoders`` covers several).
     pool, tokens
         How the per-cell activity is pooled, and over which tokens.
-    gene_score
-        What ranks a feature's genes downstream (:func:`feature_genes`, and with it enrichment, cards and
-        controls): ``"contrast"`` (activity on the gene minus its cell's mean: what the feature reads in the
-        cell) or ``"activity"`` (plain mean activity, which also ranks the genes of the cells the feature sits
-        in; random directions score as well as trained features on it, see the enrichment guide).
     n_genes
         Genes per prompt (default: the model's setting).
     encoded
@@ -101,7 +95,9 @@ def feature_activity(
         ``cells_per_pass`` cells is tokenized once, here.
     key_added
         ``adata.obsm[key_added]``: cells x features; ``adata.uns[key_added]``: the
-        settings, ``genes``, ``gene_activity`` (genes x features), ``gene_occurrences``.
+        settings, ``genes``, ``gene_activity`` and ``gene_contrast`` (genes x features), ``gene_occurrences``,
+        and ``gene_score``: which of the two ranks each feature's genes downstream (:func:`feature_genes`, and
+        with it enrichment, cards and controls; ``"activity"``, set it to ``"contrast"`` to rank by it).
     batch_size, cells_per_pass, rows_per_encode
         Prompts per forward pass, cells harvested at a time, tokens encoded at a time
         (memory: ``rows_per_encode x n_features`` floats).
@@ -118,8 +114,6 @@ def feature_activity(
         raise ValueError(f"pool={pool!r} must be 'max' or 'mean'.")
     if tokens not in ("genes", "all"):
         raise ValueError(f"tokens={tokens!r} must be 'genes' or 'all'.")
-    if gene_score not in GENE_SCORES:
-        raise ValueError(f"gene_score={gene_score!r} must be one of {GENE_SCORES}.")
     transcoder, layer = _pick_transcoder(transcoders, layer)
     settings = resolve_settings(adata, model, encoded, progress=progress, n_genes=n_genes)
     n_genes = settings.n_genes
@@ -150,7 +144,7 @@ def feature_activity(
         "uns": {"layer": layer, "pool": pool, "tokens": tokens, "n_genes": int(n_genes), "d_hidden": d_hidden,
                 "activation": transcoder.cfg.activation, "genes": [str(g).upper() for g in genes],
                 "gene_activity": activity.names(), "gene_contrast": activity.name_contrast(),
-                "gene_score": gene_score, "gene_occurrences": activity.occurrences(),
+                "gene_score": GENE_SCORE, "gene_occurrences": activity.occurrences(),
                 "cell_tokens": activity.document_tokens()},
     }
     if not inplace:
@@ -248,8 +242,9 @@ def feature_genes(
         ``adata.obs`` column: adds ``top_label`` (highest AUROC), its ``auroc``,
         ``cohens_d``, ``mean_difference`` and ``fraction_active``.
     score
-        ``"contrast"`` or ``"activity"`` (see :func:`feature_activity`'s ``gene_score``); default: the one
-        the activity was computed for.
+        ``"activity"`` (mean activity over the gene's occurrences) or ``"contrast"`` (the same minus each
+        occurrence's cell mean over its genes: what sets the gene apart within its cell); default: the
+        activity's ``gene_score`` (:func:`feature_activity`).
 
     Returns
     -------
