@@ -28,7 +28,8 @@ its own, and writes its graph to an ``.npz``; the parent maps nodes by key
 position) and compares the adjacency matrices (rows: targets, columns: sources,
 in both) and the nodes and edges kept by pruning at the same thresholds.
 Times are the best of ``--repeats`` calls of each side's ``attribute`` on one
-thread, complete graph (no node budget), the same batch size.
+thread, complete graph (no node budget unless ``--max-feature-nodes``), the
+same batch size.
 """
 
 from __future__ import annotations
@@ -143,8 +144,8 @@ def run_ours(args) -> dict:
     target = Readout(positions=(len(prompt) - 1,), vectors=demeaned_direction(model, token)[None], constant=0.0,
                      label="logit - mean logit")
     before = rss_mib()
-    graph, times = timed(lambda: attribute(model, transcoders, prompt, target, max_feature_nodes=None,
-                                           batch_size=args.batch_size, progress=False), args.repeats)
+    graph, times = timed(lambda: attribute(model, transcoders, prompt, target, batch_size=args.batch_size,
+                                           max_feature_nodes=args.max_feature_nodes, progress=False), args.repeats)
     pruned = graph.prune(args.node_threshold, args.edge_threshold)
     return dict(adjacency=graph.adjacency.numpy(), features=graph.features.numpy(), n_layers=graph.n_layers,
                 n_tokens=graph.n_tokens, nodes=pruned.nodes.numpy(), edges=pruned.edges.numpy(),
@@ -210,10 +211,12 @@ def run_reference(args) -> dict:
     model, transcoders, prompt, token = build(args)
     reference = reference_model(model, transcoders, args, zero_bos=args.zero_bos)
     with torch.no_grad():
-        gap = (reference(prompt[None]) - model(prompt[None]).logits).abs().max() / model(prompt[None]).logits.abs().max()
+        logits = model(prompt[None]).logits
+        gap = (reference(prompt[None]) - logits).abs().max() / logits.abs().max()
     before = rss_mib()
     graph, times = timed(lambda: attribute(prompt, reference, attribution_targets=torch.tensor([token]),
-                                           batch_size=args.batch_size, max_feature_nodes=None), args.repeats)
+                                           batch_size=args.batch_size, max_feature_nodes=args.max_feature_nodes),
+                         args.repeats)
     pruned = prune_graph(graph, args.node_threshold, args.edge_threshold)
     return dict(adjacency=graph.adjacency_matrix.numpy(), features=graph.active_features[graph.selected_features]
                 .numpy(), n_layers=reference.cfg.n_layers, n_tokens=len(graph.input_tokens),
@@ -298,6 +301,8 @@ def arguments(argv=None):
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-feature-nodes", type=int, default=None,
+                        help="a node budget on both sides (default: none, the complete graph)")
     parser.add_argument("--node-threshold", type=float, default=0.8)
     parser.add_argument("--edge-threshold", type=float, default=0.98)
     parser.add_argument("--seed", type=int, default=0)
@@ -329,7 +334,7 @@ def main(argv=None):
             "circuit-tracer default (position 0 zeroed)": compare(ours, default)}
     print(f"tiny Llama: {args.layers} layers, d_model {args.d_model}, {args.tokens} tokens, ReLU transcoders "
           f"d_hidden {args.d_hidden}, target logit[{int(ours['token'])}] - mean logit, batch {args.batch_size}, "
-          f"{args.threads} thread(s)")
+          f"{args.threads} thread(s), node budget {args.max_feature_nodes or 'none'}")
     print(f"TransformerLens vs Hugging Face forward, max |logit gap| / max |logit|: {float(aligned['logits_gap']):.1e}")
     for name, row in rows.items():
         print(f"\n== {name} ==")
