@@ -129,7 +129,7 @@ def circuit_checks(cells, model, transcoders, atlas, n_cells: int, cell_types=No
 
 def run_seed(n_cells: int, seed: int, out: Path, *, untrained: bool = True, eval_cells: int = 400,
              circuit_cells: int = 3, cell_types=None, train_config=None, config=None, transcoder_settings=None,
-             gene_scores=GENE_SCORES) -> dict:
+             gene_scores=GENE_SCORES, n_null: int = 1000) -> dict:
     """The pipeline on one planted atlas; every figure of the table (controls and recovery per gene score)."""
     import sctranscoder as sct
 
@@ -150,7 +150,7 @@ def run_seed(n_cells: int, seed: int, out: Path, *, untrained: bool = True, eval
     test = np.sort(rng.choice(test, min(eval_cells, test.size), replace=False))
     cells = atlas[test].copy()
     controls = {score: sct.tl.feature_controls(cells, model, transcoders, {"planted": programs},
-                                               untrained=untrained, max_fdr=RECOVERY_FDR, seed=seed,
+                                               untrained=untrained, max_fdr=RECOVERY_FDR, seed=seed, n_null=n_null,
                                                gene_score=score, progress=False) for score in gene_scores}
     recovered = {score: program_recovery(cells, model, transcoders, programs, score) for score in gene_scores}
     overlap = best_feature_overlap(cells, model, transcoders, programs, seed=seed)

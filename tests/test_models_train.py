@@ -275,9 +275,16 @@ def test_patience_stops_where_the_log_says():
 
     callback = patience_callback(2)
     for history, stop in [([0.5, 0.6, 0.6], False), ([0.5, 0.6, 0.6, 0.55], True), ([0.7, 0.5, 0.6], True)]:
-        state = SimpleNamespace(log_history=[{"loss": 1.0}] + [{"eval_accuracy": a} for a in history])
+        state = SimpleNamespace(log_history=[{"loss": 1.0}] + [{"eval_accuracy": a} for a in history],
+                                global_step=10 * len(history))
         control = SimpleNamespace(should_training_stop=False)
         assert callback.on_evaluate(None, state, control).should_training_stop is stop
+    # a plateau at chance before min_steps is not a reason to stop; the same plateau after it is
+    waiting = patience_callback(2, min_steps=100)
+    for step, stop in [(40, False), (100, True)]:
+        state = SimpleNamespace(log_history=[{"eval_accuracy": a} for a in (0.2, 0.2, 0.2, 0.2)], global_step=step)
+        control = SimpleNamespace(should_training_stop=False)
+        assert waiting.on_evaluate(None, state, control).should_training_stop is stop
 
 
 # -- the config object, the old keywords --------------------------------------------------------------------------

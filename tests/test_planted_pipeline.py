@@ -18,7 +18,7 @@ def result(tmp_path_factory):
     return planted_programs.run_seed(300, 0, out, untrained=False, eval_cells=60, circuit_cells=2,
                                      cell_types=["type 1"], train_config=sct.models.TrainConfig(epochs=3),
                                      transcoder_settings={"d_hidden": 256, "auto_steps": 150},
-                                     gene_scores=("contrast", "activity"))
+                                     gene_scores=("contrast", "activity"), n_null=100)
 
 
 def test_the_model_learns_the_planted_types(result):
@@ -43,3 +43,6 @@ def test_the_circuit_row_and_the_summary_name_the_goals(result):
             "other type programs at FDR < 0.01", "state programs at FDR < 0.05"} <= set(circuits)
     lines = "\n".join(planted_programs.summary_lines(result))
     assert "genes ranked by contrast" in lines and "genes ranked by activity" in lines and "goal" in lines
+    overlap = result["best overlap"]
+    assert list(overlap.columns) == ["random_directions", "trained"] and set(overlap.index) == set(result["program kind"])
+    assert overlap.to_numpy().max() <= 25 and overlap.trained.max() >= 3  # a learned model: some feature reads a program

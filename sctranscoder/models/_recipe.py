@@ -69,7 +69,7 @@ class TrainConfig:
     none. 0: keep the last epoch."""
     patience: int | None = PATIENCE
     """With a validation split: stop when its accuracy has not improved for this many epochs (the best epoch is
-    kept). ``None`` or 0: run every epoch."""
+    kept), never before ``min_steps`` optimizer steps. ``None`` or 0: run every epoch."""
     seed: int = 0
     """Seed of the split, the initialisation and the data order (and of the sentences' tie-break when no prompt
     settings are given)."""

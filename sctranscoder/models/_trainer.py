@@ -273,7 +273,7 @@ class C2STrainer:
         )
         callbacks = list(self.callbacks or [])
         if self.validating and recipe.stops_early():
-            callbacks.append(patience_callback(recipe.patience))
+            callbacks.append(patience_callback(recipe.patience, recipe.min_steps))
         trainer_class = Trainer
         if self.validating:
             trainer_class = validating_trainer(self._prompt_ids(self.validation_prompts),
@@ -452,8 +452,11 @@ def validating_trainer(prompt_ids: list, truth_labels, labels: list[str]):
     return ValidatingTrainer
 
 
-def patience_callback(patience: int):
-    """A callback that stops training when the best validation accuracy is ``patience`` evaluations old.
+def patience_callback(patience: int, min_steps: int = 0):
+    """A callback that stops training when the best validation accuracy is ``patience`` evaluations old,
+    never before ``min_steps`` optimizer steps: a model trained from scratch sits at chance for its first
+    epochs on small data, and stopping on that plateau kept chance-level models (300 planted cells, 12
+    epochs of 15 steps: 0.20 held-out accuracy; the same run with no early stop: 1.00).
 
     It reads the trainer's log history (saved with every checkpoint), so a resumed run stops where an
     uninterrupted one would.
@@ -463,7 +466,8 @@ def patience_callback(patience: int):
     class Patience(TrainerCallback):
         def on_evaluate(self, args, state, control, **kwargs):
             history = [e["eval_accuracy"] for e in state.log_history if "eval_accuracy" in e]
-            if history and len(history) - 1 - int(np.argmax(history)) >= patience:
+            stale = history and len(history) - 1 - int(np.argmax(history)) >= patience
+            if stale and state.global_step >= min_steps:
                 logger.info("validation accuracy has not improved for %d epochs; stopping", patience)
                 control.should_training_stop = True
             return control
