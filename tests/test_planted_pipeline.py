@@ -16,7 +16,7 @@ import planted_programs  # noqa: E402
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("planted")
     return planted_programs.run_seed(300, 0, out, untrained=False, eval_cells=60, circuit_cells=2,
-                                     cell_types=["type 1"], train_config=sct.models.TrainConfig(epochs=3),
+                                     cell_types=["type 1"], train_config=sct.models.TrainConfig(epochs=12),
                                      transcoder_settings={"d_hidden": 256, "auto_steps": 150},
                                      gene_scores=("contrast", "activity"), n_null=100)
 

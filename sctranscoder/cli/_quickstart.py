@@ -131,8 +131,9 @@ def cmd_quickstart(args) -> None:
         feature_enrichment.to_csv(tmp, index=False)
     # the same pipeline on random directions that fire as often: what the enriched share would be by chance
     # (the untrained-model control trains a transcoder per layer, too slow for a first run)
+    # with the spelling null of the enrichment table above (200 lists), so its trained rows are that table's
     controls = sct.tl.feature_controls(test_cells, model, transcoders, untrained=False, seed=args.transcoder_seed,
-                                       progress=False)
+                                       n_null=200, progress=False)
     with atomic_path(out / "feature_controls.csv") as tmp:
         controls.to_csv(tmp, index=False)
     timings["enrichment"] = time.perf_counter() - start

@@ -395,7 +395,9 @@ def _section_html(section) -> str:
             ("the circuit's input genes " + _tag("attributed"))
         parts.append(f"<h3>Circuit enrichment: gene sets among {among}</h3>"
                      + (headlines_html(section.circuit_enrichment, list_name=None) if len(section.circuit_enrichment) else
-                        '<p class="muted">No set passed for these genes.</p>'))
+                        '<p class="muted">' + ("Not headlined: too few cells of this type here (see above)."
+                                               if section.small_group else "No set passed for these genes.")
+                        + '</p>'))
     for caption, frame in section.tables.items():
         parts.append(f"<h3>{_e(caption)}</h3>" + table_html(frame, index=False))
     if section.cards is not None:

@@ -49,8 +49,11 @@ def readable_circuit_html(cell_type: str, table: pd.DataFrame, share: float | No
         if "predicted_effect" in record and "measured_effect" in record:
             effect = (f"predicted {record['predicted_effect']:+.2f}, measured {record['measured_effect']:+.2f}"
                       " log-odds when switched off")
-        control = (f"; its name's control p = {record['control_p']:.2g}" if pd.notna(record.get("control_p"))
-                   else "")
+        control = ""
+        if pd.notna(record.get("control_p")):
+            verdict = ("beyond" if record["control_p"] < 0.05 else "no better than")
+            control = (f"; its name: control p = {record['control_p']:.2g}, {verdict} random genes as highly "
+                       "expressed in this type")
         rows.append(f'<div class="flow"><span class="genes">{_e(_genes(record.get("genes", "")))}</span>'
                     f'<span class="arrow">&rarr;</span><span class="supernode"><strong>{_e(record["name"])}'
                     f'</strong> ({int(record.get("n_features", 0))} features)</span>'
@@ -58,7 +61,8 @@ def readable_circuit_html(cell_type: str, table: pd.DataFrame, share: float | No
                     f'<span class="muted"> {_e(effect + control)}</span></div>')
     said = [f"{len(table)} supernodes (features grouped into modules and named by their genes)"]
     if share is not None and np.isfinite(share):
-        said.append(f"together carry {share:.0%} of the call with every other feature switched off")
+        said.append(f"together carry {share:.0%} of the call with every other feature switched off"
+                    + (" (above 100%: the features switched off pushed against the call)" if share > 1 else ""))
     rho = agreement(table)
     if rho is not None:
         said.append(f"the graph's predicted effects agree with the measured ones at Spearman {rho:.2f}")
