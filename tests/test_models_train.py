@@ -348,7 +348,8 @@ def test_settings_that_contradict_the_sentences_are_refused_before_training(smal
 def test_early_stopping_stops_keeps_the_best_epoch_and_says_so(small_pbmc, tmp_path, caplog):
     # a learning rate of 0: validation accuracy never improves on epoch 1, so patience 1 stops after epoch 2
     with caplog.at_level(logging.INFO, logger="sctranscoder.models"):
-        model = train(small_pbmc, tmp_path, epochs=6, validation_size=0.25, patience=1, learning_rate=0.0)
+        model = train(small_pbmc, tmp_path, epochs=6, validation_size=0.25, patience=1, learning_rate=0.0,
+                      min_steps=0)  # patience may stop from the first epoch
     meta = model.metadata
     assert meta["epochs"] == 6 and meta["epochs_run"] == 2 and meta["stopped_early"]
     assert meta["selected_epoch"] == 1 and [h["epoch"] for h in meta["validation_history"]] == [1, 2]

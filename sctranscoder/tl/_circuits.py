@@ -81,7 +81,7 @@ class CellTypeCircuit:
     def input_genes(self, n: int | None = None) -> dict:
         """``{cell_type: genes}``: the genes that push the call towards this cell type, strongest first
         (what :func:`sctranscoder.tl.enrich_circuit` tests): measured (knocking them out lowers P(cell type))
-        where the circuit was validated with ``rank_by_knockout`` and some gene passes its rank-matched null,
+        where the circuit was validated with ``Knockouts(rank=...)`` and some gene passes its rank-matched null,
         else attributed."""
         from ._validate import passing_genes
 
