@@ -48,7 +48,7 @@ def readable_circuit_html(cell_type: str, table: pd.DataFrame, share: float | No
         effect = ""
         if "predicted_effect" in record and "measured_effect" in record:
             effect = (f"predicted {record['predicted_effect']:+.2f}, measured {record['measured_effect']:+.2f}"
-                      " log-odds when switched off")
+                      " drop in the call's log-odds when switched off")
         control = ""
         if pd.notna(record.get("control_p")):
             verdict = ("beyond" if record["control_p"] < 0.05 else "no better than")
