@@ -17,13 +17,12 @@ SIDES = ("trained", "random_directions", "untrained_model")
 COLUMNS = ["layer", "side", "n_features", "n_enriched", "fraction_enriched", "p_value", "note"]
 
 
-def _enriched_features(adata, model, transcoder_map, layer, gene_sets, key, n_top, test, progress):
-    """(alive features, the features with a set enriched beyond spelling) for one layer."""
+def _enriched_features(adata, model, transcoder_map, layer, gene_sets, key, n_top, gene_score, test, progress):
+    """(alive features, the features with a set enriched beyond spelling) for one layer, genes ranked by
+    ``gene_score``."""
     from ._features import alive_features, feature_activity
     from ._spelling import enrich_beyond_spelling
 
-    test = dict(test)
-    gene_score = test.pop("gene_score")
     feature_activity(adata, model, transcoder_map, layer, key_added=key, progress=progress)
     adata.uns[key]["gene_score"] = gene_score
     alive = alive_features(adata, key=key)
@@ -107,7 +106,7 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
     missing = [layer for layer in layers if layer not in transcoders]
     if missing:
         raise ValueError(f"layers {missing} have no transcoder; transcoders cover {sorted(transcoders)}.")
-    test = {"max_fdr": max_fdr, "n_null": n_null, "seed": seed, "gene_score": gene_score}
+    test = {"max_fdr": max_fdr, "n_null": n_null, "seed": seed}
     scratch = adata.copy()  # feature activity of the controls never lands in the user's AnnData
     untrained_model = reinitialized(model, seed=seed) if untrained else None
     rows, enriched_features = [], {}
@@ -115,18 +114,18 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
     store = harvest(scratch, model, layers, None, dtype="float32", only_genes=True, progress=False)
     for layer in layers:
         counts = {"trained": _enriched_features(scratch, model, transcoders, layer, gene_sets,
-                                                "_control_trained", n_top, test, progress)}
+                                                "_control_trained", n_top, gene_score, test, progress)}
         inputs, _ = store.read(layer)
         directions = random_directions(transcoders[layer], torch.as_tensor(inputs).float(), seed=seed + layer)
         counts["random_directions"] = _enriched_features(scratch, model, {layer: directions}, layer, gene_sets,
-                                                         "_control_random", n_top, test, progress)
+                                                         "_control_random", n_top, gene_score, test, progress)
         if untrained_model is not None:
             # every cell trains the control: the model's recorded held-out cells may be all of these
             retrained = train_transcoders(scratch, untrained_model, [layer], cfg=transcoders[layer].cfg,
                                           held_out=np.zeros(scratch.n_obs, bool), progress=progress,
                                           key_added="_control_transcoders")
             counts["untrained_model"] = _enriched_features(scratch, untrained_model, retrained, layer, gene_sets,
-                                                           "_control_untrained", n_top, test, progress)
+                                                           "_control_untrained", n_top, gene_score, test, progress)
         for side in SIDES:
             if side not in counts:
                 rows.append({"layer": layer, "side": side, "n_features": 0, "n_enriched": 0,

@@ -254,13 +254,13 @@ def feature_genes(
     """
     cells, info = _activity(adata, key)
     features = alive_features(adata, key=key) if features is None else np.asarray(features, dtype=np.int64)
-    gene_activity = gene_scores(info, score)
+    ranking = gene_scores(info, score)
     counts = np.asarray(info["gene_occurrences"])
     names = np.asarray(info["genes"], dtype=object)
     usable = counts >= min_occurrences
     rows = []
     for feature in features:
-        scores = np.where(usable, gene_activity[:, feature], 0.0)
+        scores = np.where(usable, ranking[:, feature], 0.0)
         order = np.argsort(-scores, kind="stable")
         order = order[scores[order] > 0]
         if threshold is not None and order.size:
