@@ -158,3 +158,31 @@ def test_gemma2_circuits_are_exact_under_biting_caps(capped_gemma):
     graph = trace(model, transcoders, ids, Target.logit(7), max_nodes=6)
     assert graph.number_of_nodes() > 1 and any(d["kind"] == "feature" for _, d in graph.nodes(data=True))
     assert not saved or all(torch.equal(p, saved[n]) for n, p in model.named_parameters() if n in saved)
+
+
+def test_gemma2_circuits_on_bf16_weights_match_float32(capped_gemma):
+    """A bf16 model is traced as it is (no float32 copy): its attribution graph, accumulated in float32, has
+    the features and edges of the float32 model's to within bf16's rounding."""
+    import copy
+
+    from sctranscoder.circuits import attribute
+
+    d = capped_gemma.config.hidden_size
+    transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=32, activation="relu",
+                                                      seed=layer)).eval() for layer in range(2)}
+    ids = torch.randint(5, capped_gemma.config.vocab_size, (10,), generator=torch.Generator().manual_seed(2))
+    bf16 = copy.deepcopy(capped_gemma).to(torch.bfloat16)
+    graphs = [attribute(m, transcoders, ids, Target.logit(7), max_feature_nodes=None, batch_size=32,
+                        progress=False) for m in (capped_gemma, bf16)]
+    assert next(bf16.parameters()).dtype == torch.bfloat16  # traced in place, not converted
+    assert graphs[1].adjacency.dtype == torch.float32
+    assert graphs[1].value == pytest.approx(graphs[0].value, rel=0.02, abs=0.02)
+    # a feature at the edge of firing may flip under bf16 rounding; all others are the same nodes
+    index = [{tuple(f): i for i, f in enumerate(g.features.tolist())} for g in graphs]
+    common = sorted(set(index[0]) & set(index[1]))
+    assert len(common) >= 0.97 * max(map(len, index))
+    rows = [g.adjacency[[ix[f] for f in common]][:, [ix[f] for f in common]] for g, ix in zip(graphs, index)]
+    outputs = [g.adjacency[-1, [ix[f] for f in common]] for g, ix in zip(graphs, index)]
+    for full, half in (rows, outputs):
+        gap = float((full - half).abs().max() / full.abs().max())
+        assert 0 < gap < 0.05  # bf16 did run (not a float32 copy), and rounding moved no edge by much
