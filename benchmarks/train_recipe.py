@@ -99,6 +99,39 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Accuracy (C2S beside the regression) and wall time against cells, one panel per data set, and one line
+    per genes per prompt."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    datasets = sorted({r["data set"] for r in rows})
+    fig, axes = plt.subplots(2, len(datasets), figsize=(5 * len(datasets), 7), squeeze=False, sharex="col")
+    for column, dataset in enumerate(datasets):
+        mine = [r for r in rows if r["data set"] == dataset]
+        accuracy, minutes = axes[0, column], axes[1, column]
+        for genes in sorted({r["genes per prompt"] for r in mine}):
+            line = sorted((r for r in mine if r["genes per prompt"] == genes), key=lambda r: r["cells"])
+            cells = [r["cells"] for r in line]
+            drawn = accuracy.plot(cells, [r["C2S"] for r in line], "o-", label=f"C2S, {genes} genes a prompt")
+            accuracy.plot(cells, [r["regression"] for r in line], "s--", color=drawn[0].get_color(), alpha=0.6,
+                          label=f"regression, same {genes} genes")
+            minutes.plot(cells, [r["minutes"] for r in line], "o-", label=f"{genes} genes a prompt")
+        accuracy.set(title=f"{dataset}: held-out accuracy", ylabel="held-out accuracy", ylim=(0, 1.02))
+        minutes.set(title=f"{dataset}: wall time (2 CPU cores)", ylabel="minutes", xlabel="cells")
+        minutes.set_ylim(bottom=0)
+        for axis in (accuracy, minutes):
+            axis.set_xscale("log")
+            axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["simulated", "pbmc68k"], choices=["simulated", "pbmc68k"])
@@ -109,10 +142,19 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="seed of the data (simulation, subsample)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--plot", type=Path, help="draw the curves to this PNG")
+    parser.add_argument("--rows", nargs="+", type=Path,
+                        help="with --plot: draw rows written by earlier --json runs instead of running")
     parser.add_argument("--one", type=json.loads, help=argparse.SUPPRESS)  # a single run, in a child process
     args = parser.parse_args()
     if args.one is not None:
         print(json.dumps(one_run(**args.one)))
+        return
+    if args.rows:
+        rows = [row for path in args.rows for row in json.loads(path.read_text())]
+        print(table(rows))
+        if args.plot:
+            plot(rows, args.plot)
         return
     rows = []
     for dataset in args.datasets:
@@ -131,6 +173,8 @@ def main():
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(table(rows))
+    if args.plot:
+        plot(rows, args.plot)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import resource
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-PROBE_STEPS = 4  # timed optimizer steps, after one untimed warm-up step
+PROBE_STEPS = 8  # timed optimizer steps, after one untimed warm-up step
 PROBE_CELLS = 32  # cells whose candidate answers are scored to time validation and held-out scoring
 TRAINER_OVERHEAD = 1.1  # transformers' Trainer around the same steps: collation, logging, per-epoch checkpoints
 
@@ -96,15 +97,19 @@ def _step_seconds(trainer, n_steps: int) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # warm-up: allocations and first-call setup
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(n_steps):
+    def timed() -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
         step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / n_steps
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    step()  # warm-up: allocations and first-call setup
+    # the median step: a step slowed by another process (steps of a small model take milliseconds) is not
+    # scaled to the whole run
+    return float(statistics.median(timed() for _ in range(n_steps)))
 
 
 def _scoring_seconds_per_cell(trainer, n_cells: int) -> float:
