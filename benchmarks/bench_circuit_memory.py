@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 def one_run(model_name: str, dtype: str, method: str, ids: list, args: dict) -> dict:
     import torch
-
     from _memory import peak_rss_mib
     from bench_scale import build
+
     from sctranscoder import circuits
     from sctranscoder.tc import Transcoder, TranscoderConfig
 
