@@ -99,6 +99,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def spread(rows: list[dict]) -> str:
+    """Mean and standard deviation over seeds of the accuracy and the gap, per data set, size and prompt."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    stats = frame.groupby(["data set", "cells", "genes per prompt"]).agg(
+        seeds=("C2S", "size"), C2S=("C2S", "mean"), C2S_sd=("C2S", "std"), regression=("regression", "mean"),
+        gap=("gap (points)", "mean"), gap_sd=("gap (points)", "std"), minutes=("minutes", "mean"))
+    return stats.round(3).reset_index().to_string(index=False)
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """Accuracy (C2S beside the regression) and wall time against cells, one panel per data set, and one line
     per genes per prompt."""
@@ -107,6 +118,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
+    import pandas as pd
 
     datasets = sorted({r["data set"] for r in rows})
     fig, axes = plt.subplots(2, len(datasets), figsize=(5 * len(datasets), 7), squeeze=False, sharex="col")
@@ -114,18 +126,21 @@ def plot(rows: list[dict], path: Path) -> None:
         mine = [r for r in rows if r["data set"] == dataset]
         accuracy, minutes = axes[0, column], axes[1, column]
         for genes in sorted({r["genes per prompt"] for r in mine}):
-            line = sorted((r for r in mine if r["genes per prompt"] == genes), key=lambda r: r["cells"])
-            cells = [r["cells"] for r in line]
-            drawn = accuracy.plot(cells, [r["C2S"] for r in line], "o-", label=f"C2S, {genes} genes a prompt")
-            accuracy.plot(cells, [r["regression"] for r in line], "s--", color=drawn[0].get_color(), alpha=0.6,
+            line = pd.DataFrame([r for r in mine if r["genes per prompt"] == genes]).groupby("cells")
+            mean, sd = line.mean(numeric_only=True), line.std(numeric_only=True).fillna(0)  # over seeds
+            drawn = accuracy.errorbar(mean.index, mean["C2S"], yerr=sd["C2S"], fmt="o-", capsize=3,
+                                      label=f"C2S, {genes} genes a prompt")
+            accuracy.plot(mean.index, mean["regression"], "s--", color=drawn[0].get_color(), alpha=0.6,
                           label=f"regression, same {genes} genes")
-            minutes.plot(cells, [r["minutes"] for r in line], "o-", label=f"{genes} genes a prompt")
+            minutes.plot(mean.index, mean["minutes"], "o-", label=f"{genes} genes a prompt")
         accuracy.set(title=f"{dataset}: held-out accuracy", ylabel="held-out accuracy", ylim=(0, 1.02))
         minutes.set(title=f"{dataset}: wall time (2 CPU cores)", ylabel="minutes", xlabel="cells")
         minutes.set_ylim(bottom=0)
         for axis in (accuracy, minutes):
             axis.set_xscale("log")
+            axis.set_xticks(sorted({r["cells"] for r in mine}))
             axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             axis.grid(alpha=0.3)
             axis.legend(fontsize=8)
     fig.tight_layout()
@@ -139,7 +154,9 @@ def main():
     parser.add_argument("--genes", nargs="+", default=["recipe"],
                         help="genes per prompt: numbers, or 'recipe' for the library's choice")
     parser.add_argument("--options", type=json.loads, default={}, help="more train_c2s arguments, as JSON")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data (simulation, subsample)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="seeds of the data (simulation, subsample) and of training (split, initialisation): "
+                             "one run each; with several, the table adds their mean and spread")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--plot", type=Path, help="draw the curves to this PNG")
@@ -161,18 +178,23 @@ def main():
         sizes = sorted({min(s, 700) for s in args.sizes}) if dataset == "pbmc68k" else args.sizes
         for n_cells in sizes:
             for genes in args.genes:
-                run = {"dataset": dataset, "n_cells": n_cells, "n_genes": None if genes == "recipe" else int(genes),
-                       "options": args.options, "seed": args.seed, "threads": args.threads}
-                child = subprocess.run([sys.executable, __file__, "--one", json.dumps(run)], capture_output=True,
-                                       text=True)  # a fresh process each: peak memory is the run's own
-                if child.returncode:
-                    print(child.stderr[-3000:], file=sys.stderr)
-                    raise SystemExit(f"run {run} failed")
-                rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
-                print(json.dumps(rows[-1]), flush=True)
+                for seed in args.seeds:
+                    options = {"seed": seed, **args.options}
+                    run = {"dataset": dataset, "n_cells": n_cells,
+                           "n_genes": None if genes == "recipe" else int(genes), "options": options, "seed": seed,
+                           "threads": args.threads}
+                    child = subprocess.run([sys.executable, __file__, "--one", json.dumps(run)], capture_output=True,
+                                           text=True)  # a fresh process each: peak memory is the run's own
+                    if child.returncode:
+                        print(child.stderr[-3000:], file=sys.stderr)
+                        raise SystemExit(f"run {run} failed")
+                    rows.append({**json.loads(child.stdout.strip().splitlines()[-1]), "seed": seed})
+                    print(json.dumps(rows[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(table(rows))
+    if len(args.seeds) > 1:
+        print(spread(rows))
     if args.plot:
         plot(rows, args.plot)
 

@@ -291,3 +291,31 @@ def test_measured_gene_ranking_is_shown_beside_the_attributed_one(tmp_path):
         sct.report.CellTypeSection("CD19+ B", input_genes=attributed)]))
     section = alone.split("<section", 1)[1].split("</section>", 1)[0]  # the glossary after it explains both words
     assert "measured" not in section and 'tag attributed">attributed' in section
+
+
+def test_a_gene_at_the_top_of_two_circuits_is_explained_by_its_knockouts():
+    """A gene in the top 10 of two types' circuits is read through its rank-matched knockout in each type: a gene
+    both use where it passes in both, a position artefact where it does not; a gene in one top list is not listed."""
+    from sctranscoder.report._shared_genes import shared_circuit_genes
+
+    def section(name, attributed, knockouts):
+        genes = pd.DataFrame({"gene": attributed, "attribution": np.linspace(1, 0.1, len(attributed))})
+        table = pd.DataFrame([{"gene": g, "effect": e, "z": z, "passes": p, "n_cells": 12, "mean_rank": r}
+                              for g, e, z, p, r in knockouts])
+        return sct.report.CellTypeSection(name, input_genes=genes, validation={"genes_by_knockout": table,
+                                                                               "n_cells_knockout": 12})
+
+    b = section("B", ["CD79A", "CD52", "HLA-DRA", "MS4A1"],
+                [("CD79A", 0.5, 9.0, True, 14), ("CD52", 0.01, 0.3, False, 3), ("HLA-DRA", 0.4, 7.0, True, 5)])
+    mono = section("Monocyte", ["LYZ", "CD52", "HLA-DRA"],
+                   [("LYZ", 0.6, 8.0, True, 2), ("CD52", 0.02, 0.5, False, 4), ("HLA-DRA", 0.3, 6.0, True, 6)])
+    table = shared_circuit_genes([b, mono]).set_index("gene")
+    assert sorted(table.index) == ["CD52", "HLA-DRA"]  # CD79A, MS4A1 and LYZ are in one type's list only
+    assert "both use" in table.loc["HLA-DRA", "reading"] and "artefact" not in table.loc["HLA-DRA", "reading"]
+    assert "position artefact" in table.loc["CD52", "reading"] and "B, Monocyte" in table.loc["CD52", "reading"]
+    assert "mean sentence position 3" in table.loc["CD52", "evidence"]
+    page = sct.report.render_html(sct.report.ReportContent(cell_types=[b, mono]))
+    shared = page[page.index("Genes at the top of more than one cell type"):]
+    assert "<strong>CD52</strong> (B, Monocyte)" in shared and "<strong>LYZ</strong>" not in shared
+    lone = sct.report.render_html(sct.report.ReportContent(cell_types=[b]))
+    assert "more than one cell type" not in lone

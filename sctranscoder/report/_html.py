@@ -20,6 +20,7 @@ from ._content import ReportContent
 from ._glossary import glossary_html
 from ._measured import has_null, knockout_cells, measured_genes, no_pass_sentence
 from ._readable_circuit import READABLE_CSS, readable_circuit_html
+from ._shared_genes import shared_genes_html
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -443,6 +444,7 @@ def render_html(content: ReportContent) -> str:
     for caption, frame in content.tables.items():
         body.append(f"<h3>{_e(caption)}</h3>" + table_html(frame, index=False))
     body.extend(_section_html(s) for s in content.cell_types)
+    body.append(shared_genes_html(content.cell_types))
     body.append('<h2 id="methods">Methods</h2>')
     body.append('<p>The terms used here (transcoder, feature, circuit, FVU, L0, loss recovered, log-odds, replacement '
                 'and completeness scores, knockout) are explained in the <a href="#glossary">glossary</a> at the end '
