@@ -83,7 +83,8 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     """Check a :class:`CellTypeCircuit`'s gene ranking against gene knockouts in the traced cells.
 
     Knocks out (``mode="zero"``) the circuit's ``top_genes`` genes with the largest
-    attribution (or, with ``knockouts.rank="sentence"``, every gene of the traced cells'
+    |attribution|, its ``top_genes`` strongest towards the call (the top of its gene table) and the
+    ``top_genes`` largest attention-mask gradients (or, with ``knockouts.rank="sentence"``, every gene of the traced cells'
     sentences) in each knocked-out cell and re-scores every candidate with the real
     model. The knockout effect of a gene is the drop in log P(cell type) over all
     candidates, averaged over the cells (0 where the gene is not in a cell's
@@ -146,7 +147,10 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
     seconds = {"gradients": time.perf_counter() - clock}
     chosen = [list(s.reindex(s.abs().sort_values(ascending=False).index).index[:top_genes])
               for s in (attribution, gradient)]
-    checked = list(dict.fromkeys(chosen[0] + chosen[1]))
+    # the circuit's own top genes, as its gene table lists them (strongest push towards the call first), are
+    # always tested: the largest |attribution| can all be genes that push away
+    towards = list(attribution[attribution > 0].sort_values(ascending=False).index[:top_genes])
+    checked = list(dict.fromkeys(chosen[0] + towards + chosen[1]))
     names = np.asarray(every.genes, dtype=object)
     every_gene = knockouts.rank == "sentence"
     genes = None if every_gene else (gene_indices(names, checked) if checked else np.zeros(0, np.int64))
