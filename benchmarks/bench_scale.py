@@ -14,7 +14,7 @@ process, in this order:
 - ``live``: ``sct.tc.train_live`` of every layer from one forward pass per batch of cells (TopK k=32,
   ``--d-hidden`` features, one epoch: the cells' tokens rounded down to whole batches);
 - ``trace``: ``sct.circuits.trace`` of one cell's answer logit through the transcoders just trained
-  (``--max-nodes`` nodes expanded), on float32 weights (circuits' frozen norms are checked in float32).
+  (``--max-nodes`` nodes expanded), on float32 weights (bf16 traces: ``bench_circuit_memory.py``).
 
 It prints tokens/s and the ratio to the bare forward, and the process's peak RSS after each stage (VmHWM:
 cumulative, so a stage's figure includes the model and what came before). On CUDA it also prints each
@@ -146,8 +146,8 @@ def run_model(name, ids, args, dtype) -> list[dict]:
     transcoders = stage("live", lambda: tc.train_live(model, encode, len(ids), None, cfg,
                                                       buffer_rows=2 * args.batch_size,
                                                       documents_per_pass=args.batch_cells, progress=False))
-    # circuits freeze norms by checking a float32 re-implementation against each norm module: bf16 weights fail
-    # that check, so the trace runs on float32 weights (the conversion is not timed)
+    # traced on float32 weights, as the recorded figures were: bf16 traces are measured in bench_circuit_memory
+    # (bf16 is 25x slower than float32 on a CPU without native bf16 products)
     model.float()
     target = circuits.Target.logit(int(ids[0][-1]), position=-2, label="answer")
     graph = stage("trace (fp32)", lambda: circuits.trace(model, transcoders, torch.as_tensor(ids[0][:-1]), target,
