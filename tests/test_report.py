@@ -295,7 +295,7 @@ def test_measured_gene_ranking_is_shown_beside_the_attributed_one(tmp_path):
 
 def test_a_gene_at_the_top_of_two_circuits_is_explained_by_its_knockouts():
     """A gene in the top 10 of two types' circuits is read through its rank-matched knockout in each type: a gene
-    both use where it passes in both, a position artefact where it does not; a gene in one top list is not listed."""
+    the model uses for both calls where it passes in both, a position artefact where it does not; a gene in one top list is not listed."""
     from sctranscoder.report._shared_genes import shared_circuit_genes
 
     def section(name, attributed, knockouts):
@@ -311,7 +311,7 @@ def test_a_gene_at_the_top_of_two_circuits_is_explained_by_its_knockouts():
                    [("LYZ", 0.6, 8.0, True, 2), ("CD52", 0.02, 0.5, False, 4), ("HLA-DRA", 0.3, 6.0, True, 6)])
     table = shared_circuit_genes([b, mono]).set_index("gene")
     assert sorted(table.index) == ["CD52", "HLA-DRA"]  # CD79A, MS4A1 and LYZ are in one type's list only
-    assert "both use" in table.loc["HLA-DRA", "reading"] and "artefact" not in table.loc["HLA-DRA", "reading"]
+    assert "the model uses HLA-DRA for each" in table.loc["HLA-DRA", "reading"] and "artefact" not in table.loc["HLA-DRA", "reading"]
     assert "position artefact" in table.loc["CD52", "reading"] and "B, Monocyte" in table.loc["CD52", "reading"]
     assert "mean sentence position 3" in table.loc["CD52", "evidence"]
     page = sct.report.render_html(sct.report.ReportContent(cell_types=[b, mono]))

@@ -62,8 +62,9 @@ def _reading(gene: str, knockouts: dict) -> str:
     failed = [name for name in tested if name not in passed]
     untested = [name for name in knockouts if name not in tested]
     if passed and not failed and not untested:
-        return (f"its knockout lowers each call beyond a random gene at the same sentence positions, so {gene} is "
-                "a gene these types both use (its position does not explain it)")
+        return (f"its knockout lowers each call beyond a random gene at the same sentence positions, so the model "
+                f"uses {gene} for each of these calls (its position does not explain it; whether the types both "
+                "express it is a question for differential expression)")
     parts = []
     if passed:
         parts.append(f"measured in {', '.join(passed)}")
