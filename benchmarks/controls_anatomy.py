@@ -157,11 +157,13 @@ def random_projection_enrichment(genes, means, programs: dict, n_directions: int
     rng = np.random.default_rng(seed)
     directions = rng.standard_normal((n_directions, means.shape[1]))
     top = np.argsort(-(means @ directions.T), axis=0)[:N_TOP].T  # (n_directions, 25)
-    names = np.asarray(genes)
     universe = set(genes)
-    sets = {name: set(g) & universe for name, g in programs.items()}
-    p = np.array([[hypergeom.sf(len(members & set(names[row])) - 1, len(genes), len(members), N_TOP)
-                   for members in sets.values()] for row in top])
+    members = np.array([[g in set(gs) for g in genes] for gs in programs.values()])  # (programs, genes)
+    hits = np.zeros((n_directions, len(genes)), bool)
+    np.put_along_axis(hits, top, True, axis=1)
+    overlap = hits.astype(np.int64) @ members.T.astype(np.int64)  # (n_directions, programs)
+    sizes = np.array([len(set(gs) & universe) for gs in programs.values()])
+    p = hypergeom.sf(overlap - 1, len(genes), sizes[None, :], N_TOP)
     return float((_bh(p.ravel()).reshape(p.shape) < MAX_FDR).any(1).mean())
 
 
@@ -180,6 +182,41 @@ def cosine_by_program(genes, means, programs: dict) -> tuple[float, float]:
         for other in names[a + 1:]:
             between.append((block @ unit[members[other]].T).mean())
     return float(np.mean(within)), float(np.mean(between))
+
+
+def direction_program_r2(genes, means, programs: dict, directions: np.ndarray) -> np.ndarray:
+    """Per direction: the share of the variance of its projections on the (centred) gene means that the genes'
+    planted program explains (genes in no program form one more group)."""
+    label = np.zeros(len(genes), np.int64)
+    for i, members in enumerate(programs.values(), start=1):
+        hit = np.array([g in set(members) for g in genes]) & (label == 0)
+        label[hit] = i
+    projected = (means - means.mean(0)) @ directions.T
+    group = np.zeros((label.max() + 1, projected.shape[1]))
+    np.add.at(group, label, projected)
+    group /= np.bincount(label)[:, None]
+    total = ((projected - projected.mean(0)) ** 2).sum(0)
+    return 1 - ((projected - group[label]) ** 2).sum(0) / total
+
+
+def table_directions(sides: dict, means: dict, programs: dict, results: dict, layers,
+                     min_occurrences: int = 3) -> pd.DataFrame:
+    rows = []
+    for layer in layers:
+        genes, m, counts = means[layer]
+        keep = counts >= min_occurrences
+        genes, m = [g for g, k in zip(genes, keep) if k], m[keep]
+        for side in SIDES:
+            res = results[(side, layer)]
+            directions = sides[side][layer].W_enc.detach().double().cpu().numpy()[res["alive"]]
+            r2 = direction_program_r2(genes, m, programs, directions)
+            enriched = np.isin(res["alive"], list(res["enriched"]))
+            rows.append({"layer": layer, "side": side, "median program R2": float(np.median(r2)),
+                         "enriched: median": float(np.median(r2[enriched])) if enriched.any() else np.nan,
+                         "not enriched: median": float(np.median(r2[~enriched])),
+                         "share enriched, R2 >= 0.5": enriched[r2 >= 0.5].mean() if (r2 >= 0.5).any() else np.nan,
+                         "features R2 >= 0.5": int((r2 >= 0.5).sum())})
+    return pd.DataFrame(rows)
 
 
 def table_identity(results: dict, r2: dict, layers) -> pd.DataFrame:
@@ -269,6 +306,35 @@ def table_lists(results: dict, layers) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SIZE_BINS = (0, 2, 9, 24, 25)
+SIZE_LABELS = ("1-2 genes", "3-9 genes", "10-24 genes", "25 genes (full)")
+
+
+def table_list_sizes(results: dict, programs: dict, layers, min_occurrences: int = 3) -> pd.DataFrame:
+    """Per side and list length: features, share enriched, and the share of the lists' genes that are in some
+    planted program (beside that share among all genes the lists can draw from)."""
+    planted = set().union(*map(set, programs.values()))
+    rows = []
+    for layer in layers:
+        for side in SIDES:
+            res = results[(side, layer)]
+            usable = [g for g, c in zip(res["genes"], res["occurrences"]) if c >= min_occurrences]
+            background = np.mean([g in planted for g in usable])
+            alive = res["alive"]
+            sizes = np.array([len(res["lists"][f]) for f in alive])
+            enriched = np.isin(alive, list(res["enriched"]))
+            bins = pd.cut(sizes, SIZE_BINS, labels=SIZE_LABELS)
+            for label in SIZE_LABELS:
+                inside = np.asarray(bins == label)
+                genes = [g for f in alive[inside] for g in res["lists"][f]]
+                rows.append({"layer": layer, "side": side, "list length": label, "features": int(inside.sum()),
+                             "enriched": int(enriched[inside].sum()),
+                             "share": enriched[inside].mean() if inside.any() else np.nan,
+                             "program genes in lists": np.mean([g in planted for g in genes]) if genes else np.nan,
+                             "program genes in background": background})
+    return pd.DataFrame(rows)
+
+
 def train_small(n_cells: int, seed: int, out: Path):
     """A model and transcoders with library defaults, as ``planted_programs.py`` trains them."""
     import sctranscoder as sct
@@ -309,9 +375,9 @@ def main():
     layers = sorted(transcoders) if args.layers is None else args.layers
     transcoders = {layer: transcoders[layer] for layer in layers}
     cells = eval_cells(atlas, model, args.eval_cells, args.seed)
-    sides = side_transcoders(cells, model, transcoders, args.seed)
     cache = args.cache
     tag = "-".join(map(str, layers))
+    sides = cached(cache / f"sides_layers{tag}.pkl", lambda: side_transcoders(cells, model, transcoders, args.seed))
 
     r2 = cached(cache / f"identity_r2_{args.identity_cells}_layers{tag}.pkl",
                 lambda: identity_r2(cells, model, sides, args.identity_cells))
@@ -340,8 +406,16 @@ def main():
     print("\n   all layers pooled (one-sided Fisher's exact p that trained beats random directions in the bin)")
     print(table_identity_pooled(identity).to_string(index=False, float_format=lambda v: f"{v:.2g}"))
 
+    directions = table_directions(sides, means, programs, results, layers)
+    print("\n2b. Encoder directions (trained rows, random rows): share of their projections' variance over the gene "
+          "means that the genes' planted program explains")
+    print(directions.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    sizes = table_list_sizes(results, programs, layers)
+    print("\n3a. By list length (a feature's genes with a positive score, at most 25): share enriched, and the share "
+          "of the lists' genes that belong to a planted program against the background's")
+    print(sizes.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     lists = table_lists(results, layers)
-    print("\n3. The lists: genes per list, firing, and how many different programs the enriched lists name")
+    print("\n3b. The lists: genes per list, firing, and how many different programs the enriched lists name")
     print(lists.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
