@@ -17,12 +17,17 @@ FDR < 0.01, 1,000-list spelling null) and takes that count apart, one table per 
    within-program against between-program cosine similarity (centred), and the share of plain random
    directions whose top-25 genes by projection on those means are enriched for a program (hypergeometric,
    BH FDR < 0.01 over lists x programs, no spelling null); the same on the re-initialised model, and with
-   the gene-to-program labels shuffled, as floors.
-3. **The lists themselves.** Genes per list, firing rates, the per-feature pairing (a random direction
-   replaces the trained feature with its firing rate), how many different programs the enriched lists
-   name and how alike they are (mean Jaccard of two enriched lists naming the same program).
+   the gene-to-program labels shuffled, as floors. Per encoder row (trained, random): the share of its
+   projections' variance over the gene means that the genes' planted program explains.
+3. **The lists themselves.** The share enriched by list length (a feature's genes with a positive score, at
+   most 25) with the share of the lists' genes that are program genes against the background's; genes per
+   list, firing rates, the per-feature pairing (a random direction replaces the trained feature with its
+   firing rate), how many different programs the enriched lists name and how alike they are (mean Jaccard
+   of two enriched lists naming the same program).
 
-Intermediate arrays are cached under ``--cache`` (delete it to recompute).
+``--eval-cells 150 --identity-cells 60 --n-null 200 --layers 2 0`` takes about 15 minutes per layer on 2 shared
+CPU cores (docs/benchmarks/controls_anatomy.md). Intermediate arrays are cached under ``--cache`` (delete it
+after changing the model, transcoders or settings).
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ import pandas as pd
 SIDES = ("trained", "random_directions")
 MAX_FDR = 0.01
 N_TOP = 25
-R2_BINS = (-np.inf, 0.5, 0.9, np.inf)
-R2_LABELS = ("R2 < 0.5 (context)", "0.5 <= R2 < 0.9", "R2 >= 0.9 (identity)")
+R2_BINS = (-np.inf, -1e8, 0.5, 0.9, np.inf)
+R2_LABELS = ("no R2 (constant on these prompts)", "R2 < 0.5 (context)", "0.5 <= R2 < 0.9", "R2 >= 0.9 (identity)")
 
 
 def cached(path: Path, compute):
@@ -227,7 +232,7 @@ def table_identity(results: dict, r2: dict, layers) -> pd.DataFrame:
             alive = res["alive"]
             values = r2[(side, layer)][alive]
             enriched = np.isin(alive, list(res["enriched"]))
-            bins = pd.cut(np.nan_to_num(values, nan=-1.0), R2_BINS, labels=R2_LABELS, right=False)
+            bins = pd.cut(np.nan_to_num(values, nan=-1e9), R2_BINS, labels=R2_LABELS, right=False)
             for label in R2_LABELS:
                 inside = np.asarray(bins == label)
                 rows.append({"layer": layer, "side": side, "bin": label, "features": int(inside.sum()),
@@ -306,8 +311,8 @@ def table_lists(results: dict, layers) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SIZE_BINS = (0, 2, 9, 24, 25)
-SIZE_LABELS = ("1-2 genes", "3-9 genes", "10-24 genes", "25 genes (full)")
+SIZE_BINS = (-1, 0, 2, 9, 24, 25)
+SIZE_LABELS = ("no gene", "1-2 genes", "3-9 genes", "10-24 genes", "25 genes (full)")
 
 
 def table_list_sizes(results: dict, programs: dict, layers, min_occurrences: int = 3) -> pd.DataFrame:
@@ -376,14 +381,26 @@ def main():
     transcoders = {layer: transcoders[layer] for layer in layers}
     cells = eval_cells(atlas, model, args.eval_cells, args.seed)
     cache = args.cache
-    tag = "-".join(map(str, layers))
-    sides = cached(cache / f"sides_layers{tag}.pkl", lambda: side_transcoders(cells, model, transcoders, args.seed))
+    untrained_model = []  # built once, on first need
 
-    r2 = cached(cache / f"identity_r2_{args.identity_cells}_layers{tag}.pkl",
-                lambda: identity_r2(cells, model, sides, args.identity_cells))
-    means = cached(cache / f"gene_means_trained_layers{tag}.pkl", lambda: gene_means(cells, model, layers))
-    untrained_means = cached(cache / f"gene_means_untrained_layers{tag}.pkl",
-                             lambda: gene_means(cells, sct.models.reinitialized(model, seed=args.seed), layers))
+    def untrained():
+        if not untrained_model:
+            untrained_model.append(sct.models.reinitialized(model, seed=args.seed))
+        return untrained_model[0]
+
+    # one cache file per layer and step, so layers can be added run by run
+    sides, r2, means, untrained_means = {side: {} for side in SIDES}, {}, {}, {}
+    for layer in layers:
+        one = cached(cache / f"sides_layers{layer}.pkl",
+                     lambda la=layer: side_transcoders(cells, model, {la: transcoders[la]}, args.seed))
+        for side in SIDES:
+            sides[side][layer] = one[side][layer]
+        r2.update(cached(cache / f"identity_r2_{args.identity_cells}_layers{layer}.pkl",
+                         lambda o=one: identity_r2(cells, model, o, args.identity_cells)))
+        means.update(cached(cache / f"gene_means_trained_layers{layer}.pkl",
+                            lambda la=layer: gene_means(cells, model, [la])))
+        untrained_means.update(cached(cache / f"gene_means_untrained_layers{layer}.pkl",
+                                      lambda la=layer: gene_means(cells, untrained(), [la])))
     geometry = table_geometry(means, untrained_means, programs, layers, args.n_directions, args.seed)
     print("\n2. Embedding geometry: centred cosine of per-gene mean MLP inputs (within / between programs), and the "
           f"share of {args.n_directions} random directions whose top-{N_TOP} genes by projection are enriched "
