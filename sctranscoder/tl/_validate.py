@@ -82,8 +82,8 @@ def validate_circuit(adata, model, transcoders: dict, circuit, *, top_genes: int
                      progress: bool = True) -> dict:
     """Check a :class:`CellTypeCircuit`'s gene ranking against gene knockouts in the traced cells.
 
-    Knocks out (``mode="zero"``) the circuit's ``top_genes`` genes with the largest
-    |attribution|, its ``top_genes`` strongest towards the call (the top of its gene table) and the
+    Knocks out (``mode="zero"``) the circuit's ``top_genes`` genes with the largest absolute
+    attribution, its ``top_genes`` strongest towards the call (the top of its gene table) and the
     ``top_genes`` largest attention-mask gradients (or, with ``knockouts.rank="sentence"``, every gene of the traced cells'
     sentences) in each knocked-out cell and re-scores every candidate with the real
     model. The knockout effect of a gene is the drop in log P(cell type) over all
