@@ -446,6 +446,9 @@ def _controls_table(controls) -> pd.DataFrame:
     table = controls.assign(side=controls.side.map(CONTROL_SIDES).fillna(controls.side))
     table["fraction_enriched"] = table.fraction_enriched.map(lambda v: "" if pd.isna(v) else f"{v:.1%}")
     table["p_value"] = table.p_value.map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
+    skipped = table.note.astype(str).str.startswith("skipped")  # a control not run has no counts, not zero
+    table[["n_features", "n_enriched"]] = table[["n_features", "n_enriched"]].astype(object)
+    table.loc[skipped, ["n_features", "n_enriched"]] = "not run"
     return table.rename(columns={"layer": "Layer", "side": "Features", "n_features": "Firing",
                                  "n_enriched": "Enriched beyond spelling", "fraction_enriched": "Share enriched",
                                  "p_value": "p (trained enriched more often; Fisher)", "note": "Note"})
