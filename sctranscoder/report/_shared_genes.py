@@ -69,7 +69,7 @@ def _reading(gene: str, knockouts: dict) -> str:
     if passed:
         parts.append(f"measured in {', '.join(passed)}")
     if failed:
-        parts.append(f"in {', '.join(failed)} its knockout is no larger than a random gene's at the same sentence "
+        parts.append(f"in {', '.join(failed)}, its knockout is no larger than a random gene's at the same sentence "
                      "positions, so there the circuit credits its position, not the gene (a position artefact)")
     if untested:
         parts.append(f"not tested by knockout in {', '.join(untested)}")
