@@ -1,7 +1,7 @@
 """Genes near the top of more than one cell type's circuit, each with what the knockouts say about it.
 
-A gene in the top 10 of two types' circuits is either one both types use (its knockout lowers each call more
-than a random gene knocked out at the same sentence positions) or an artefact of where it sits: attribution
+A gene in the top 10 of two types' circuits is either one the model uses for both calls (its knockout lowers
+each call more than a random gene knocked out at the same sentence positions) or an artefact of where it sits: attribution
 is largest near the start of a sentence whatever the gene, and a rank-matched knockout null is what tells
 the two apart. Nothing here re-runs the model; it reads each section's attributed and measured lists.
 """
@@ -80,7 +80,7 @@ def shared_circuit_genes(sections, *, top: int = TOP) -> pd.DataFrame:
     """Genes in the top ``top`` of two or more cell types' circuit gene lists (attributed or measured).
 
     Returns one row per gene: ``gene``, ``cell_types``, ``evidence`` (per type: which list, and its knockout
-    against the rank-matched null) and ``reading`` (what that means: a gene both use, or a position artefact).
+    against the rank-matched null) and ``reading`` (what that means: a gene the model uses for each call, or a position artefact).
     """
     where: dict[str, dict[str, list[str]]] = {}
     by_name = {}
