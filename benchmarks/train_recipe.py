@@ -19,6 +19,7 @@ and a Markdown table at the end; ``--json`` also writes the rows.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -147,6 +148,24 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def run_all(args) -> list[dict]:
+    """Every data set x size x genes per prompt x seed, each trained in a fresh process (its peak memory is its
+    own); the rows, printed as they come."""
+    rows = []
+    for dataset in args.datasets:
+        sizes = sorted({min(s, 700) for s in args.sizes}) if dataset == "pbmc68k" else args.sizes
+        for n_cells, genes, seed in itertools.product(sizes, args.genes, args.seeds):
+            run = {"dataset": dataset, "n_cells": n_cells, "n_genes": None if genes == "recipe" else int(genes),
+                   "options": {"seed": seed, **args.options}, "seed": seed, "threads": args.threads}
+            child = subprocess.run([sys.executable, __file__, "--one", json.dumps(run)], capture_output=True, text=True)
+            if child.returncode:
+                print(child.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"run {run} failed")
+            rows.append({**json.loads(child.stdout.strip().splitlines()[-1]), "seed": seed})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["simulated", "pbmc68k"], choices=["simulated", "pbmc68k"])
@@ -161,39 +180,17 @@ def main():
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--plot", type=Path, help="draw the curves to this PNG")
     parser.add_argument("--rows", nargs="+", type=Path,
-                        help="with --plot: draw rows written by earlier --json runs instead of running")
+                        help="read rows written by earlier --json runs instead of running (then --plot draws them)")
     parser.add_argument("--one", type=json.loads, help=argparse.SUPPRESS)  # a single run, in a child process
     args = parser.parse_args()
     if args.one is not None:
         print(json.dumps(one_run(**args.one)))
         return
-    if args.rows:
-        rows = [row for path in args.rows for row in json.loads(path.read_text())]
-        print(table(rows))
-        if args.plot:
-            plot(rows, args.plot)
-        return
-    rows = []
-    for dataset in args.datasets:
-        sizes = sorted({min(s, 700) for s in args.sizes}) if dataset == "pbmc68k" else args.sizes
-        for n_cells in sizes:
-            for genes in args.genes:
-                for seed in args.seeds:
-                    options = {"seed": seed, **args.options}
-                    run = {"dataset": dataset, "n_cells": n_cells,
-                           "n_genes": None if genes == "recipe" else int(genes), "options": options, "seed": seed,
-                           "threads": args.threads}
-                    child = subprocess.run([sys.executable, __file__, "--one", json.dumps(run)], capture_output=True,
-                                           text=True)  # a fresh process each: peak memory is the run's own
-                    if child.returncode:
-                        print(child.stderr[-3000:], file=sys.stderr)
-                        raise SystemExit(f"run {run} failed")
-                    rows.append({**json.loads(child.stdout.strip().splitlines()[-1]), "seed": seed})
-                    print(json.dumps(rows[-1]), flush=True)
+    rows = [row for path in args.rows for row in json.loads(path.read_text())] if args.rows else run_all(args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(table(rows))
-    if len(args.seeds) > 1:
+    if len({row.get("seed", 0) for row in rows}) > 1:
         print(spread(rows))
     if args.plot:
         plot(rows, args.plot)
