@@ -145,31 +145,23 @@ def gene_means(cells, model, layers) -> dict:
     return out
 
 
-def _bh(p: np.ndarray) -> np.ndarray:
-    order = np.argsort(p)
-    ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
-    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty_like(p)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out
-
-
 def random_projection_enrichment(genes, means, programs: dict, n_directions: int, seed: int) -> float:
     """Share of ``n_directions`` Gaussian directions whose top-25 genes by projection on the gene means are
     enriched for a program (hypergeometric, BH over lists x programs, FDR < 0.01)."""
-    from scipy.stats import hypergeom
+    from scipy.stats import false_discovery_control, hypergeom
 
     rng = np.random.default_rng(seed)
     directions = rng.standard_normal((n_directions, means.shape[1]))
     top = np.argsort(-(means @ directions.T), axis=0)[:N_TOP].T  # (n_directions, 25)
     universe = set(genes)
-    members = np.array([[g in set(gs) for g in genes] for gs in programs.values()])  # (programs, genes)
+    program_sets = [set(gs) for gs in programs.values()]
+    members = np.array([[g in gs for g in genes] for gs in program_sets])  # (programs, genes)
     hits = np.zeros((n_directions, len(genes)), bool)
     np.put_along_axis(hits, top, True, axis=1)
     overlap = hits.astype(np.int64) @ members.T.astype(np.int64)  # (n_directions, programs)
-    sizes = np.array([len(set(gs) & universe) for gs in programs.values()])
+    sizes = np.array([len(gs & universe) for gs in program_sets])
     p = hypergeom.sf(overlap - 1, len(genes), sizes[None, :], N_TOP)
-    return float((_bh(p.ravel()).reshape(p.shape) < MAX_FDR).any(1).mean())
+    return float((false_discovery_control(p.ravel()).reshape(p.shape) < MAX_FDR).any(1).mean())
 
 
 def cosine_by_program(genes, means, programs: dict) -> tuple[float, float]:
