@@ -42,8 +42,8 @@ def _knockout(section, gene: str) -> dict | None:
     return None if rows.empty else rows.iloc[0].to_dict()
 
 
-def _evidence(name: str, where: list[str], knockout: dict | None) -> str:
-    text = f"{name}: top 10 {' and '.join(where)}"
+def _evidence(name: str, where: list[str], knockout: dict | None, top: int) -> str:
+    text = f"{name}: top {top} {' and '.join(where)}"
     if knockout is None:
         return text + ", knockout not tested"
     position = f", mean sentence position {knockout['mean_rank']:.0f}" if pd.notna(knockout.get("mean_rank")) else ""
@@ -95,7 +95,7 @@ def shared_circuit_genes(sections, *, top: int = TOP) -> pd.DataFrame:
             continue
         knockouts = {name: _knockout(by_name[name], gene) for name in types}
         rows.append({"gene": gene, "cell_types": ", ".join(types),
-                     "evidence": "; ".join(_evidence(name, kinds, knockouts[name]) for name, kinds in types.items()),
+                     "evidence": "; ".join(_evidence(name, kinds, knockouts[name], top) for name, kinds in types.items()),
                      "reading": _reading(gene, knockouts)})
     return pd.DataFrame(rows, columns=["gene", "cell_types", "evidence", "reading"])
 
