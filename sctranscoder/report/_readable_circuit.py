@@ -29,6 +29,10 @@ def _genes(value, n: int = 6) -> str:
     return ", ".join(genes[:n]) + (f" (+{len(genes) - n})" if len(genes) > n else "")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def agreement(table: pd.DataFrame) -> float | None:
     """Spearman correlation of predicted and measured supernode effects (None below 3 supernodes)."""
     from scipy.stats import spearmanr
@@ -56,7 +60,7 @@ def readable_circuit_html(cell_type: str, table: pd.DataFrame, share: float | No
                        "expressed in this type")
         rows.append(f'<div class="flow"><span class="genes">{_e(_genes(record.get("genes", "")))}</span>'
                     f'<span class="arrow">&rarr;</span><span class="supernode"><strong>{_e(record["name"])}'
-                    f'</strong> ({int(record.get("n_features", 0))} features)</span>'
+                    f'</strong> ({_count(int(record.get("n_features", 0)), "feature")})</span>'
                     f'<span class="arrow">&rarr;</span><span class="call">{_e(cell_type)}</span>'
                     f'<span class="muted"> {_e(effect + control)}</span></div>')
     said = [f"{len(table)} supernodes (features grouped into modules and named by their genes)"]
