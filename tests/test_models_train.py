@@ -236,8 +236,8 @@ def test_small_data_defaults():
     steps_per_epoch = -(-136 // recipe.batch_size)
     assert recipe.epochs_for(136) == -(-recipe.min_steps // steps_per_epoch)  # small data: enough steps
     assert Recipe(epochs=3).epochs_for(136) == 3
-    # a new model on few cells: one token per gene and the top genes only; on many cells, as real C2S models
-    assert (recipe.tokenizer_kind(136), recipe.prompt_genes(136)) == ("word", 50)
+    # a new model: one token per gene and the top 100 genes, on few cells as on many
+    assert (recipe.tokenizer_kind(136), recipe.prompt_genes(136)) == ("word", 100)
     assert (recipe.tokenizer_kind(5000), recipe.prompt_genes(5000)) == ("word", 100)  # one token per gene at any size
     assert Recipe(tokenizer="sentencepiece").tokenizer_kind(136) == "sentencepiece"
 
@@ -253,14 +253,14 @@ def test_small_data_recipe_is_what_train_c2s_records(small_pbmc, tmp_path, caplo
     one_epoch = sct.models.TrainConfig(epochs=1)
     with caplog.at_level(logging.INFO, logger="sctranscoder.models"):
         model = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path, train_config=one_epoch, progress=False)
-    assert model.metadata["prompt"]["n_genes"] == 50
+    assert model.metadata["prompt"]["n_genes"] == 100
     assert len(model.tokenizer("HLA-DRA", add_special_tokens=False)["input_ids"]) == 1  # a gene is one token
     chosen = model.metadata["recipe"]["chosen"]
-    assert {k: v["from"] for k, v in chosen.items()} == {"n_genes": "small-data recipe", "tokenizer": "default: one token per gene",
+    assert {k: v["from"] for k, v in chosen.items()} == {"n_genes": "recipe for a model trained from scratch", "tokenizer": "default: one token per gene",
                                                          "config": "small-data recipe"}
     assert model.metadata["recipe"]["small_data"] and model.metadata["recipe"]["model_config"] == {
         "hidden_size": 64, "layers": 2, "heads": 4}
-    for line in ("n_genes=50 (small-data recipe)", "tokenizer='word' (default: one token per gene)",
+    for line in ("n_genes=100 (recipe for a model trained from scratch)", "tokenizer='word' (default: one token per gene)",
                  "config={'hidden_size': 64, 'layers': 2, 'heads': 4} (small-data recipe)", "recipe: epochs=1"):
         assert line in caplog.text
     given = sct.models.train_c2s(small_pbmc, "bulk_labels", tmp_path / "given", settings=sct.pp.PromptSettings(n_genes=20),

@@ -74,8 +74,7 @@ class C2STrainer:
         genes = self.recipe.prompt_genes(len(self.train_index)) if self.genes_from_recipe else None
         if genes is not None:
             self.settings = self.settings.updated(n_genes=genes)
-            self._choose("n_genes", genes, "small-data recipe" if self.recipe.small(len(self.train_index))
-                         else "recipe for a model trained from scratch: prompt length sets the time per step")
+            self._choose("n_genes", genes, "recipe for a model trained from scratch")
         self.match_sentences()
 
     def _choose(self, name: str, value, why: str) -> None:
