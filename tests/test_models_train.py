@@ -373,5 +373,5 @@ def test_advice_names_only_what_the_run_did_not_try():
     untried = SimpleNamespace(recipe=sct.models.TrainConfig(patience=None), base_model=None, validating=False,
                               augment=0, model_config=None, tokenizer_kind="byte_bpe")
     text = "; ".join(C2STrainer.advice(untried))
-    for advised in ("validation_size=0.15", "augment=2", "hidden_size", "tokenizer='word'", "min_steps"):
+    for advised in ("validation_size=0.15", "augment=8", "hidden_size", "tokenizer='word'", "min_steps"):
         assert advised in text, advised

@@ -48,7 +48,7 @@ def logistic_regression_accuracy(train_x, train_y, test_x, test_y, *, seed: int 
 
 
 ADVICE = ["more cells per type", "more optimizer steps (min_steps=, epochs=)",
-          "a validation split to choose the epoch (validation_size=0.15)", "dropout augmentation (augment=2)",
+          "a validation split to choose the epoch (validation_size=0.15)", "dropout augmentation (augment=8)",
           "a smaller model (config={'hidden_size': 64, 'layers': 2})",
           "fine-tuning a pretrained C2S model (base_model=)"]
 

@@ -19,7 +19,11 @@ MAX_VALIDATION_CELLS = 500  # enough to choose an epoch; scoring more every epoc
 PATIENCE = 3  # epochs without a better validation accuracy before training stops
 SMALL_DATA_CELLS = 500  # fewer training cells than this: a smaller model and dropout copies (see Recipe)
 SMALL_CONFIG = {"hidden_size": 64, "layers": 2, "heads": 4}
-SMALL_DATA_AUGMENT = 2
+SMALL_DATA_AUGMENT = 8
+"""Dropout copies of each training cell on a small data set, each with :attr:`TrainConfig.augment_dropout` of
+its expressed genes zeroed. Measured over 3 seeds at 200 cells (docs/benchmarks/train_recipe.md): 8 copies at 30%
+dropout raised held-out accuracy from 0.92 to 0.97 on simulated atlases and from 0.71 to 0.77 on pbmc68k against
+2 copies at 10%; the steps are fixed by ``min_steps``, so the copies cost no training time."""
 DATA_GENES = 100
 """Genes per prompt of a model trained from scratch, at every size. Measured over 3 seeds
 (docs/benchmarks/train_recipe.md): 50 genes fell 13 and 7 points behind the regression at 200 and 500 simulated
@@ -77,7 +81,7 @@ class TrainConfig:
     augment: int | None = None
     """Dropout copies of each training cell; ``None``: :data:`SMALL_DATA_AUGMENT` when the steps are set by
     ``min_steps`` (``epochs=None``: copies then cost no time) on fewer than :data:`SMALL_DATA_CELLS` cells, else 0."""
-    augment_dropout: float = 0.1
+    augment_dropout: float = 0.3
     """Fraction of expressed genes zeroed in each dropout copy (simulated scRNA-seq dropout)."""
     generation_task: bool = False
     """Also train on cell-type-conditioned generation (type in, sentence out), as C2S models are multi-task."""
