@@ -15,10 +15,10 @@ logger = logging.getLogger(__name__)
 
 SIDES = ("trained", "random_directions", "untrained_model")
 COLUMNS = ["layer", "side", "n_features", "n_listable", "n_enriched", "fraction_enriched", "p_value", "note"]
-# The enrichment test itself takes a list of any length, but a list of fewer than 3 genes cannot share 3 genes with
-# a set: the fewest the headlines (headline_sets' min_genes) and the report accept to name a pathway, and the
-# smallest set tested (min_set_size). Such features are counted as firing but not as testable, on every side, so
-# a basis with many near-empty gene lists does not look less enriched only for that.
+# The enrichment step sets no least list length (any non-empty list is tested), so this is chosen: a list of fewer
+# than 3 genes cannot share 3 genes with a set, the fewest the headlines (headline_sets' min_genes) and the report
+# accept to name a pathway. Such features count as firing but not as testable, on every side, so a basis with
+# many one- or two-gene lists does not look less enriched only for that.
 MIN_LISTABLE_GENES = 3
 
 
@@ -102,9 +102,9 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
     list holds at least :data:`MIN_LISTABLE_GENES` genes, so that it can be tested), ``n_enriched`` (testable
     features with a set enriched beyond spelling), ``fraction_enriched`` (``n_enriched / n_listable``, the same
     denominator on every side), ``p_value`` (one-sided Fisher's exact test on those counts that the trained
-    features are enriched more often than this control's; empty on the trained rows) and ``note``. ``attrs["enriched_features"]``
-    lists the enriched features of each layer and side (a random direction keeps the number of the feature
-    it replaces).
+    features are enriched more often than this control's; empty on the trained rows) and ``note``.
+    ``attrs["enriched_features"]`` lists the enriched features of each layer and side (a random direction keeps
+    the number of the feature it replaces).
     """
     import torch
 
@@ -237,8 +237,9 @@ def control_clause(table: pd.DataFrame, layer: int, *, alpha: float = 0.05) -> s
     if not {"trained", "random_directions"} <= set(rows.index):
         return ""
     trained, random = rows.loc["trained"], rows.loc["random_directions"]
-    shares = (f"{trained.fraction_enriched:.0%} of layer {layer}'s testable features are enriched beyond spelling against "
-              f"{random.fraction_enriched:.0%} of random directions firing as often, {_p_text(random.p_value)}")
+    shares = (f"{trained.fraction_enriched:.0%} of layer {layer}'s testable features are enriched beyond spelling "
+              f"against {random.fraction_enriched:.0%} of random directions firing as often, "
+              f"{_p_text(random.p_value)}")
     if random.p_value < alpha:
         return shares
     return shares + ": no more than chance, so read this as a description of the feature, not as evidence"
