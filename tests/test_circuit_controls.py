@@ -92,18 +92,25 @@ def test_control_headline_says_when_features_do_not_beat_random_directions():
     from sctranscoder.tl._controls import COLUMNS
 
     def table(random_enriched, p):
-        frame = pd.DataFrame([[1, "trained", 200, 30, 0.15, np.nan, ""],
-                              [1, "random_directions", 200, random_enriched, random_enriched / 200, p, ""],
-                              [1, "untrained_model", 0, 0, np.nan, np.nan, "skipped (untrained=False): not run"]],
+        # 250 trained features fire and 200 have a list long enough to test; 40 random directions have not
+        frame = pd.DataFrame([[1, "trained", 250, 200, 30, 0.15, np.nan, ""],
+                              [1, "random_directions", 250, 210, random_enriched, random_enriched / 210, p, ""],
+                              [1, "untrained_model", 0, 0, 0, np.nan, np.nan, "skipped (untrained=False): not run"]],
                              columns=COLUMNS)
         frame.attrs["settings"] = {"max_fdr": 0.05}
         return frame
 
     beaten = sct.tl.control_headline(table(4, 1e-6), 1)
-    assert "15% (30 of 200) of layer 1's features" in beaten and "against 2% (4 of 200) of random directions" in beaten
+    assert "15% of layer 1's testable features (30 of 200: those with at least 3 genes on their list, of 250 " \
+        "that fire)" in beaten
+    assert "against 2% of random directions that fire as often (4 of 210 testable; p = 1e-06)" in beaten
     assert "not enriched more often" not in beaten and "Not run here" in beaten
     tied = sct.tl.control_headline(table(28, 0.4), 1)
-    assert "; so are 14% (28 of 200) of random directions" in tied and "not enriched more often" in tied
-    assert "no more than chance" in sct.tl.control_clause(table(28, 0.4), 1)
+    assert "; so are 13% of random directions that fire as often (28 of 210 testable; p = 0.40)" in tied
+    assert "not enriched more often" in tied
+    clause = sct.tl.control_clause(table(28, 0.4), 1)
+    assert "15% of layer 1's testable features" in clause and "no more than chance" in clause
+    with pytest.raises(ValueError, match="no n_listable column"):  # an older table: another denominator
+        sct.tl.control_headline(table(4, 1e-6).drop(columns="n_listable"), 1)
     with pytest.raises(ValueError, match="no trained row for layer 3"):
         sct.tl.control_headline(table(4, 1e-6), 3)

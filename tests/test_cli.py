@@ -77,8 +77,54 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     # read back from circuits/validation/ and circuits/readable/
     assert page.count("The circuit in one picture") == 2
     assert page.count("Genes whose knockout passes a random gene at the same rank") == 2
+    # and the feature controls the run measured, as the quickstart's report shows them
+    assert "Trained features beside randomized controls" in page and "testable features" in page
     assert main(["enrich", str(out / "circuits"), str(tmp_path / "e2.csv")]) == 2
     assert main(["report", str(tmp_path / "nothing"), str(tmp_path / "x.html")]) == 2
+
+
+def _controls_run(folder):
+    """A run folder as the quickstart leaves it, with transcoder quality and the feature controls only."""
+    import numpy as np
+
+    from sctranscoder.cli._controls_io import write_controls
+    from sctranscoder.tl._controls import COLUMNS
+
+    folder.mkdir()
+    pd.DataFrame({"fvu": [0.2, 0.3, 0.25], "l0": [8.0, 8, 8]}, index=pd.Index(["0", "1", "all"], name="layer")
+                 ).to_csv(folder / "transcoder_quality.csv")
+    controls = pd.DataFrame([[0, "trained", 40, 30, 3, 0.1, np.nan, ""],
+                             [0, "random_directions", 40, 35, 1, 1 / 35, 0.25, ""],
+                             [1, "trained", 50, 40, 12, 0.3, np.nan, ""],
+                             [1, "random_directions", 50, 44, 2, 2 / 44, 0.003, ""],
+                             [1, "untrained_model", 0, 0, 0, np.nan, np.nan, "skipped (untrained=False): not run"]],
+                            columns=COLUMNS)
+    controls.attrs["settings"] = {"max_fdr": 0.01, "n_top": 25}
+    write_controls(controls, folder)
+    return controls
+
+
+def test_report_shows_the_feature_controls_the_run_wrote(tmp_path, capsys):
+    import html
+
+    import sctranscoder as sct
+    from sctranscoder.report._from_adata import CONTROLS_CAPTION
+
+    controls = _controls_run(tmp_path / "run")
+    assert main(["report", str(tmp_path / "run"), str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    # the last layer's headline, with its FDR read back beside the table, as the quickstart's report has it
+    headline = sct.tl.control_headline(controls, 1)
+    assert "FDR <= 0.01" in headline and "5% of random directions that fire as often (2 of 44 testable" in headline
+    assert html.escape(headline) in page
+    assert CONTROLS_CAPTION in page and "Testable (&gt;= 3 genes listed)" in page and ">not run<" in page
+    # a table from before testable features were counted: the report renders, and says why it has no controls
+    table = pd.read_csv(tmp_path / "run" / "feature_controls.csv").drop(columns="n_listable")
+    table.to_csv(tmp_path / "run" / "feature_controls.csv", index=False)
+    assert main(["report", str(tmp_path / "run"), str(tmp_path / "old.html")]) == 0
+    old = (tmp_path / "old.html").read_text()
+    assert CONTROLS_CAPTION not in old and "no n_listable column" in old
+    assert "run the quickstart again" in capsys.readouterr().err
 
 
 def test_config_file_errors_are_one_line(tmp_path, capsys):

@@ -62,10 +62,27 @@ def test_a_planted_feature_passes_and_its_random_direction_does_not(planted_feat
     assert 0 not in enriched["layer 0 random_directions"]  # the random direction firing as often does not
     assert trained.n_enriched == len(enriched["layer 0 trained"]) and random.n_enriched <= 2
     assert trained.n_features == random.n_features  # each direction fires as often as the feature it replaces
+    # shares and the test are over the features whose gene list can be tested, on both sides
+    assert 0 < trained.n_listable <= trained.n_features and 0 < random.n_listable <= random.n_features
+    assert trained.fraction_enriched == trained.n_enriched / trained.n_listable
+    assert random.fraction_enriched == random.n_enriched / random.n_listable
     assert np.isnan(trained.p_value) and 0 < random.p_value <= 1
+    assert random.p_value == _fisher_greater((trained.n_listable, trained.n_enriched),
+                                             (random.n_listable, random.n_enriched))
     assert "skipped" in untrained.note and np.isnan(untrained.fraction_enriched)
     assert set(cells.uns) | set(cells.obsm) == before | {"feature_controls"}  # controls stay out of the user's data
     assert table.attrs["settings"]["cells"] == cells.n_obs
+
+
+def test_features_with_too_few_genes_to_test_fire_but_are_not_counted(planted_feature):
+    cells, model, transcoders, _ = planted_feature
+    # two genes a feature: no list is long enough to test, on any side
+    table = sct.tl.feature_controls(cells, model, transcoders, "reactome", untrained=False, n_top=2, n_null=20,
+                                    progress=False)
+    ran = table[table.note == ""]
+    assert list(ran.side) == ["trained", "random_directions"] and (ran.n_features > 0).all()
+    assert (ran.n_listable == 0).all() and (ran.n_enriched == 0).all() and ran.fraction_enriched.isna().all()
+    assert "none has 3 genes on its list to test" in sct.tl.control_headline(table, 0)
 
 
 def test_fisher_p_says_when_trained_features_beat_a_control():

@@ -10,6 +10,7 @@ from .._atomic import atomic_path
 from .._runconfig import RUN_FILE, write_run_config
 from ..pp._sentences import RANKS_KEY
 from ._commands import UsageError, circuit_line, genes_line, run_circuits, transcoder_settings, write_circuits
+from ._controls_io import write_controls
 
 _SECTIONS = {
     "sentences": ("n_genes", "tie_break", "seed", "chunk_size"),
@@ -134,8 +135,7 @@ def cmd_quickstart(args) -> None:
     # with the spelling null of the enrichment table above (200 lists), so its trained rows are that table's
     controls = sct.tl.feature_controls(test_cells, model, transcoders, untrained=False, seed=args.transcoder_seed,
                                        n_null=200, progress=False)
-    with atomic_path(out / "feature_controls.csv") as tmp:
-        controls.to_csv(tmp, index=False)
+    write_controls(controls, out)  # `sctranscoder report` reads it back
     timings["enrichment"] = time.perf_counter() - start
 
     # 6. one self-contained HTML report

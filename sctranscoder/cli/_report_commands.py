@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from .._atomic import atomic_path
 from ._commands import UsageError, _require_h5ad, _require_model, read_validation
+from ._controls_io import add_controls, read_controls
 from ._readable_io import read_supernodes
 
 
@@ -98,6 +100,14 @@ def cmd_report(args) -> None:
             section.result = "No circuit enrichment was run for this cell type (no circuit_enrichment.csv)."
     if content.quality is None and not content.cell_types:
         raise UsageError(f"run {run} holds neither transcoder_quality.csv nor circuits/*.json")
+    try:
+        controls = read_controls(run)
+    except ValueError as error:  # an older run: its report still renders, and says why the controls are missing
+        controls = None
+        content.notes["Feature controls not shown."] = str(error)
+        print(f"warning: {error}", file=sys.stderr)
+    if controls is not None:
+        add_controls(content, controls)
     content.parameters = {"run folder": str(run)}
     path = sct.report.write_html(args.output, content)
     print(f"wrote {path}")

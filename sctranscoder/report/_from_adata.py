@@ -394,7 +394,7 @@ def from_adata(
         summary += " " + _controls_summary(controls, layer)
         _overview_dotplot(content, sections, enrichment, pl, max_fdr)
     if controls is not None and len(controls):
-        content.tables["Trained features beside randomized controls"] = _controls_table(controls)
+        content.tables[CONTROLS_CAPTION] = _controls_table(controls)
     content.summary = summary
     content.methods = [
         f"The C2S model read each cell's prompt (its top {info['n_genes']} genes by expression, as cell2sentence "
@@ -437,20 +437,26 @@ def _controls_summary(controls, layer: int) -> str:
     return tl.control_headline(controls, layer)
 
 
+CONTROLS_CAPTION = "Trained features beside randomized controls"
 CONTROL_SIDES = {"trained": "trained features", "random_directions": "random directions (firing as often)",
                  "untrained_model": "transcoders on a re-initialised model"}
 
 
 def _controls_table(controls) -> pd.DataFrame:
     """feature_controls' table with words for its columns and sides."""
+    from ..tl._controls import MIN_LISTABLE_GENES
+
     table = controls.assign(side=controls.side.map(CONTROL_SIDES).fillna(controls.side))
     table["fraction_enriched"] = table.fraction_enriched.map(lambda v: "" if pd.isna(v) else f"{v:.1%}")
     table["p_value"] = table.p_value.map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
     skipped = table.note.astype(str).str.startswith("skipped")  # a control not run has no counts, not zero
-    table[["n_features", "n_enriched"]] = table[["n_features", "n_enriched"]].astype(object)
-    table.loc[skipped, ["n_features", "n_enriched"]] = "not run"
+    counts = ["n_features", "n_listable", "n_enriched"]
+    table[counts] = table[counts].astype(object)
+    table.loc[skipped, counts] = "not run"
     return table.rename(columns={"layer": "Layer", "side": "Features", "n_features": "Firing",
-                                 "n_enriched": "Enriched beyond spelling", "fraction_enriched": "Share enriched",
+                                 "n_listable": f"Testable (>= {MIN_LISTABLE_GENES} genes listed)",
+                                 "n_enriched": "Enriched beyond spelling",
+                                 "fraction_enriched": "Share of testable enriched",
                                  "p_value": "p (trained enriched more often; Fisher)", "note": "Note"})
 
 

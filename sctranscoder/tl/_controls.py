@@ -14,25 +14,34 @@ from ._features import GENE_SCORE
 logger = logging.getLogger(__name__)
 
 SIDES = ("trained", "random_directions", "untrained_model")
-COLUMNS = ["layer", "side", "n_features", "n_enriched", "fraction_enriched", "p_value", "note"]
+COLUMNS = ["layer", "side", "n_features", "n_listable", "n_enriched", "fraction_enriched", "p_value", "note"]
+# The enrichment step sets no least list length (any non-empty list is tested), so this is chosen: a list of fewer
+# than 3 genes cannot share 3 genes with a set, the fewest the headlines (headline_sets' min_genes) and the report
+# accept to name a pathway. Such features count as firing but not as testable, on every side, so a basis with
+# many one- or two-gene lists does not look less enriched only for that.
+MIN_LISTABLE_GENES = 3
 
 
 def _enriched_features(adata, model, transcoder_map, layer, gene_sets, key, n_top, gene_score, test, progress):
-    """(alive features, the features with a set enriched beyond spelling) for one layer, genes ranked by
-    ``gene_score``."""
-    from ._features import alive_features, feature_activity
+    """(alive features, testable ones, the testable ones with a set enriched beyond spelling) for one layer,
+    genes ranked by ``gene_score``."""
+    from ._features import alive_features, feature_activity, feature_genes
     from ._spelling import enrich_beyond_spelling
 
     feature_activity(adata, model, transcoder_map, layer, key_added=key, progress=progress)
     adata.uns[key]["gene_score"] = gene_score
     alive = alive_features(adata, key=key)
     if not alive.size:
-        return 0, []
-    try:
-        table = enrich_beyond_spelling(adata, gene_sets, model=model, key=key, features=alive, n_top=n_top, **test)
-    except ValueError:  # no feature has a gene above the cut
-        return int(alive.size), []
-    return int(alive.size), sorted(int(f) for f in pd.unique(table.loc[table["Beyond spelling"], "List"].astype(str)))
+        return 0, 0, []
+    lists = feature_genes(adata, alive, key=key, n_top=n_top).genes  # the lists enrich_beyond_spelling tests
+    listable = {int(f) for f, genes in lists.items() if len(genes) >= MIN_LISTABLE_GENES}
+    if not listable:
+        return int(alive.size), 0, []
+    # every alive feature is tested, as the report's enrichment table does (the same null draws); only the
+    # testable ones count
+    table = enrich_beyond_spelling(adata, gene_sets, model=model, key=key, features=alive, n_top=n_top, **test)
+    passed = {int(f) for f in pd.unique(table.loc[table["Beyond spelling"], "List"].astype(str))}
+    return int(alive.size), len(listable), sorted(passed & listable)
 
 
 def _fisher_greater(trained: tuple[int, int], control: tuple[int, int]) -> float:
@@ -89,11 +98,13 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
 
     Returns
     -------
-    One row per layer and side: ``n_features`` (alive features), ``n_enriched`` (with a set enriched beyond
-    spelling), ``fraction_enriched``, ``p_value`` (one-sided Fisher's exact test that the trained features are
-    enriched more often than this control's; empty on the trained rows) and ``note``. ``attrs["enriched_features"]``
-    lists the enriched features of each layer and side (a random direction keeps the number of the feature
-    it replaces).
+    One row per layer and side: ``n_features`` (alive features), ``n_listable`` (the alive features whose gene
+    list holds at least :data:`MIN_LISTABLE_GENES` genes, so that it can be tested), ``n_enriched`` (testable
+    features with a set enriched beyond spelling), ``fraction_enriched`` (``n_enriched / n_listable``, the same
+    denominator on every side), ``p_value`` (one-sided Fisher's exact test on those counts that the trained
+    features are enriched more often than this control's; empty on the trained rows) and ``note``.
+    ``attrs["enriched_features"]`` lists the enriched features of each layer and side (a random direction keeps
+    the number of the feature it replaces).
     """
     import torch
 
@@ -128,22 +139,24 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
                                                            "_control_untrained", n_top, gene_score, test, progress)
         for side in SIDES:
             if side not in counts:
-                rows.append({"layer": layer, "side": side, "n_features": 0, "n_enriched": 0,
+                rows.append({"layer": layer, "side": side, "n_features": 0, "n_listable": 0, "n_enriched": 0,
                              "fraction_enriched": np.nan, "p_value": np.nan,
                              "note": "skipped (untrained=False): this control was not run"})
                 continue
-            n, features = counts[side]
+            n, listable, features = counts[side]
             enriched_features[(layer, side)] = features
             enriched = len(features)
-            p = np.nan if side == "trained" else _fisher_greater((counts["trained"][0], len(counts["trained"][1])),
-                                                                 (n, enriched))
-            rows.append({"layer": layer, "side": side, "n_features": n, "n_enriched": enriched,
-                         "fraction_enriched": enriched / n if n else np.nan, "p_value": p, "note": ""})
-        logger.info("layer %d: %s", layer, "; ".join(f"{s} {len(e)}/{n}" for s, (n, e) in counts.items()))
+            _, trained_listable, trained_features = counts["trained"]
+            p = np.nan if side == "trained" else _fisher_greater((trained_listable, len(trained_features)),
+                                                                 (listable, enriched))
+            rows.append({"layer": layer, "side": side, "n_features": n, "n_listable": listable, "n_enriched": enriched,
+                         "fraction_enriched": enriched / listable if listable else np.nan, "p_value": p, "note": ""})
+        logger.info("layer %d: %s", layer, "; ".join(f"{s} {len(e)}/{m} testable of {n}"
+                                                    for s, (n, m, e) in counts.items()))
     table = pd.DataFrame(rows, columns=COLUMNS)
     table.attrs["settings"] = {"gene_sets": gene_sets if isinstance(gene_sets, str) else "custom", "n_top": n_top,
                                "max_fdr": max_fdr, "n_null": n_null, "seed": seed, "cells": int(adata.n_obs),
-                               "gene_score": gene_score}
+                               "gene_score": gene_score, "min_listable_genes": MIN_LISTABLE_GENES}
     table.attrs["enriched_features"] = {f"layer {layer} {side}": features
                                         for (layer, side), features in enriched_features.items()}
     adata.uns[key_added] = table
@@ -154,8 +167,24 @@ CONTROL_NAMES = {"random_directions": "random directions that fire as often",
                  "untrained_model": "features of transcoders on the same model with re-initialised weights"}
 
 
-def _share(n_enriched: int, n_features: int) -> str:
-    return f"{n_enriched / n_features:.0%} ({n_enriched} of {n_features})" if n_features else "none (no feature fires)"
+def _share(row, subject: str, *, first: bool = False, then: str = "") -> str:
+    """``row``'s enriched share of ``subject`` in words, over its testable features (the first time, with what
+    testable means and how many fire); ``then`` joins the parenthesis."""
+    n, listable, enriched = int(row.n_features), int(row.n_listable), int(row.n_enriched)
+    tail = f"; {then}" if then else ""
+    if not n:
+        return f"none of {subject} (none fires{tail})"
+    if not listable:
+        return f"none of {subject} ({n} fire, but none has {MIN_LISTABLE_GENES} genes on its list to test{tail})"
+    said = (f"{enriched} of {listable}: those with at least {MIN_LISTABLE_GENES} genes on their list, of {n} that "
+            "fire" if first else f"{enriched} of {listable} testable")
+    return f"{enriched / listable:.0%} of {subject} ({said}{tail})"
+
+
+def _require_listable(table: pd.DataFrame) -> None:
+    if "n_listable" not in table:
+        raise ValueError("the controls table has no n_listable column: it was made before sctranscoder counted "
+                         "testable features; run sct.tl.feature_controls again.")
 
 
 def _p_text(p: float) -> str:
@@ -168,13 +197,15 @@ def control_headline(table: pd.DataFrame, layer: int, *, alpha: float = 0.05) ->
     ``table`` is :func:`feature_controls`' table. When the trained features do not beat a control at ``alpha``
     (one-sided Fisher's exact test), the sentence says so and what it means for reading this model's features.
     """
+    _require_listable(table)
     rows = table[table.layer == layer].set_index("side")
     if "trained" not in rows.index:
         raise ValueError(f"the controls table has no trained row for layer {layer}; its layers: "
                          f"{sorted(table.layer.unique())}.")
     trained = rows.loc["trained"]
     fdr = table.attrs.get("settings", {}).get("max_fdr", 0.05)
-    said = (f"{_share(int(trained.n_enriched), int(trained.n_features))} of layer {layer}'s features have a gene set "
+    subject = f"layer {layer}'s testable features"
+    said = (f"{_share(trained, subject, first=True)} have a gene set "
             f"enriched beyond spelling (FDR <= {fdr})")
     beaten, not_beaten, skipped = [], [], []
     for side, name in CONTROL_NAMES.items():
@@ -184,7 +215,7 @@ def control_headline(table: pd.DataFrame, layer: int, *, alpha: float = 0.05) ->
         if not row.n_features and str(row.note).startswith("skipped"):
             skipped.append(name)
             continue
-        text = f"{_share(int(row.n_enriched), int(row.n_features))} of {name} ({_p_text(row.p_value)})"
+        text = _share(row, name, then=_p_text(row.p_value))
         (beaten if row.p_value < alpha else not_beaten).append(text)
     if beaten:
         said += ", against " + " and ".join(beaten)
@@ -199,13 +230,16 @@ def control_headline(table: pd.DataFrame, layer: int, *, alpha: float = 0.05) ->
 
 
 def control_clause(table: pd.DataFrame, layer: int, *, alpha: float = 0.05) -> str:
-    """A short clause for a headline: the layer's enriched share of features beside the random directions'."""
+    """A short clause for a headline: the layer's enriched share of testable features beside the random
+    directions'."""
+    _require_listable(table)
     rows = table[table.layer == layer].set_index("side")
     if not {"trained", "random_directions"} <= set(rows.index):
         return ""
     trained, random = rows.loc["trained"], rows.loc["random_directions"]
-    shares = (f"{trained.fraction_enriched:.0%} of layer {layer}'s features are enriched beyond spelling against "
-              f"{random.fraction_enriched:.0%} of random directions firing as often, {_p_text(random.p_value)}")
+    shares = (f"{trained.fraction_enriched:.0%} of layer {layer}'s testable features are enriched beyond spelling "
+              f"against {random.fraction_enriched:.0%} of random directions firing as often, "
+              f"{_p_text(random.p_value)}")
     if random.p_value < alpha:
         return shares
     return shares + ": no more than chance, so read this as a description of the feature, not as evidence"
