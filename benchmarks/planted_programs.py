@@ -163,18 +163,19 @@ def run_seed(n_cells: int, seed: int, out: Path, *, untrained: bool = True, eval
 
 
 def pooled_controls(controls: pd.DataFrame) -> dict:
-    """Trained against each control over every layer: enriched shares and Fisher's one-sided p."""
+    """Trained against each control over every layer: enriched shares of the testable features (``n_listable``,
+    as ``feature_controls`` counts them) and Fisher's one-sided p."""
     from scipy.stats import fisher_exact
 
-    sums = controls.groupby("side")[["n_features", "n_enriched"]].sum()
+    sums = controls.groupby("side")[["n_listable", "n_enriched"]].sum()
     trained = sums.loc["trained"]
-    out = {"trained": {"share": trained.n_enriched / trained.n_features if trained.n_features else float("nan")}}
+    out = {"trained": {"share": trained.n_enriched / trained.n_listable if trained.n_listable else float("nan")}}
     for side in sums.index.drop("trained"):
         n, e = sums.loc[side]
-        if not n:  # a control that was not run
+        if not n:  # a control that was not run, or none of its features testable
             continue
         out[side] = {"share": e / n,
-                     "p": float(fisher_exact([[trained.n_enriched, trained.n_features - trained.n_enriched],
+                     "p": float(fisher_exact([[trained.n_enriched, trained.n_listable - trained.n_enriched],
                                               [e, n - e]], alternative="greater").pvalue)}
         out[side]["ratio"] = out["trained"]["share"] / out[side]["share"] if e else float("inf")
     return out
