@@ -363,7 +363,7 @@ def test_advice_names_only_what_the_run_did_not_try():
 
     from sctranscoder.models._trainer import C2STrainer
 
-    tried = SimpleNamespace(recipe=sct.models.TrainConfig(), base_model=None, validating=True, augment=2,
+    tried = SimpleNamespace(recipe=sct.models.TrainConfig(), base_model=None, validating=True, augment=8,
                             model_config={"hidden_size": 64, "layers": 2, "heads": 4}, tokenizer_kind="word")
     advice = C2STrainer.advice(tried)
     text = "; ".join(advice)
