@@ -44,11 +44,3 @@ def read_controls(run: Path) -> pd.DataFrame | None:
     if attrs.is_file():
         table.attrs.update(json.loads(attrs.read_text()))
     return table
-
-
-def add_controls(content, controls: pd.DataFrame) -> None:
-    """The quickstart report's controls section: the last layer's headline in the summary, every layer's table."""
-    from ..report._from_adata import CONTROLS_CAPTION, _controls_summary, _controls_table
-
-    content.summary = f"{content.summary} {_controls_summary(controls, int(controls.layer.max()))}".strip()
-    content.tables[CONTROLS_CAPTION] = _controls_table(controls)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from .._atomic import atomic_path
+from ..report._from_adata import add_controls_section
 from ._commands import UsageError, _require_h5ad, _require_model, read_validation
-from ._controls_io import add_controls, read_controls
+from ._controls_io import read_controls
 from ._readable_io import read_supernodes
 
 
@@ -107,7 +108,7 @@ def cmd_report(args) -> None:
         content.notes["Feature controls not shown."] = str(error)
         print(f"warning: {error}", file=sys.stderr)
     if controls is not None:
-        add_controls(content, controls)
+        add_controls_section(content, controls)
     content.parameters = {"run folder": str(run)}
     path = sct.report.write_html(args.output, content)
     print(f"wrote {path}")

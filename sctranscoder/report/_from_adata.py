@@ -537,3 +537,10 @@ def _bundled_names(gene_sets):
     names = [gene_sets] if isinstance(gene_sets, str) else list(gene_sets) if isinstance(gene_sets, (list, tuple)) else []
     bundled = set(genesets.libraries().index)
     return [n for n in names if isinstance(n, str) and n in bundled]
+
+
+def add_controls_section(content, controls: pd.DataFrame) -> None:
+    """The quickstart report's controls section, on a report re-read from a run's files: the last layer's
+    headline in the summary and every layer's table."""
+    content.summary = f"{content.summary} {_controls_summary(controls, int(controls.layer.max()))}".strip()
+    content.tables[CONTROLS_CAPTION] = _controls_table(controls)
