@@ -8,7 +8,7 @@ import pandas as pd
 
 from .._atomic import atomic_path
 from ._commands import UsageError, _require_h5ad, _require_model, read_validation
-from ._readable_io import read_supernodes
+from ._readable_io import read_steering, read_supernodes
 
 
 def _gene_lists(path: Path, n_top: int) -> dict:
@@ -86,6 +86,7 @@ def cmd_report(args) -> None:
             section.input_genes = pd.read_csv(genes)
         section.validation = read_validation(path.parent / "validation", path.stem)
         section.supernodes, section.supernode_share = read_supernodes(path.parent, path.stem)
+        section.steering = read_steering(path.parent, path.stem)
         if enriched is not None:
             rows = enriched[enriched.List.astype(str) == name]
             heads = sct.tl.headline_sets(rows, max_fdr=0.05)
