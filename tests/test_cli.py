@@ -11,7 +11,7 @@ from conftest import make_adata, make_counts
 from sctranscoder.cli import main
 
 QUICK = ["--d-hidden", "256", "--k", "8", "--steps", "30", "--batch-size", "256", "--n-largest", "2", "--n-cells", "1",
-         "--max-nodes", "8", "--max-feature-nodes", "16", "--knockout-cells", "3"]
+         "--max-nodes", "8", "--max-feature-nodes", "16", "--knockout-cells", "3", "--steer-cells", "2"]
 
 
 def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
@@ -54,10 +54,22 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     supernodes = pd.read_csv(out / "circuits" / "readable" / "Dendritic_supernodes.csv")
     assert 1 <= len(supernodes) <= 8 and {"name", "n_features", "genes", "predicted_effect",
                                            "measured_effect"} <= set(supernodes)
+    # each type's strongest supernode raised in 2 cells of the other, beside as many random features
+    for name, into in (("Dendritic", "CD14+ Monocyte"), ("CD14+_Monocyte", "Dendritic")):
+        steered = pd.read_csv(out / "circuits" / "readable" / f"{name}_steering.csv")
+        assert len(steered) == 2 and {"moved", "moved_control", "p_after_control"} <= set(steered)
+        assert (steered.n_changes_control == steered.n_changes).all()
+        info = json.loads((out / "circuits" / "readable" / f"{name}_steering.json").read_text())
+        strongest = pd.read_csv(out / "circuits" / "readable" / f"{name}_supernodes.csv").supernode.iloc[0]
+        assert info["from_type"] == into and info["supernode"] == strongest
+        assert len(info["control_features"]) == len(info["features"])
+        assert not set(info["control_features"]) & set(info["features"])
+    assert page.count("Steering: raising &#x27;S") == 2 and printed.count("Steering: raising 'S") == 2
     # the run configuration names every setting, and reading it back gives the same run
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["train"]["d_hidden"] == 256 and run["circuits"]["n_cells"] == 1
     assert run["circuits"]["validate_cells"] == 2 and run["circuits"]["min_feature_share"] == 0.8
+    assert run["circuits"]["steer_cells"] == 2
     from sctranscoder.cli import _parse
     again = _parse(["quickstart", "--out", str(tmp_path / "r"), "--config", str(out / "run.yaml")])
     assert (again.d_hidden, again.k, again.steps, again.n_largest) == (256, 8, 30, 2)
@@ -76,6 +88,7 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     assert "Dendritic" in page and drawn == 2
     # read back from circuits/validation/ and circuits/readable/
     assert page.count("The circuit in one picture") == 2
+    assert page.count("Steering: raising &#x27;S") == 2
     assert page.count("Genes whose knockout passes a random gene at the same rank") == 2
     # and the feature controls the run measured, as the quickstart's report shows them
     assert "Trained features beside randomized controls" in page and "testable features" in page
@@ -125,6 +138,13 @@ def test_report_shows_the_feature_controls_the_run_wrote(tmp_path, capsys):
     old = (tmp_path / "old.html").read_text()
     assert CONTROLS_CAPTION not in old and "no n_listable column" in old
     assert "run the quickstart again" in capsys.readouterr().err
+
+
+def test_a_negative_steer_cells_is_refused_before_anything_runs(tmp_path, capsys):
+    assert main(["quickstart", "--out", str(tmp_path / "q"), "--steer-cells", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["sctranscoder quickstart: error: --steer-cells -1 must be 0 (no steering) or more"]
+    assert not (tmp_path / "q").exists()
 
 
 def test_config_file_errors_are_one_line(tmp_path, capsys):
@@ -301,7 +321,10 @@ def test_evaluate_and_circuits_commands(tmp_path, capsys, pbmc_template):
     label = held_out[:10].obs.bulk_labels.astype(str).value_counts().index[0]
     assert main(["circuits", cells, model_dir, tc, str(tmp_path / "circ"), "--cell-types", label, "--n-cells", "1",
                  "--max-feature-nodes", "8"]) == 0
-    assert "replacement" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "replacement" in printed
+    # one traced type: nothing to steer its supernode into, and it says so
+    assert "Steering skipped: it raises one cell type's supernode in another type's cells, and only " in printed
     safe = "".join(c if c.isalnum() or c in "+-" else "_" for c in label)
     graph = nx.read_graphml(tmp_path / "circ" / f"{safe}.graphml")
     assert "output" in graph and graph.number_of_nodes() > 1

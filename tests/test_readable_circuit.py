@@ -38,3 +38,61 @@ def test_a_section_leads_with_the_readable_circuit_and_draws_its_circuit_once():
     assert "<h3>Circuit</h3>" not in page  # the static figure is not drawn beside the interactive view
     without_view = _section_html(CellTypeSection(name="CD19+ B", n_cells=30, circuit_figure=FIGURE))
     assert "<h3>Circuit</h3>" in without_view
+
+
+def _steering(moved, moved_control, already=0):
+    n = len(moved)
+    before = ["Dendritic"] * already + ["CD14+ Monocyte"] * (n - already)
+    frame = pd.DataFrame({"cell": [f"c{i}" for i in range(n)], "call_before": before,
+                          "call_after": ["Dendritic" if m else b for m, b in zip(moved, before)],
+                          "p_before": [0.05] * n, "p_after": [0.5 if m else 0.09 for m in moved],
+                          "n_changes": [4] * n, "call_after_control": ["Dendritic" if m else b for m, b in
+                                                                        zip(moved_control, before)],
+                          "p_after_control": [0.07] * n, "n_changes_control": [4] * n,
+                          "moved": moved, "moved_control": moved_control})
+    frame.attrs.update(supernode="S1", name="MHC class II", from_type="CD14+ Monocyte", to_type="Dendritic",
+                       scale=1.0, features=["L1/F3", "L2/F9"], control_features=["L1/F40", "L2/F2"],
+                       fraction_moved=sum(moved) / n, fraction_moved_control=sum(moved_control) / n)
+    return frame
+
+
+def test_steering_is_one_plain_line_with_its_control():
+    from sctranscoder.report._steering import steering_sentence
+
+    line = steering_sentence(_steering([True, True, False], [False, True, False]))
+    assert line == ("Steering: raising 'S1 MHC class II' (this type's strongest supernode, 2 features) in 3 CD14+ "
+                    "Monocyte cells moved the call to Dendritic in 2 of 3 (mean P(Dendritic) 0.05 -> 0.36); raising "
+                    "as many random features of the same layers at the same places moved it in 1 of 3 (mean "
+                    "P(Dendritic) -> 0.07).")
+    nothing = steering_sentence(_steering([False, False], [False, False]))
+    assert "did not move the call to Dendritic in any of them" in nothing and nothing.endswith(
+        "did not move it either (mean P(Dendritic) -> 0.07).")
+    one = steering_sentence(_steering([False], [True]))
+    assert "in 1 CD14+ Monocyte cell did not move the call to Dendritic (mean" in one and "moved it in 1 of 1" in one
+    assert "(1 of them already called Dendritic)" in steering_sentence(_steering([False, True], [False, False], 1))
+    assert steering_sentence(None) == "" and steering_sentence(_steering([True], [False]).iloc[0:0]) == ""
+    # no column names reach the reader
+    assert not any(name in line for name in ("moved_control", "p_after", "call_before", "n_changes"))
+
+
+def test_the_readable_circuit_ends_with_the_steering_line():
+    section = CellTypeSection(name="Dendritic", supernodes=TABLE, steering=_steering([True], [False]))
+    page = _section_html(section)
+    assert page.count('<p class="steering">Steering: raising &#x27;S1 MHC class II&#x27;') == 1
+    assert page.index("The circuit in one picture") < page.index("Steering: raising")
+    assert "Steering" not in readable_circuit_html("Dendritic", TABLE)
+
+
+def test_steering_is_read_back_with_its_attrs(tmp_path):
+    from types import SimpleNamespace
+
+    from sctranscoder.cli._readable_io import read_steering, write_steering
+
+    frame = _steering([True, False], [False, False])
+    write_steering(SimpleNamespace(steering=frame), tmp_path, "Dendritic")
+    back = read_steering(tmp_path, "Dendritic")
+    pd.testing.assert_frame_equal(back, frame)
+    assert back.attrs == frame.attrs
+    assert read_steering(tmp_path, "CD14+_Monocyte") is None
+    write_steering(SimpleNamespace(steering=None), tmp_path, "none")
+    assert not list(tmp_path.glob("*/none_*"))

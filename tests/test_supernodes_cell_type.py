@@ -62,5 +62,36 @@ def test_steering_returns_fractions(circuit):
     assert ((steered.p_after >= 0) & (steered.p_after <= 1)).all()
     assert steered.attrs["supernode"] == result.supernodes.supernode.iloc[0]
     assert (steered.n_changes > 0).all()
+    # the control raises as many other features of the same layers at the same places
+    features, control = steered.attrs["features"], steered.attrs["control_features"]
+    assert len(control) == len(features) == len(set(control)) and not set(control) & set(features)
+    assert [f.split("/")[0] for f in control] == [f.split("/")[0] for f in features]
+    assert (steered.n_changes_control == steered.n_changes).all()
+    assert 0.0 <= steered.attrs["fraction_moved_control"] <= 1.0
+    assert (steered.moved_control == ((steered.call_after_control == "CD19+ B")
+                                      & (steered.call_before != "CD19+ B"))).all()
+    # its features were set: the call's probabilities move, and not as the supernode's move them
+    assert (steered.p_after_control != steered.p_before).any()
+    assert (steered.p_after_control != steered.p_after).any()
     with pytest.raises(KeyError):
         sct.tl.steer_supernode(adata, model, transcoders, result, "CD14+ Monocyte", supernode="S99", n_cells=1)
+
+
+def test_control_features_are_drawn_from_each_layer_apart_from_the_supernodes():
+    from sctranscoder.tl._steer import control_features
+
+    class Width:
+        def __init__(self, d_hidden):
+            self.cfg = type("cfg", (), {"d_hidden": d_hidden})()
+
+    transcoders = {1: Width(10), 2: Width(6)}
+    own = {(1, 0), (1, 4), (1, 7), (2, 5)}
+    swapped = control_features(own, transcoders, seed=3)
+    assert set(swapped) == own
+    drawn = list(swapped.values())
+    assert len(set(drawn)) == len(own) and not set(drawn) & own
+    assert all(at == layer and 0 <= f < transcoders[layer].cfg.d_hidden for (layer, _), (at, f) in swapped.items())
+    assert control_features(own, transcoders, seed=3) == swapped  # seeded
+    assert any(control_features(own, transcoders, seed=s) != swapped for s in range(4, 9))
+    with pytest.raises(ValueError, match="too few to draw 3 random ones beside the supernode's 3; steer with a wider"):
+        control_features({(1, 0), (1, 1), (1, 2)}, {1: Width(5)})  # 2 others

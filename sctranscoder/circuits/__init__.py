@@ -33,7 +33,7 @@ from ._per_cell import (
     section_attributions,
     trace_call,
 )
-from ._set_effects import measured_drops, predicted_drop, steered_calls
+from ._set_effects import measured_drops, predicted_drop, steered_call_sets, steered_calls
 from ._targets import Target
 from ._token_identity import feature_activations, token_identity_r2
 from ._trace import prune, trace
@@ -57,6 +57,7 @@ __all__ = [
     "group_features",
     "measured_drops",
     "predicted_drop",
+    "steered_call_sets",
     "steered_calls",
     "token_identity_r2",
     "ABLATIONS",

@@ -71,8 +71,19 @@ def measured_drops(lm, transcoders: dict, prompt, answer_ids, index: int, sets: 
 def steered_calls(lm, transcoders: dict, prompt, answer_ids, changes, *, freeze_attention: bool = False):
     """Candidate log-probabilities (normalized over ``answer_ids``) before and after setting features to values:
     ``changes`` are ``(layer, feature, position, value)``."""
+    before, after = steered_call_sets(lm, transcoders, prompt, answer_ids, {"after": changes},
+                                      freeze_attention=freeze_attention)
+    return before, after["after"]
+
+
+def steered_call_sets(lm, transcoders: dict, prompt, answer_ids, sets: dict, *, freeze_attention: bool = False):
+    """As :func:`steered_calls`, for several sets of changes on one prompt (one clean pass, one per set):
+    ``(before, {name: after})``."""
     model = ReplacementModel(lm, transcoders, prompt, answer_ids=answer_ids, freeze_attention=freeze_attention)
     before = model.run()[1]
-    interventions = [Intervention(int(layer), int(feature), int(position), value=float(value))
-                     for layer, feature, position, value in changes]
-    return before, model.run(interventions)[1]
+    after = {}
+    for name, changes in sets.items():
+        interventions = [Intervention(int(layer), int(feature), int(position), value=float(value))
+                         for layer, feature, position, value in changes]
+        after[name] = model.run(interventions)[1]
+    return before, after

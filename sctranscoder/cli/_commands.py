@@ -7,7 +7,9 @@ from pathlib import Path
 
 from .._atomic import atomic_path
 from .._obs import require_obs_column
-from ._readable_io import write_supernodes
+from ..report._steering import steering_sentence
+from ._readable_io import write_steering, write_supernodes
+from ._steering import steer_circuits
 
 
 class UsageError(Exception):
@@ -233,6 +235,7 @@ def write_circuits(results: dict, out: Path) -> None:
         # each cell's pruned graph in circuit-tracer's JSON, for its frontend (a folder of its own, so
         # `report` and `enrich`, which read circuits/*.json, do not take them for merged graphs)
         write_supernodes(result, out, safe)
+        write_steering(result, out, safe)
         groups = {}  # the readable circuit's supernodes where they were built, else features grouped by marker set
         if result.exports:
             groups = (result.supernodes if result.supernodes is not None else
@@ -243,6 +246,23 @@ def write_circuits(results: dict, out: Path) -> None:
             folder.mkdir(exist_ok=True)
             with atomic_path(folder / f"{safe}_{i}.json") as tmp:
                 Path(tmp).write_text(json.dumps(data))
+
+
+def check_circuit_options(args) -> None:
+    """The circuit options' values, checked before anything runs (a run can take minutes to reach them)."""
+    validate_cells = getattr(args, "validate_cells", None)
+    if validate_cells is not None and validate_cells < 0:
+        raise UsageError(f"--validate-cells {validate_cells} must be 0 (no knockouts) or more")
+    draws, fdr = getattr(args, "knockout_draws", 4), getattr(args, "knockout_fdr", 0.05)
+    if draws < 0 or draws == 1:
+        raise UsageError(f"--knockout-draws {draws} must be 0 (no null) or at least 2")
+    if not 0 < fdr <= 1:
+        raise UsageError(f"--knockout-fdr {fdr} must be in (0, 1]")
+    if getattr(args, "knockout_cells", None) is not None and args.knockout_cells < 1:
+        raise UsageError(f"--knockout-cells {args.knockout_cells} must be at least 1")
+    steer_cells = getattr(args, "steer_cells", 8)
+    if steer_cells < 0:
+        raise UsageError(f"--steer-cells {steer_cells} must be 0 (no steering) or more")
 
 
 def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool = True, ranked_by=None,
@@ -260,16 +280,9 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
             raise UsageError(f"--cell-types {unknown} are not labels the model knows ({', '.join(known)})")
     else:
         cell_types = largest_types(ranked_by if ranked_by is not None else adata, label_key, args.n_largest, known)
+    check_circuit_options(args)
     validate_cells = getattr(args, "validate_cells", None)
-    if validate_cells is not None and validate_cells < 0:
-        raise UsageError(f"--validate-cells {validate_cells} must be 0 (no knockouts) or more")
     draws, fdr = getattr(args, "knockout_draws", 4), getattr(args, "knockout_fdr", 0.05)
-    if draws < 0 or draws == 1:
-        raise UsageError(f"--knockout-draws {draws} must be 0 (no null) or at least 2")
-    if not 0 < fdr <= 1:
-        raise UsageError(f"--knockout-fdr {fdr} must be in (0, 1]")
-    if getattr(args, "knockout_cells", None) is not None and args.knockout_cells < 1:
-        raise UsageError(f"--knockout-cells {args.knockout_cells} must be at least 1")
     results = {}
     for cell_type in cell_types:
         results[cell_type] = sct.tl.cell_type_circuit(
@@ -284,6 +297,9 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
             sct.tl.validate_circuit(adata if knockout_pool is None else knockout_pool, model, transcoders,
                                     results[cell_type], knockouts=knockouts,
                                     n_cells=validate_cells, progress=progress)
+    # each type's strongest supernode raised in the next type's cells, beside as many random features
+    for note in steer_circuits(adata, model, transcoders, results, getattr(args, "steer_cells", 8), label_key):
+        print(note)
     return results
 
 
@@ -332,6 +348,7 @@ def cmd_circuits(args) -> None:
     _require_model(args.model)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"out {args.out} exists and is not a folder")
+    check_circuit_options(args)
     transcoders = _load_transcoders(args.transcoders)
     adata = ad.read_h5ad(args.input)
     model = sct.models.load(args.model)
@@ -342,4 +359,6 @@ def cmd_circuits(args) -> None:
     for cell_type, result in results.items():
         print(f"{cell_type}: {genes_line(result)}")
         print(f"  {circuit_line(result)}")
+        if result.steering is not None:
+            print(f"  {steering_sentence(result.steering)}")
     print(f"wrote {args.out}")

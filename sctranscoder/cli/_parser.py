@@ -108,6 +108,9 @@ def _circuit_options(parser) -> None:
                         help="random rank-matched knockouts per tested gene and cell (the null)")
     parser.add_argument("--knockout-fdr", type=float, default=0.05,
                         help="a gene is measured where its knockout passes the null at this FDR")
+    parser.add_argument("--steer-cells", type=int, default=8,
+                        help="raise each type's strongest supernode in this many cells of the next traced type, "
+                             "beside as many random features (the control), and count calls that move (0: off)")
 
 
 class OneLineErrors(argparse.ArgumentParser):

@@ -9,7 +9,16 @@ from pathlib import Path
 from .._atomic import atomic_path
 from .._runconfig import RUN_FILE, write_run_config
 from ..pp._sentences import RANKS_KEY
-from ._commands import UsageError, circuit_line, genes_line, run_circuits, transcoder_settings, write_circuits
+from ..report._steering import steering_sentence
+from ._commands import (
+    UsageError,
+    check_circuit_options,
+    circuit_line,
+    genes_line,
+    run_circuits,
+    transcoder_settings,
+    write_circuits,
+)
 from ._controls_io import write_controls
 
 _SECTIONS = {
@@ -18,7 +27,7 @@ _SECTIONS = {
               "subsample", "train_cells", "eval_cells"),
     "circuits": ("cell_types", "n_largest", "n_cells", "method", "target", "max_feature_nodes", "max_nodes",
                  "node_threshold", "edge_threshold", "min_feature_share", "validate_cells", "knockout_cells", "knockout_genes",
-                 "knockout_draws", "knockout_fdr", "n_top_genes"),
+                 "knockout_draws", "knockout_fdr", "steer_cells", "n_top_genes"),
 }
 
 
@@ -59,6 +68,7 @@ def cmd_quickstart(args) -> None:
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
+    check_circuit_options(args)
     out.mkdir(parents=True, exist_ok=True)
     write_run_config(out / RUN_FILE, _run_sections(args))
     clock = time.perf_counter()
@@ -215,6 +225,8 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
     for cell_type, result in circuits.items():
         print(f"    {cell_type:<30} {genes_line(result, 6)}")
         print(f"    {'':<30} {circuit_line(result)}")
+        if result.steering is not None:
+            print(f"    {'':<30} {steering_sentence(result.steering)}")
         rows = circuit_enrichment[circuit_enrichment.List.astype(str) == cell_type] if len(circuit_enrichment) else []
         heads = headline_sets(rows) if len(rows) else []
         if len(heads):  # redundant sets collapsed, curated pathways first; disease sets are never the headline

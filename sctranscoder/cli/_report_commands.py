@@ -11,7 +11,7 @@ from .._atomic import atomic_path
 from ..report._from_adata import add_controls_section
 from ._commands import UsageError, _require_h5ad, _require_model, read_validation
 from ._controls_io import read_controls
-from ._readable_io import read_supernodes
+from ._readable_io import read_steering, read_supernodes
 
 
 def _gene_lists(path: Path, n_top: int) -> dict:
@@ -89,6 +89,7 @@ def cmd_report(args) -> None:
             section.input_genes = pd.read_csv(genes)
         section.validation = read_validation(path.parent / "validation", path.stem)
         section.supernodes, section.supernode_share = read_supernodes(path.parent, path.stem)
+        section.steering = read_steering(path.parent, path.stem)
         if enriched is not None:
             rows = enriched[enriched.List.astype(str) == name]
             heads = sct.tl.headline_sets(rows, max_fdr=0.05)

@@ -30,6 +30,9 @@ class CellTypeSection:
     first, as genes -> supernodes -> call."""
     supernode_share: float | None = None
     """Share of the call the supernodes carry together (``result.supernode_share``)."""
+    steering: pd.DataFrame | None = None
+    """Its strongest supernode raised in another type's cells, beside as many random features
+    (:func:`sctranscoder.tl.steer_supernode`'s table with its attrs); one line under the readable circuit."""
     input_genes: Any = None
     """The circuit's ranked input genes: a DataFrame (one row per gene), a list, or a Series of scores."""
     validation: dict | None = None

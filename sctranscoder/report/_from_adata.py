@@ -270,6 +270,7 @@ def cell_type_sections(
         if circuits is not None and label in circuits:
             section.supernodes = getattr(circuits[label], "supernodes", None)
             section.supernode_share = getattr(circuits[label], "supernode_share", None)
+            section.steering = getattr(circuits[label], "steering", None)
             section.cards = _circuit_cards(adata, circuits[label], label_key, feature_keys, c2s_model, transcoders,
                                            families, enrichment, key, n_genes, min_occurrences)
         if validations and label in validations:

@@ -375,7 +375,8 @@ def _section_html(section) -> str:
     result = section.result or "No result was computed for this cell type."
     parts.append(f'<p class="result"><strong>Result.</strong> {_e(result)}</p>')
     if section.supernodes is not None:
-        parts.append(readable_circuit_html(section.name, section.supernodes, section.supernode_share))
+        parts.append(readable_circuit_html(section.name, section.supernodes, section.supernode_share,
+                                           section.steering))
     if section.text:
         parts.append(f"<p>{_e(section.text)}</p>")
     if section.circuit_figure is not None and section.circuit_view is None:  # a circuit is drawn once

@@ -1,5 +1,5 @@
 """A cell type's circuit as a reader first meets it: genes -> named supernodes -> the call, in one picture,
-with the share the supernodes carry, the intervention check and each name's control."""
+with the share the supernodes carry, the intervention check, each name's control and steering with the strongest."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import html
 
 import numpy as np
 import pandas as pd
+
+from ._steering import steering_sentence
 
 SUPERNODE_COLUMNS = {
     "name": "supernode",
@@ -43,8 +45,10 @@ def agreement(table: pd.DataFrame) -> float | None:
     return None if np.isnan(rho) else float(rho)
 
 
-def readable_circuit_html(cell_type: str, table: pd.DataFrame, share: float | None = None) -> str:
-    """The readable circuit of ``cell_type``: one row per supernode, drawn genes -> supernode -> call."""
+def readable_circuit_html(cell_type: str, table: pd.DataFrame, share: float | None = None,
+                          steering: pd.DataFrame | None = None) -> str:
+    """The readable circuit of ``cell_type``: one row per supernode, drawn genes -> supernode -> call, and a line on
+    ``steering`` (:func:`sctranscoder.tl.steer_supernode`'s table) where given."""
     if table is None or not len(table):
         return ""
     rows = []
@@ -70,8 +74,10 @@ def readable_circuit_html(cell_type: str, table: pd.DataFrame, share: float | No
     rho = agreement(table)
     if rho is not None:
         said.append(f"the graph's predicted effects agree with the measured ones at Spearman {rho:.2f}")
+    steer = steering_sentence(steering)
+    steer = f'<p class="steering">{_e(steer)}</p>' if steer else ""
     return ('<div class="readable"><h3>The circuit in one picture: genes &rarr; supernodes &rarr; call</h3>'
-            f"<p>{_e('; '.join(said))}.</p>{''.join(rows)}</div>")
+            f"<p>{_e('; '.join(said))}.</p>{''.join(rows)}{steer}</div>")
 
 
 READABLE_CSS = """

@@ -77,6 +77,9 @@ class CellTypeCircuit:
     were folded in each layer)."""
     supernode_instances: dict = field(default_factory=dict)
     """``{supernode: per traced cell, [(layer, feature, position, activation)]}`` (for steering)."""
+    steering: pd.DataFrame | None = None
+    """Its strongest supernode raised in another type's cells, beside as many random features
+    (:func:`sctranscoder.tl.steer_supernode`'s table), where a run steered it (the CLI does)."""
 
     def input_genes(self, n: int | None = None) -> dict:
         """``{cell_type: genes}``: the genes that push the call towards this cell type, strongest first

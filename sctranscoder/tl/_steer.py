@@ -6,6 +6,11 @@ before the genes, from its end after them), the k-th gene's j-th token for a fea
 answer's tokens after the prompt. Everything else runs as the replacement model computes it (MLPs replaced by
 transcoders, errors held; attention free unless ``freeze_attention``). The call is the candidate with the highest
 probability, as :func:`predict_cell_types` scores them.
+
+The control raises as many random features instead: each of the supernode's features is swapped for a feature
+drawn (seeded) from the same layer's transcoder, none of them the supernode's, and set at the same places to the
+same values. A call that moves as often under the control says raising activations there moves it, whatever the
+features mean.
 """
 
 from __future__ import annotations
@@ -44,6 +49,23 @@ def _position(token_gene, n_prompt: int, place):
     return int(span[place[2]]) if place[2] < span.size else None
 
 
+def control_features(features, transcoders: dict, seed: int = 0) -> dict:
+    """``{(layer, feature): (layer, random feature)}``: for each of ``features`` a different feature of the same
+    layer's transcoder, none of them among ``features``, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    swapped = {}
+    for layer in sorted({layer for layer, _ in features}):
+        own = sorted({int(f) for at, f in features if at == layer})
+        width = int(transcoders[layer].cfg.d_hidden)
+        pool = np.setdiff1d(np.arange(width), own)
+        if pool.size < len(own):
+            raise ValueError(f"Layer {layer}'s transcoder has {width} features: too few to draw {len(own)} random "
+                             f"ones beside the supernode's {len(own)}; steer with a wider transcoder.")
+        drawn = rng.choice(pool, size=len(own), replace=False)
+        swapped.update({(layer, f): (layer, int(d)) for f, d in zip(own, drawn)})
+    return swapped
+
+
 def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, *, supernode: str | None = None,
                     scale: float = 1.0, n_cells: int = 8, label_key: str | None = None, candidates=None,
                     encoded=None, freeze_attention: bool = False, seed: int = 0) -> pd.DataFrame:
@@ -69,7 +91,11 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     -------
     One row per B cell: ``cell``, ``call_before``, ``call_after``, ``p_before`` / ``p_after`` (probability of A
     over the candidates), ``n_changes`` (feature positions set) and ``moved`` (the call is A after, not
-    before). ``attrs``: ``fraction_moved`` (the share of B cells whose call moved to A), ``supernode``, ``name``.
+    before); the control's ``call_after_control``, ``p_after_control``, ``n_changes_control`` and
+    ``moved_control`` (as many random features of the same layers raised at the same places to the same values,
+    see :func:`control_features`). ``attrs``: ``fraction_moved`` and ``fraction_moved_control`` (the share of B
+    cells whose call moved to A), ``supernode``, ``name``, ``from_type``, ``to_type``, ``scale``, ``features``
+    and ``control_features`` (``"L{layer}/F{feature}"``).
     """
     from .. import circuits as cc
     from ..models import answer_tokens
@@ -98,25 +124,44 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
                 key = (layer, feature, _place(sources.token_gene[i], n_prompt, position))
                 values.setdefault(key, []).append(activation)
     means = {key: float(np.mean(v)) for key, v in values.items()}
+    # the control: each supernode feature swapped for a random one of its layer, at the same places and values
+    swapped = control_features({(layer, feature) for layer, feature, _ in means}, transcoders, seed)
+    control = {(*swapped[(layer, feature)], place): value for (layer, feature, place), value in means.items()}
 
     cells = _cells_of(adata, to_cells_of, label_key, n_cells, seed)
     steered = resolve_cells(adata, model, encoded, rows=cells, progress=False)
+    index = candidates.index(target)
     rows = []
     for i, ids in enumerate(steered.prompt_ids()):
         ids = [int(t) for t in ids]
-        changes = []
-        for (layer, feature, place), value in means.items():
-            position = _position(steered.token_gene[i], len(ids), place)
-            if position is not None:
-                changes.append((layer, feature, position, scale * value))
-        before, after = cc.steered_calls(model.model, transcoders, ids, answer_ids, changes,
-                                         freeze_attention=freeze_attention)
-        index = candidates.index(target)
+        sets = {"after": _changes(means, steered.token_gene[i], len(ids), scale),
+                "control": _changes(control, steered.token_gene[i], len(ids), scale)}
+        before, after = cc.steered_call_sets(model.model, transcoders, ids, answer_ids, sets,
+                                             freeze_attention=freeze_attention)
         rows.append({"cell": str(adata.obs_names[cells[i]]), "call_before": candidates[int(np.argmax(before))],
-                     "call_after": candidates[int(np.argmax(after))], "p_before": float(np.exp(before[index])),
-                     "p_after": float(np.exp(after[index])), "n_changes": len(changes)})
+                     "call_after": candidates[int(np.argmax(after["after"]))],
+                     "p_before": float(np.exp(before[index])),
+                     "p_after": float(np.exp(after["after"][index])), "n_changes": len(sets["after"]),
+                     "call_after_control": candidates[int(np.argmax(after["control"]))],
+                     "p_after_control": float(np.exp(after["control"][index])),
+                     "n_changes_control": len(sets["control"])})
     frame = pd.DataFrame(rows)
     frame["moved"] = (frame.call_after == target) & (frame.call_before != target)
-    frame.attrs.update(fraction_moved=float(frame.moved.mean()) if len(frame) else float("nan"),
-                       supernode=name, name=str(row["name"]), from_type=to_cells_of, to_type=target, scale=scale)
+    frame["moved_control"] = (frame.call_after_control == target) & (frame.call_before != target)
+    frame.attrs.update(fraction_moved=float(frame.moved.mean()),
+                       fraction_moved_control=float(frame.moved_control.mean()),
+                       supernode=name, name=str(row["name"]), from_type=to_cells_of, to_type=target, scale=scale,
+                       features=[f"L{layer}/F{feature}" for layer, feature in sorted(swapped)],
+                       control_features=[f"L{layer}/F{feature}" for layer, feature in
+                                         (swapped[key] for key in sorted(swapped))])
     return frame
+
+
+def _changes(values: dict, token_gene, n_prompt: int, scale: float) -> list:
+    """``(layer, feature, position, value)`` for each ``(layer, feature, place)`` this prompt has."""
+    changes = []
+    for (layer, feature, place), value in values.items():
+        position = _position(token_gene, n_prompt, place)
+        if position is not None:
+            changes.append((layer, feature, position, scale * value))
+    return changes
