@@ -71,6 +71,11 @@ def test_steering_is_one_plain_line_with_its_control():
     assert "in 1 CD14+ Monocyte cell did not move the call to Dendritic (mean" in one and "moved it in 1 of 1" in one
     assert "(1 of them already called Dendritic)" in steering_sentence(_steering([False, True], [False, False], 1))
     assert steering_sentence(None) == "" and steering_sentence(_steering([True], [False]).iloc[0:0]) == ""
+    # a "strongest" supernode that does not lower the call when switched off is said to be no evidence
+    weak = _steering([False], [False])
+    weak.attrs["measured_effect"] = -0.01
+    assert "it did not lower the call (measured drop -0.01), so no supernode here is evidence" in steering_sentence(weak)
+    assert "did not lower" not in line
     # no column names reach the reader
     assert not any(name in line for name in ("moved_control", "p_after", "call_before", "n_changes"))
 

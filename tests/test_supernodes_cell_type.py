@@ -61,6 +61,8 @@ def test_steering_returns_fractions(circuit):
     assert len(steered) == 2 and 0.0 <= steered.attrs["fraction_moved"] <= 1.0
     assert ((steered.p_after >= 0) & (steered.p_after <= 1)).all()
     assert steered.attrs["supernode"] == result.supernodes.supernode.iloc[0]
+    # the strongest supernode is the one whose switch-off lowers the call most, and its effect travels along
+    assert steered.attrs["measured_effect"] == result.supernodes.measured_effect.max()
     assert (steered.n_changes > 0).all()
     # the control raises as many other features of the same layers at the same places
     features, control = steered.attrs["features"], steered.attrs["control_features"]

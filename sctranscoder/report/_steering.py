@@ -3,6 +3,7 @@ random features raised at the same places."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 
@@ -35,7 +36,12 @@ def steering_sentence(steering: pd.DataFrame | None) -> str:
     level = "" if scale == 1 else f" to {scale:g} times its activation in this type's traced cells"
     before = (steering.call_before.astype(str) == target).sum()
     already = f" ({before} of them already called {target})" if before else ""
-    line = (f"Steering: raising '{supernode}' (this type's strongest supernode{size}){level} in "
+    effect = info.get("measured_effect")
+    weak = ""
+    if effect is not None and np.isfinite(effect) and effect <= 0:  # the "strongest" does not support the call
+        weak = (f"; switched off in this type's cells it did not lower the call (measured drop {effect:+.2f}), so "
+                "no supernode here is evidence to raise")
+    line = (f"Steering: raising '{supernode}' (this type's strongest supernode{size}{weak}){level} in "
             f"{_count(n, f'{source} cell')}{already} "
             + _moved(int(steering.moved.sum()), n, target)
             + f" (mean P({target}) {_p(steering.p_before.mean())} -> {_p(steering.p_after.mean())})")

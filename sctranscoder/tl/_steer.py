@@ -94,7 +94,9 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     before); the control's ``call_after_control``, ``p_after_control``, ``n_changes_control`` and
     ``moved_control`` (as many random features of the same layers raised at the same places to the same values,
     see :func:`control_features`). ``attrs``: ``fraction_moved`` and ``fraction_moved_control`` (the share of B
-    cells whose call moved to A), ``supernode``, ``name``, ``from_type``, ``to_type``, ``scale``, ``features``
+    cells whose call moved to A), ``supernode``, ``name``, ``measured_effect`` (its drop in A's log-odds when
+    switched off in A's cells: not positive, it is no evidence for A to raise), ``from_type``, ``to_type``,
+    ``scale``, ``features``
     and ``control_features`` (``"L{layer}/F{feature}"``).
     """
     from .. import circuits as cc
@@ -151,6 +153,7 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     frame.attrs.update(fraction_moved=float(frame.moved.mean()),
                        fraction_moved_control=float(frame.moved_control.mean()),
                        supernode=name, name=str(row["name"]), from_type=to_cells_of, to_type=target, scale=scale,
+                       measured_effect=float(row["measured_effect"]) if "measured_effect" in row else float("nan"),
                        features=[f"L{layer}/F{feature}" for layer, feature in sorted(swapped)],
                        control_features=[f"L{layer}/F{feature}" for layer, feature in
                                          (swapped[key] for key in sorted(swapped))])
