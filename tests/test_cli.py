@@ -131,6 +131,7 @@ def test_report_shows_the_feature_controls_the_run_wrote(tmp_path, capsys):
     assert "FDR <= 0.01" in headline and "5% of random directions that fire as often (2 of 44 testable" in headline
     assert html.escape(headline) in page
     assert CONTROLS_CAPTION in page and "Testable (&gt;= 3 genes listed)" in page and ">not run<" in page
+    assert "untrained=False" not in page and "feature_controls(untrained=True) runs it" in page
     # a table from before testable features were counted: the report renders, and says why it has no controls
     table = pd.read_csv(tmp_path / "run" / "feature_controls.csv").drop(columns="n_listable")
     table.to_csv(tmp_path / "run" / "feature_controls.csv", index=False)

@@ -454,6 +454,8 @@ def _controls_table(controls) -> pd.DataFrame:
     counts = ["n_features", "n_listable", "n_enriched"]
     table[counts] = table[counts].astype(object)
     table.loc[skipped, counts] = "not run"
+    # the reader's words for the API's note (which names the argument that skipped it)
+    table.loc[skipped, "note"] = "not run in this report (sct.tl.feature_controls(untrained=True) runs it)"
     return table.rename(columns={"layer": "Layer", "side": "Features", "n_features": "Firing",
                                  "n_listable": f"Testable (>= {MIN_LISTABLE_GENES} genes listed)",
                                  "n_enriched": "Enriched beyond spelling",
