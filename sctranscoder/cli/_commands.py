@@ -280,7 +280,7 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
             raise UsageError(f"--cell-types {unknown} are not labels the model knows ({', '.join(known)})")
     else:
         cell_types = largest_types(ranked_by if ranked_by is not None else adata, label_key, args.n_largest, known)
-    check_circuit_options(args)
+    check_circuit_options(args)  # again: run_circuits is also called on its own
     validate_cells = getattr(args, "validate_cells", None)
     draws, fdr = getattr(args, "knockout_draws", 4), getattr(args, "knockout_fdr", 0.05)
     results = {}

@@ -8,6 +8,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from ._steering import count as _count
 from ._steering import steering_sentence
 
 SUPERNODE_COLUMNS = {
@@ -29,10 +30,6 @@ def _genes(value, n: int = 6) -> str:
     genes = list(value) if isinstance(value, (list, tuple, np.ndarray)) else str(value).replace(";", ",").split(",")
     genes = [str(g).strip() for g in genes if str(g).strip()]
     return ", ".join(genes[:n]) + (f" (+{len(genes) - n})" if len(genes) > n else "")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def agreement(table: pd.DataFrame) -> float | None:

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 
-def _count(n: int, noun: str) -> str:
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
@@ -31,7 +32,7 @@ def steering_sentence(steering: pd.DataFrame | None) -> str:
     target, source, n = str(info.get("to_type", "")), str(info.get("from_type", "")), len(steering)
     supernode = " ".join(str(info[k]) for k in ("supernode", "name") if info.get(k) not in (None, ""))
     features = info.get("features") or []
-    size = f", {_count(len(features), 'feature')}" if features else ""
+    size = f", {count(len(features), 'feature')}" if features else ""
     scale = float(info.get("scale", 1.0))
     level = "" if scale == 1 else f" to {scale:g} times its activation in this type's traced cells"
     before = (steering.call_before.astype(str) == target).sum()
@@ -42,7 +43,7 @@ def steering_sentence(steering: pd.DataFrame | None) -> str:
         weak = (f"; switched off in this type's cells it did not lower the call (measured drop {effect:+.2f}), so "
                 "no supernode here is evidence to raise")
     line = (f"Steering: raising '{supernode}' (this type's strongest supernode{size}{weak}){level} in "
-            f"{_count(n, f'{source} cell')}{already} "
+            f"{count(n, f'{source} cell')}{already} "
             + _moved(int(steering.moved.sum()), n, target)
             + f" (mean P({target}) {_p(steering.p_before.mean())} -> {_p(steering.p_after.mean())})")
     if "moved_control" in steering:
