@@ -127,6 +127,19 @@ def circuit_checks(cells, model, transcoders, atlas, n_cells: int, cell_types=No
     return pd.DataFrame(rows)
 
 
+class Stages:
+    """Prints each stage's minutes as it ends (a long run shows where it is); returns them."""
+
+    def __init__(self, seed: int):
+        self.seed, self.last = seed, time.perf_counter()
+
+    def __call__(self, name: str) -> float:
+        now = time.perf_counter()
+        minutes, self.last = (now - self.last) / 60, now
+        print(f"seed {self.seed}: {name} {minutes:.1f} min", flush=True)
+        return minutes
+
+
 def run_seed(n_cells: int, seed: int, out: Path, *, untrained: bool = True, eval_cells: int = 400,
              circuit_cells: int = 3, cell_types=None, train_config=None, config=None, transcoder_settings=None,
              gene_scores=GENE_SCORES, n_null: int = 1000) -> dict:
@@ -134,17 +147,22 @@ def run_seed(n_cells: int, seed: int, out: Path, *, untrained: bool = True, eval
     import sctranscoder as sct
 
     start = time.perf_counter()
+    stage = Stages(seed)
     atlas = sct.datasets.planted(n_cells=n_cells, seed=seed)
     programs = {name: list(genes) for name, genes in atlas.uns["programs"].items()}
-    model = sct.models.train_c2s(atlas, "cell_type", out / "model", train_config=train_config, config=config,
-                                 progress=False)
+    if (out / "model" / "config.json").exists():  # a finished model kept by --out (e.g. trained on a GPU)
+        model = sct.models.load(out / "model")
+    else:
+        model = sct.models.train_c2s(atlas, "cell_type", out / "model", train_config=train_config, config=config,
+                                     progress=False)
     evaluation = model.metadata["held_out_evaluation"]
-    trained_minutes = (time.perf_counter() - start) / 60
+    trained_minutes = stage("model")
     held = sct.tl.held_out_mask(atlas, model)
     store = sct.tl.harvest(atlas[~held].copy(), model, None, None, label_key="cell_type", progress=False)
     transcoders = sct.tl.train_transcoders(atlas, model, None, out / "transcoders", store=store, held_out=held,
                                            label_key="cell_type", progress=False,
                                            **(transcoder_settings or {}))
+    stage("transcoders")
     rng = np.random.default_rng(seed)
     test = np.flatnonzero(held)
     test = np.sort(rng.choice(test, min(eval_cells, test.size), replace=False))
@@ -152,9 +170,12 @@ def run_seed(n_cells: int, seed: int, out: Path, *, untrained: bool = True, eval
     controls = {score: sct.tl.feature_controls(cells, model, transcoders, {"planted": programs},
                                                untrained=untrained, max_fdr=RECOVERY_FDR, seed=seed, n_null=n_null,
                                                gene_score=score, progress=False) for score in gene_scores}
+    stage("controls")
     recovered = {score: program_recovery(cells, model, transcoders, programs, score) for score in gene_scores}
     overlap = best_feature_overlap(cells, model, transcoders, programs, seed=seed)
+    stage("recovery")
     circuits = circuit_checks(cells, model, transcoders, atlas, circuit_cells, cell_types)
+    stage("circuits")
     return {"seed": seed, "cells": n_cells, "held-out accuracy": evaluation["c2s_accuracy"],
             "regression": evaluation["logistic_regression_accuracy"], "model minutes": trained_minutes,
             "controls": controls, "recovered": {s: {p: len(f) for p, f in r.items()} for s, r in recovered.items()},
