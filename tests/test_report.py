@@ -319,3 +319,18 @@ def test_a_gene_at_the_top_of_two_circuits_is_explained_by_its_knockouts():
     assert "<strong>CD52</strong> (B, Monocyte)" in shared and "<strong>LYZ</strong>" not in shared
     lone = sct.report.render_html(sct.report.ReportContent(cell_types=[b]))
     assert "more than one cell type" not in lone
+
+
+def test_the_overview_counts_testable_features_as_the_controls_do():
+    """The overview's share and the controls' headline share one denominator: the testable features, where the
+    controls read the same firing features; otherwise the firing features, said so."""
+    from sctranscoder.report._from_adata import _testable
+    from sctranscoder.tl._controls import COLUMNS
+
+    controls = pd.DataFrame([[1, "trained", 50, 40, 12, 0.3, float("nan"), ""],
+                             [1, "random_directions", 50, 44, 2, 2 / 44, 0.003, ""]], columns=COLUMNS)
+    tested, words = _testable(controls, 1, 50)
+    assert tested == 40 and "40 of them list at least 3 genes" in words
+    assert _testable(controls, 1, 60) == (60, "Of them, ")  # the controls read other features
+    assert _testable(controls, 2, 50) == (50, "Of them, ")  # no control for this layer
+    assert _testable(None, 1, 50) == (50, "Of them, ")

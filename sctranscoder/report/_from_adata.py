@@ -385,10 +385,11 @@ def from_adata(
                f"{adata.n_obs:,} cells.")
     if enrichment is not None and len(enrichment):
         max_fdr = options["max_fdr"]
-        summary += (f" {tl.enriched_fraction(enrichment, len(alive), max_fdr):.0%} of them have a gene set at FDR "
+        tested, of_them = _testable(controls, layer, len(alive))
+        summary += (f" {of_them}{tl.enriched_fraction(enrichment, tested, max_fdr):.0%} have a gene set at FDR "
                     f"<= {max_fdr}")
         if "Beyond spelling" in enrichment:
-            summary += (f"; {tl.beyond_spelling_fraction(enrichment, len(alive)):.0%} have one that also beats "
+            summary += (f"; {tl.beyond_spelling_fraction(enrichment, tested):.0%} have one that also beats "
                         "random gene lists with the same gene-name families (enriched beyond spelling).")
         else:
             summary += " (hypergeometric test only: no spelling-matched null was run)."
@@ -426,6 +427,20 @@ def from_adata(
         "and not headlined.",
     ]
     return content
+
+
+def _testable(controls, layer: int, n_alive: int) -> tuple[int, str]:
+    """The overview's denominator and its words: the testable features (as the controls count them) where the
+    controls read the same firing features, so the overview and the controls' headline share one denominator."""
+    from ..tl._controls import MIN_LISTABLE_GENES
+
+    if controls is not None and "n_listable" in controls:
+        row = controls[(controls.layer == layer) & (controls.side == "trained")]
+        if len(row) and int(row.n_features.iloc[0]) == n_alive and int(row.n_listable.iloc[0]) > 0:
+            tested = int(row.n_listable.iloc[0])
+            return tested, (f"{tested:,} of them list at least {MIN_LISTABLE_GENES} genes and can be tested; of "
+                            "those, ")
+    return n_alive, "Of them, "
 
 
 def _controls_summary(controls, layer: int) -> str:
