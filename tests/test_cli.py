@@ -54,17 +54,28 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     supernodes = pd.read_csv(out / "circuits" / "readable" / "Dendritic_supernodes.csv")
     assert 1 <= len(supernodes) <= 8 and {"name", "n_features", "genes", "predicted_effect",
                                            "measured_effect"} <= set(supernodes)
-    # each type's strongest supernode raised in 2 cells of the other, beside as many random features
+    # each type's supernodes that carry its call raised together in 2 cells of the other at 1, 3 and 10 times
+    # their activation, beside as many random features; a type with none is skipped, and the run says why
+    steered_types = 0
     for name, into in (("Dendritic", "CD14+ Monocyte"), ("CD14+_Monocyte", "Dendritic")):
+        table = pd.read_csv(out / "circuits" / "readable" / f"{name}_supernodes.csv")
+        supporting = table.supernode[table.measured_effect > 0].tolist()
+        if not supporting:
+            assert not (out / "circuits" / "readable" / f"{name}_steering.csv").exists()
+            assert f"Steering skipped for {name.replace('_', ' ')}: none of its supernodes lowers" in printed
+            continue
+        steered_types += 1
         steered = pd.read_csv(out / "circuits" / "readable" / f"{name}_steering.csv")
-        assert len(steered) == 2 and {"moved", "moved_control", "p_after_control"} <= set(steered)
+        assert len(steered) == 6 and {"moved", "moved_control", "p_after_control"} <= set(steered)
+        assert steered.scale.tolist() == [1.0] * 2 + [3.0] * 2 + [10.0] * 2
         assert (steered.n_changes_control == steered.n_changes).all()
         info = json.loads((out / "circuits" / "readable" / f"{name}_steering.json").read_text())
-        strongest = pd.read_csv(out / "circuits" / "readable" / f"{name}_supernodes.csv").supernode.iloc[0]
-        assert info["from_type"] == into and info["supernode"] == strongest
+        assert info["from_type"] == into and info["supernode"] == ", ".join(supporting)
+        assert info["scale"] == [1.0, 3.0, 10.0] and len(info["fraction_moved_control"]) == 3
         assert len(info["control_features"]) == len(info["features"])
         assert not set(info["control_features"]) & set(info["features"])
-    assert page.count("Steering: raising &#x27;S") == 2 and printed.count("Steering: raising 'S") == 2
+    assert page.count("Steering: raising this type&#x27;s") == steered_types
+    assert printed.count("Steering: raising this type's") == steered_types
     # the run configuration names every setting, and reading it back gives the same run
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["train"]["d_hidden"] == 256 and run["circuits"]["n_cells"] == 1
@@ -88,7 +99,7 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     assert "Dendritic" in page and drawn == 2
     # read back from circuits/validation/ and circuits/readable/
     assert page.count("The circuit in one picture") == 2
-    assert page.count("Steering: raising &#x27;S") == 2
+    assert page.count("Steering: raising this type&#x27;s") == steered_types
     assert page.count("Genes whose knockout passes a random gene at the same rank") == 2
     # and the feature controls the run measured, as the quickstart's report shows them
     assert "Trained features beside randomized controls" in page and "testable features" in page

@@ -1,6 +1,6 @@
 """The report's readable circuit: genes -> named supernodes -> call, with share, agreement and controls."""
-
 import pandas as pd
+import pytest
 
 from sctranscoder.report import CellTypeSection
 from sctranscoder.report._html import _section_html
@@ -101,3 +101,36 @@ def test_steering_is_read_back_with_its_attrs(tmp_path):
     assert read_steering(tmp_path, "CD14+_Monocyte") is None
     write_steering(SimpleNamespace(steering=None), tmp_path, "none")
     assert not list(tmp_path.glob("*/none_*"))
+
+
+def test_steering_at_several_doses_is_one_line_with_each_dose_beside_its_control():
+    from sctranscoder.cli._steering import doses
+    from sctranscoder.report._steering import steering_sentence
+
+    frames = []
+    for scale, moved, control in ((1.0, [False, False], [False, False]), (10.0, [True, True], [False, True])):
+        frame = _steering(moved, control).assign(scale=scale)
+        frame.attrs.update(_steering(moved, control).attrs, scale=scale, supernode="S1, S3",
+                           name="MHC class II; Interferon gamma signaling")
+        frames.append(frame)
+    table = doses(frames)
+    assert len(table) == 4 and table.attrs["fraction_moved"] == [0.0, 1.0] and table.attrs["scale"] == [1.0, 10.0]
+    line = steering_sentence(table)
+    assert line == ("Steering: raising this type's 2 supernodes that carry its call (those whose switch-off lowers "
+                    "it: S1 MHC class II; S3 Interferon gamma signaling: 2 features) together in 2 CD14+ Monocyte "
+                    "cells to 1 and 10 times their activation in this type's traced cells moved the call to "
+                    "Dendritic in 0 and 2 of 2 (mean P(Dendritic) 0.05 -> 0.09 and 0.50); as many random features "
+                    "of the same layers raised at the same places moved it in 0 and 1 of 2 (mean P(Dendritic) -> "
+                    "0.07 and 0.07).")
+
+
+def test_steering_chooses_the_supernodes_that_carry_the_call():
+    from sctranscoder.tl._steer import _chosen
+
+    table = pd.DataFrame({"measured_effect": [0.4, 0.1, -0.2]}, index=pd.Index(["S2", "S1", "S3"], name="supernode"))
+    assert _chosen(table, None) == ["S2"] and _chosen(table, "supporting") == ["S2", "S1"]
+    assert _chosen(table, "all") == ["S2", "S1", "S3"] and _chosen(table, ["S3", "S1"]) == ["S3", "S1"]
+    with pytest.raises(ValueError, match="none is evidence to raise"):
+        _chosen(table.assign(measured_effect=-0.1), "supporting")
+    with pytest.raises(ValueError, match="S9"):
+        _chosen(table, ["S1", "S9"])

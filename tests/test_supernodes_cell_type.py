@@ -75,7 +75,7 @@ def test_steering_returns_fractions(circuit):
     # its features were set: the call's probabilities move, and not as the supernode's move them
     assert (steered.p_after_control != steered.p_before).any()
     assert (steered.p_after_control != steered.p_after).any()
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="S99"):
         sct.tl.steer_supernode(adata, model, transcoders, result, "CD14+ Monocyte", supernode="S99", n_cells=1)
 
 

@@ -1,28 +1,54 @@
-"""The CLI's steering step: each traced type's strongest supernode raised in the cells of the next traced type."""
+"""The CLI's steering step: each traced type's supporting supernodes raised together, at rising doses, in the cells
+of the next traced type, beside as many random features at each dose."""
 
 from __future__ import annotations
 
+import pandas as pd
 
-def steer_circuits(adata, model, transcoders, results: dict, n_cells: int, label_key: str) -> list[str]:
-    """Steer type A's strongest supernode into ``n_cells`` cells of B, the type traced after A (the last into the
-    first), with the random-feature control; each result gets its table as ``steering``. Returns sentences on the
-    pairs that were skipped, and why."""
+# multiples of the supernodes' activation in A's traced cells: a dose-response, not one guess at a strength
+STEER_SCALES = (1.0, 3.0, 10.0)
+
+
+def steer_circuits(adata, model, transcoders, results: dict, n_cells: int, label_key: str,
+                   scales=STEER_SCALES) -> list[str]:
+    """Raise type A's supporting supernodes (those whose switch-off lowers A's call) together in ``n_cells`` cells
+    of B, the type traced after A (the last into the first), at each of ``scales``, with the random-feature
+    control; each result gets the tables, one after another, as ``steering``. Returns sentences on the types
+    that were skipped, and why."""
     import sctranscoder as sct
 
     if n_cells == 0:
         return []
     types = list(results)
     if len(types) < 2:
-        return [f"Steering skipped: it raises one cell type's supernode in another type's cells, and only "
+        return [f"Steering skipped: it raises one cell type's supernodes in another type's cells, and only "
                 f"{types[0] if types else 'no type'} was traced; trace two or more with --cell-types or --n-largest "
                 "(--steer-cells 0 turns steering off)."]
     notes = []
     for i, cell_type in enumerate(types):
         circuit = results[cell_type]
-        if circuit.supernodes is None or not len(circuit.supernodes):
+        table = circuit.supernodes
+        if table is None or not len(table):
             notes.append(f"Steering skipped for {cell_type}: its circuit has no supernodes to raise (they are built "
                          "from a circuit's features with --method complete).")
             continue
-        circuit.steering = sct.tl.steer_supernode(adata, model, transcoders, circuit, types[(i + 1) % len(types)],
-                                                  n_cells=n_cells, label_key=label_key)
+        if not (table.measured_effect > 0).any():
+            notes.append(f"Steering skipped for {cell_type}: none of its supernodes lowers its call when switched "
+                         f"off (measured drops {table.measured_effect.max():+.2f} at most), so none is evidence "
+                         "to raise.")
+            continue
+        frames = [sct.tl.steer_supernode(adata, model, transcoders, circuit, types[(i + 1) % len(types)],
+                                         supernode="supporting", scale=scale, n_cells=n_cells, label_key=label_key)
+                  for scale in scales]
+        circuit.steering = doses(frames)
     return notes
+
+
+def doses(frames: list) -> pd.DataFrame:
+    """Steering tables at several scales as one (its ``scale`` column tells them apart); the attrs of the first,
+    with ``scale``, ``fraction_moved`` and ``fraction_moved_control`` as lists, one entry per scale."""
+    table = pd.concat(frames, ignore_index=True)
+    table.attrs = {**frames[0].attrs,
+                   **{key: [frame.attrs[key] for frame in frames]
+                      for key in ("scale", "fraction_moved", "fraction_moved_control")}}
+    return table

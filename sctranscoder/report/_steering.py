@@ -1,5 +1,5 @@
-"""Steering in one plain sentence: a type's strongest supernode raised in another type's cells, beside as many
-random features raised at the same places."""
+"""Steering in one plain sentence: a type's supernodes raised in another type's cells (at one scale or several),
+beside as many random features raised at the same places."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def steering_sentence(steering: pd.DataFrame | None) -> str:
     Empty without a table."""
     if steering is None or not len(steering):
         return ""
+    if "scale" in steering and steering.scale.nunique() > 1:
+        return _dose_sentence(steering)
     info = steering.attrs
     target, source, n = str(info.get("to_type", "")), str(info.get("from_type", "")), len(steering)
     supernode = " ".join(str(info[k]) for k in ("supernode", "name") if info.get(k) not in (None, ""))
@@ -52,4 +54,36 @@ def steering_sentence(steering: pd.DataFrame | None) -> str:
                    "did not move it" + (" either" if not steering.moved.any() else ""))
         line += (f"; raising as many random features of the same layers at the same places {control} "
                  f"(mean P({target}) -> {_p(steering.p_after_control.mean())})")
+    return line + "."
+
+
+def _series(values: list[str]) -> str:
+    """``a, b and c``."""
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def _dose_sentence(steering: pd.DataFrame) -> str:
+    """Several supernodes raised together at rising scales, each scale beside its random-feature control."""
+    info = steering.attrs
+    target, source = str(info.get("to_type", "")), str(info.get("from_type", ""))
+    groups = [group for _, group in steering.groupby("scale", sort=True)]
+    n = len(groups[0])
+    ids = [s.strip() for s in str(info.get("supernode", "")).split(",") if s.strip()]
+    names = str(info.get("name", "")).split("; ")
+    listed = "; ".join(f"{i} {name}" for i, name in zip(ids, names)) if len(names) == len(ids) else ", ".join(ids)
+    features = info.get("features") or []
+    size = f": {count(len(features), 'feature')}" if features else ""
+    scales = _series([f"{g.scale.iloc[0]:g}" for g in groups])
+    moved = _series([str(int(g.moved.sum())) for g in groups])
+    line = (f"Steering: raising this type's {count(len(ids), 'supernode')} that carry its call (those whose switch-off "
+            f"lowers it: {listed}{size}) together in {count(n, f'{source} cell')} to {scales} times their activation "
+            f"in this type's traced cells moved the call to {target} in {moved} of {n} (mean P({target}) "
+            f"{_p(steering.p_before.mean())} -> {_series([_p(g.p_after.mean()) for g in groups])})")
+    before = int((groups[0].call_before.astype(str) == target).sum())
+    if before:
+        line += f" ({before} of them already called {target})"
+    if "moved_control" in steering:
+        line += (f"; as many random features of the same layers raised at the same places moved it in "
+                 f"{_series([str(int(g.moved_control.sum())) for g in groups])} of {n} (mean P({target}) -> "
+                 f"{_series([_p(g.p_after_control.mean()) for g in groups])})")
     return line + "."

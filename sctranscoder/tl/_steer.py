@@ -66,7 +66,7 @@ def control_features(features, transcoders: dict, seed: int = 0) -> dict:
     return swapped
 
 
-def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, *, supernode: str | None = None,
+def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, *, supernode=None,
                     scale: float = 1.0, n_cells: int = 8, label_key: str | None = None, candidates=None,
                     encoded=None, freeze_attention: bool = False, seed: int = 0) -> pd.DataFrame:
     """Raise ``circuit``'s strongest supernode (type A) in cells of type ``to_cells_of`` (B) and read the call.
@@ -81,7 +81,9 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     to_cells_of
         Type B, whose cells are steered.
     supernode
-        The ``supernode`` id (``"S1"``...) to raise; default: the one with the largest measured effect.
+        The ``supernode`` id (``"S1"``...) to raise; a list of ids raises those together, ``"supporting"`` every
+        supernode whose switch-off lowers A's call (positive ``measured_effect``), ``"all"`` every one; default:
+        the one with the largest measured effect.
     scale
         Multiple of its activation in A's traced cells the supernode's features are set to.
     n_cells
@@ -89,7 +91,7 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
 
     Returns
     -------
-    One row per B cell: ``cell``, ``call_before``, ``call_after``, ``p_before`` / ``p_after`` (probability of A
+    One row per B cell: ``cell``, ``scale``, ``call_before``, ``call_after``, ``p_before`` / ``p_after`` (probability of A
     over the candidates), ``n_changes`` (feature positions set) and ``moved`` (the call is A after, not
     before); the control's ``call_after_control``, ``p_after_control``, ``n_changes_control`` and
     ``moved_control`` (as many random features of the same layers raised at the same places to the same values,
@@ -110,21 +112,21 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     label_key = label_key or model.metadata.get("label_key")
     candidates = list(candidates) if candidates is not None else list(model.labels)
     target = circuit.cell_type
-    table = circuit.supernodes
-    row = table.iloc[0] if supernode is None else table.set_index("supernode").loc[supernode].rename(supernode)
-    name = row["supernode"] if supernode is None else supernode
+    table = circuit.supernodes.set_index("supernode", drop=False)
+    names = _chosen(table, supernode)
     answer_ids = answer_tokens(model.tokenizer, candidates)
 
     # the supernode's activations in A's traced cells, keyed by place
     sources = resolve_cells(adata, model, encoded, rows=cell_positions(adata, circuit.cells), progress=False)
     source_prompts = sources.prompt_ids()
     values: dict = {}
-    for i, instances in enumerate(circuit.supernode_instances.get(name, [])):
-        n_prompt = len(source_prompts[i])
-        for layer, feature, position, activation in instances:
-            if np.isfinite(activation):
-                key = (layer, feature, _place(sources.token_gene[i], n_prompt, position))
-                values.setdefault(key, []).append(activation)
+    for name in names:
+        for i, instances in enumerate(circuit.supernode_instances.get(name, [])):
+            n_prompt = len(source_prompts[i])
+            for layer, feature, position, activation in instances:
+                if np.isfinite(activation):
+                    key = (layer, feature, _place(sources.token_gene[i], n_prompt, position))
+                    values.setdefault(key, []).append(activation)
     means = {key: float(np.mean(v)) for key, v in values.items()}
     # the control: each supernode feature swapped for a random one of its layer, at the same places and values
     swapped = control_features({(layer, feature) for layer, feature, _ in means}, transcoders, seed)
@@ -140,7 +142,7 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
                 "control": _changes(control, steered.token_gene[i], len(ids), scale)}
         before, after = cc.steered_call_sets(model.model, transcoders, ids, answer_ids, sets,
                                              freeze_attention=freeze_attention)
-        rows.append({"cell": str(adata.obs_names[cells[i]]), "call_before": candidates[int(np.argmax(before))],
+        rows.append({"cell": str(adata.obs_names[cells[i]]), "scale": scale, "call_before": candidates[int(np.argmax(before))],
                      "call_after": candidates[int(np.argmax(after["after"]))],
                      "p_before": float(np.exp(before[index])),
                      "p_after": float(np.exp(after["after"][index])), "n_changes": len(sets["after"]),
@@ -152,12 +154,32 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     frame["moved_control"] = (frame.call_after_control == target) & (frame.call_before != target)
     frame.attrs.update(fraction_moved=float(frame.moved.mean()),
                        fraction_moved_control=float(frame.moved_control.mean()),
-                       supernode=name, name=str(row["name"]), from_type=to_cells_of, to_type=target, scale=scale,
-                       measured_effect=float(row["measured_effect"]) if "measured_effect" in row else float("nan"),
+                       supernode=", ".join(names), name="; ".join(str(table.loc[n, "name"]) for n in names),
+                       from_type=to_cells_of, to_type=target, scale=scale,
+                       measured_effect=(float(table.loc[names[0], "measured_effect"])
+                                        if len(names) == 1 and "measured_effect" in table else float("nan")),
                        features=[f"L{layer}/F{feature}" for layer, feature in sorted(swapped)],
                        control_features=[f"L{layer}/F{feature}" for layer, feature in
                                          (swapped[key] for key in sorted(swapped))])
     return frame
+
+
+def _chosen(table: pd.DataFrame, supernode) -> list[str]:
+    """The supernode ids to raise: the strongest by default, every one for ``"all"``, else those named."""
+    if supernode is None:
+        return [str(table.index[0])]
+    if supernode == "supporting":
+        names = list(table.index[table.measured_effect > 0]) if "measured_effect" in table else []
+        if not names:
+            raise ValueError("No supernode of this circuit lowers its call when switched off (no positive "
+                             "measured_effect): none is evidence to raise; name one with supernode=.")
+        return [str(n) for n in names]
+    names = list(table.index) if supernode == "all" else [supernode] if isinstance(supernode, str) else list(supernode)
+    unknown = [n for n in names if n not in table.index]
+    if unknown or not names:
+        raise ValueError(f"supernode {unknown or supernode!r} is not in this circuit; its supernodes are "
+                         f"{', '.join(table.index)} (or 'all').")
+    return [str(n) for n in names]
 
 
 def _changes(values: dict, token_gene, n_prompt: int, scale: float) -> list:
