@@ -110,7 +110,7 @@ def test_steering_at_several_doses_is_one_line_with_each_dose_beside_its_control
     frames = []
     for scale, moved, control in ((1.0, [False, False], [False, False]), (10.0, [True, True], [False, True])):
         frame = _steering(moved, control).assign(scale=scale)
-        frame.attrs.update(_steering(moved, control).attrs, scale=scale, supernode="S1, S3",
+        frame.attrs.update(_steering(moved, control).attrs, scale=scale, supernode="S1, S3", selection="supporting",
                            name="MHC class II; Interferon gamma signaling")
         frames.append(frame)
     table = doses(frames)
@@ -122,6 +122,13 @@ def test_steering_at_several_doses_is_one_line_with_each_dose_beside_its_control
                     "Dendritic in 0 and 2 of 2 (mean P(Dendritic) 0.05 -> 0.09 and 0.50); as many random features "
                     "of the same layers raised at the same places moved it in 0 and 1 of 2 (mean P(Dendritic) -> "
                     "0.07 and 0.07).")
+    # every supernode at one dose, as the API steers them: the words say which were raised and how
+    single = frames[1].copy()
+    single.attrs.update(selection="all")
+    assert steering_sentence(single).startswith(
+        "Steering: raising all 2 supernodes of this type (S1 MHC class II; S3 Interferon gamma signaling: 2 "
+        "features) together in 2 CD14+ Monocyte cells to 10 times their activation in this type's traced cells "
+        "moved the call to Dendritic in 2 of 2")
 
 
 def test_steering_chooses_the_supernodes_that_carry_the_call():

@@ -297,7 +297,7 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
             sct.tl.validate_circuit(adata if knockout_pool is None else knockout_pool, model, transcoders,
                                     results[cell_type], knockouts=knockouts,
                                     n_cells=validate_cells, progress=progress)
-    # each type's strongest supernode raised in the next type's cells, beside as many random features
+    # each type's supernodes that carry its call raised in the next type's cells at rising doses, beside random features
     for note in steer_circuits(adata, model, transcoders, results, getattr(args, "steer_cells", 8), label_key):
         print(note)
     return results

@@ -31,7 +31,7 @@ class CellTypeSection:
     supernode_share: float | None = None
     """Share of the call the supernodes carry together (``result.supernode_share``)."""
     steering: pd.DataFrame | None = None
-    """Its strongest supernode raised in another type's cells, beside as many random features
+    """Its supernodes raised (at one scale or several) in another type's cells, beside as many random features
     (:func:`sctranscoder.tl.steer_supernode`'s table with its attrs); one line under the readable circuit."""
     input_genes: Any = None
     """The circuit's ranked input genes: a DataFrame (one row per gene), a list, or a Series of scores."""

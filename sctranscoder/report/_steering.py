@@ -28,7 +28,8 @@ def steering_sentence(steering: pd.DataFrame | None) -> str:
     Empty without a table."""
     if steering is None or not len(steering):
         return ""
-    if "scale" in steering and steering.scale.nunique() > 1:
+    several_doses = "scale" in steering and steering.scale.nunique() > 1
+    if several_doses or steering.attrs.get("selection", "strongest") != "strongest":
         return _dose_sentence(steering)
     info = steering.attrs
     target, source, n = str(info.get("to_type", "")), str(info.get("from_type", "")), len(steering)
@@ -63,20 +64,26 @@ def _series(values: list[str]) -> str:
 
 
 def _dose_sentence(steering: pd.DataFrame) -> str:
-    """Several supernodes raised together at rising scales, each scale beside its random-feature control."""
+    """Supernodes chosen other than as the strongest, or raised at several scales; each scale beside its
+    random-feature control."""
     info = steering.attrs
     target, source = str(info.get("to_type", "")), str(info.get("from_type", ""))
-    groups = [group for _, group in steering.groupby("scale", sort=True)]
+    groups = ([group for _, group in steering.groupby("scale", sort=True)] if "scale" in steering
+              else [steering.assign(scale=float(info.get("scale", 1.0)))])
     n = len(groups[0])
     ids = [s.strip() for s in str(info.get("supernode", "")).split(",") if s.strip()]
     names = str(info.get("name", "")).split("; ")
     listed = "; ".join(f"{i} {name}" for i, name in zip(ids, names)) if len(names) == len(ids) else ", ".join(ids)
     features = info.get("features") or []
     size = f": {count(len(features), 'feature')}" if features else ""
+    which = {"supporting": f"this type's {count(len(ids), 'supernode')} that carry its call (those whose "
+                           f"switch-off lowers it: {listed}{size})",
+             "all": f"all {count(len(ids), 'supernode')} of this type ({listed}{size})"}.get(
+        info.get("selection"), f"this type's {count(len(ids), 'supernode')} {listed}{size.replace(':', ',')}")
     scales = _series([f"{g.scale.iloc[0]:g}" for g in groups])
+    dose = "to their activation" if scales == "1" else f"to {scales} times their activation"
     moved = _series([str(int(g.moved.sum())) for g in groups])
-    line = (f"Steering: raising this type's {count(len(ids), 'supernode')} that carry its call (those whose switch-off "
-            f"lowers it: {listed}{size}) together in {count(n, f'{source} cell')} to {scales} times their activation "
+    line = (f"Steering: raising {which} together in {count(n, f'{source} cell')} {dose} "
             f"in this type's traced cells moved the call to {target} in {moved} of {n} (mean P({target}) "
             f"{_p(steering.p_before.mean())} -> {_series([_p(g.p_after.mean()) for g in groups])})")
     before = int((groups[0].call_before.astype(str) == target).sum())

@@ -78,7 +78,7 @@ class CellTypeCircuit:
     supernode_instances: dict = field(default_factory=dict)
     """``{supernode: per traced cell, [(layer, feature, position, activation)]}`` (for steering)."""
     steering: pd.DataFrame | None = None
-    """Its strongest supernode raised in another type's cells, beside as many random features
+    """Its supernodes raised (at one scale or several) in another type's cells, beside as many random features
     (:func:`sctranscoder.tl.steer_supernode`'s table), where a run steered it (the CLI does)."""
 
     def input_genes(self, n: int | None = None) -> dict:

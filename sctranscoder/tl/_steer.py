@@ -1,4 +1,4 @@
-"""Steering: raise cell type A's strongest supernode in cells of type B, and see whether the call moves to A.
+"""Steering: raise cell type A's supernodes (the strongest by default) in cells of type B; does the call move to A?
 
 The supernode's features are set, in each B cell, to ``scale`` times the activation they had in A's traced
 cells, at the matching places of B's prompt: a template token at the same place (counted from the prompt's start
@@ -69,7 +69,8 @@ def control_features(features, transcoders: dict, seed: int = 0) -> dict:
 def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, *, supernode=None,
                     scale: float = 1.0, n_cells: int = 8, label_key: str | None = None, candidates=None,
                     encoded=None, freeze_attention: bool = False, seed: int = 0) -> pd.DataFrame:
-    """Raise ``circuit``'s strongest supernode (type A) in cells of type ``to_cells_of`` (B) and read the call.
+    """Raise ``circuit``'s strongest supernode, or those ``supernode`` names (type A), in cells of type ``to_cells_of`` (B)
+    and read the call.
 
     Parameters
     ----------
@@ -96,7 +97,8 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     before); the control's ``call_after_control``, ``p_after_control``, ``n_changes_control`` and
     ``moved_control`` (as many random features of the same layers raised at the same places to the same values,
     see :func:`control_features`). ``attrs``: ``fraction_moved`` and ``fraction_moved_control`` (the share of B
-    cells whose call moved to A), ``supernode``, ``name``, ``measured_effect`` (its drop in A's log-odds when
+    cells whose call moved to A), ``supernode``, ``selection`` (``strongest``, ``supporting``, ``all`` or
+    ``listed``), ``name``, ``measured_effect`` (its drop in A's log-odds when
     switched off in A's cells: not positive, it is no evidence for A to raise), ``from_type``, ``to_type``,
     ``scale``, ``features``
     and ``control_features`` (``"L{layer}/F{feature}"``).
@@ -154,7 +156,7 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     frame["moved_control"] = (frame.call_after_control == target) & (frame.call_before != target)
     frame.attrs.update(fraction_moved=float(frame.moved.mean()),
                        fraction_moved_control=float(frame.moved_control.mean()),
-                       supernode=", ".join(names), name="; ".join(str(table.loc[n, "name"]) for n in names),
+                       supernode=", ".join(names), selection=_selection(supernode), name="; ".join(str(table.loc[n, "name"]) for n in names),
                        from_type=to_cells_of, to_type=target, scale=scale,
                        measured_effect=(float(table.loc[names[0], "measured_effect"])
                                         if len(names) == 1 and "measured_effect" in table else float("nan")),
@@ -162,6 +164,13 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
                        control_features=[f"L{layer}/F{feature}" for layer, feature in
                                          (swapped[key] for key in sorted(swapped))])
     return frame
+
+
+def _selection(supernode) -> str:
+    """How the supernodes were chosen, for the sentence that reports them."""
+    if supernode is None:
+        return "strongest"
+    return supernode if supernode in ("supporting", "all") else "listed"
 
 
 def _chosen(table: pd.DataFrame, supernode) -> list[str]:
