@@ -69,8 +69,8 @@ def control_features(features, transcoders: dict, seed: int = 0) -> dict:
 def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, *, supernode=None,
                     scale: float = 1.0, n_cells: int = 8, label_key: str | None = None, candidates=None,
                     encoded=None, freeze_attention: bool = False, seed: int = 0) -> pd.DataFrame:
-    """Raise ``circuit``'s strongest supernode, or those ``supernode`` names (type A), in cells of type ``to_cells_of`` (B)
-    and read the call.
+    """Raise ``circuit``'s strongest supernode, or those ``supernode`` names (type A), in cells of type
+    ``to_cells_of`` (B) and read the call.
 
     Parameters
     ----------
@@ -92,8 +92,8 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
 
     Returns
     -------
-    One row per B cell: ``cell``, ``scale``, ``call_before``, ``call_after``, ``p_before`` / ``p_after`` (probability of A
-    over the candidates), ``n_changes`` (feature positions set) and ``moved`` (the call is A after, not
+    One row per B cell: ``cell``, ``scale``, ``call_before``, ``call_after``, ``p_before`` / ``p_after``
+    (probability of A over the candidates), ``n_changes`` (feature positions set) and ``moved`` (the call is A after, not
     before); the control's ``call_after_control``, ``p_after_control``, ``n_changes_control`` and
     ``moved_control`` (as many random features of the same layers raised at the same places to the same values,
     see :func:`control_features`). ``attrs``: ``fraction_moved`` and ``fraction_moved_control`` (the share of B
@@ -144,7 +144,8 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
                 "control": _changes(control, steered.token_gene[i], len(ids), scale)}
         before, after = cc.steered_call_sets(model.model, transcoders, ids, answer_ids, sets,
                                              freeze_attention=freeze_attention)
-        rows.append({"cell": str(adata.obs_names[cells[i]]), "scale": scale, "call_before": candidates[int(np.argmax(before))],
+        rows.append({"cell": str(adata.obs_names[cells[i]]), "scale": scale,
+                     "call_before": candidates[int(np.argmax(before))],
                      "call_after": candidates[int(np.argmax(after["after"]))],
                      "p_before": float(np.exp(before[index])),
                      "p_after": float(np.exp(after["after"][index])), "n_changes": len(sets["after"]),
@@ -156,7 +157,8 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     frame["moved_control"] = (frame.call_after_control == target) & (frame.call_before != target)
     frame.attrs.update(fraction_moved=float(frame.moved.mean()),
                        fraction_moved_control=float(frame.moved_control.mean()),
-                       supernode=", ".join(names), selection=_selection(supernode), name="; ".join(str(table.loc[n, "name"]) for n in names),
+                       supernode=", ".join(names), selection=_selection(supernode),
+                       name="; ".join(str(table.loc[n, "name"]) for n in names),
                        from_type=to_cells_of, to_type=target, scale=scale,
                        measured_effect=(float(table.loc[names[0], "measured_effect"])
                                         if len(names) == 1 and "measured_effect" in table else float("nan")),
