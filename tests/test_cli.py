@@ -336,7 +336,7 @@ def test_evaluate_and_circuits_commands(tmp_path, capsys, pbmc_template):
     printed = capsys.readouterr().out
     assert "replacement" in printed
     # one traced type: nothing to steer its supernode into, and it says so
-    assert "Steering skipped: it raises one cell type's supernode in another type's cells, and only " in printed
+    assert "Steering skipped: it raises one cell type's supernodes in another type's cells, and only " in printed
     safe = "".join(c if c.isalnum() or c in "+-" else "_" for c in label)
     graph = nx.read_graphml(tmp_path / "circ" / f"{safe}.graphml")
     assert "output" in graph and graph.number_of_nodes() > 1
