@@ -16,6 +16,7 @@ def steer_circuits(adata, model, transcoders, results: dict, n_cells: int, label
     control; each result gets the tables, one after another, as ``steering``. Returns sentences on the types
     that were skipped, and why."""
     import sctranscoder as sct
+    from sctranscoder.tl._steer import supporting_supernodes
 
     if n_cells == 0:
         return []
@@ -32,7 +33,7 @@ def steer_circuits(adata, model, transcoders, results: dict, n_cells: int, label
             notes.append(f"Steering skipped for {cell_type}: its circuit has no supernodes to raise (they are built "
                          "from a circuit's features with --method complete).")
             continue
-        if not (table.measured_effect > 0).any():
+        if not supporting_supernodes(table):
             notes.append(f"Steering skipped for {cell_type}: none of its supernodes lowers its call when switched "
                          f"off (measured drops {table.measured_effect.max():+.2f} at most), so none is evidence "
                          "to raise.")

@@ -93,14 +93,13 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     Returns
     -------
     One row per B cell: ``cell``, ``scale``, ``call_before``, ``call_after``, ``p_before`` / ``p_after``
-    (probability of A over the candidates), ``n_changes`` (feature positions set) and ``moved`` (the call is A after, not
-    before); the control's ``call_after_control``, ``p_after_control``, ``n_changes_control`` and
+    (probability of A over the candidates), ``n_changes`` (feature positions set) and ``moved`` (the call is A
+    after, not before); the control's ``call_after_control``, ``p_after_control``, ``n_changes_control`` and
     ``moved_control`` (as many random features of the same layers raised at the same places to the same values,
     see :func:`control_features`). ``attrs``: ``fraction_moved`` and ``fraction_moved_control`` (the share of B
     cells whose call moved to A), ``supernode``, ``selection`` (``strongest``, ``supporting``, ``all`` or
-    ``listed``), ``name``, ``measured_effect`` (its drop in A's log-odds when
-    switched off in A's cells: not positive, it is no evidence for A to raise), ``from_type``, ``to_type``,
-    ``scale``, ``features``
+    ``listed``), ``name``, ``measured_effect`` (one supernode's drop in A's log-odds when switched off in A's
+    cells: not positive, it is no evidence for A to raise), ``from_type``, ``to_type``, ``scale``, ``features``
     and ``control_features`` (``"L{layer}/F{feature}"``).
     """
     from .. import circuits as cc
@@ -175,21 +174,29 @@ def _selection(supernode) -> str:
     return supernode if supernode in ("supporting", "all") else "listed"
 
 
+def supporting_supernodes(table: pd.DataFrame) -> list[str]:
+    """The ids of the supernodes whose switch-off lowers the call (positive ``measured_effect``)."""
+    if "measured_effect" not in table:
+        return []
+    ids = table.supernode if "supernode" in table else table.index.to_series()
+    return [str(i) for i in ids[table.measured_effect.to_numpy() > 0]]
+
+
 def _chosen(table: pd.DataFrame, supernode) -> list[str]:
     """The supernode ids to raise: the strongest by default, every one for ``"all"``, else those named."""
     if supernode is None:
         return [str(table.index[0])]
     if supernode == "supporting":
-        names = list(table.index[table.measured_effect > 0]) if "measured_effect" in table else []
+        names = supporting_supernodes(table)
         if not names:
             raise ValueError("No supernode of this circuit lowers its call when switched off (no positive "
                              "measured_effect): none is evidence to raise; name one with supernode=.")
-        return [str(n) for n in names]
+        return names
     names = list(table.index) if supernode == "all" else [supernode] if isinstance(supernode, str) else list(supernode)
     unknown = [n for n in names if n not in table.index]
     if unknown or not names:
         raise ValueError(f"supernode {unknown or supernode!r} is not in this circuit; its supernodes are "
-                         f"{', '.join(table.index)} (or 'all').")
+                         f"{', '.join(table.index)} (or 'supporting', 'all').")
     return [str(n) for n in names]
 
 
