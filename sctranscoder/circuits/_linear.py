@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .._deprecations import renamed_keywords
-from ..harvest import MLPCapture, attention_outputs, first_block, n_layers, replace_mlp
+from ..harvest import MLPCapture, attention_outputs, final_hidden, first_block, n_layers, replace_mlp
 from ._frozen import checked_norms, frozen_nonlinearities
 
 
@@ -96,15 +96,8 @@ class LinearizedModel:
 
     # -- the real forward pass -----------------------------------------------------------
     def _clean_pass(self) -> None:
-        hidden = {}
-        head = self.model.get_output_embeddings()
-        handle = head.register_forward_pre_hook(lambda m, args: hidden.__setitem__("final", args[0].detach()))
-        try:
-            with torch.no_grad(), checked_norms(self.model), MLPCapture(self.model) as capture:
-                self.model(self.input_ids, use_cache=False)
-        finally:
-            handle.remove()
-        self.final_hidden_clean = hidden["final"][0]
+        with torch.no_grad(), checked_norms(self.model), MLPCapture(self.model) as capture:
+            self.final_hidden_clean = final_hidden(self.model, self.input_ids)[0]
         self.activations, self.errors = {}, {}
         for layer in range(self.n_layers):
             x, y = capture.inputs[layer][0].float(), capture.outputs[layer][0].float()
@@ -159,17 +152,15 @@ class LinearizedModel:
             state["embeddings"] = hidden[0].detach().float().requires_grad_()
             return _with_first_arg(args, kwargs, "hidden_states", state["embeddings"][None].to(hidden.dtype))
 
-        handles = [*handles, first_block(model).register_forward_pre_hook(embed_leaf, with_kwargs=True),
-                   model.get_output_embeddings().register_forward_pre_hook(
-                       lambda m, args: state.__setitem__("final", args[0][0]))]
+        handles = [*handles, first_block(model).register_forward_pre_hook(embed_leaf, with_kwargs=True)]
         try:
             with torch.enable_grad(), frozen_nonlinearities(model), \
                     replace_mlp(model, {layer: mlp(layer) for layer in range(self.n_layers)}):
-                model(self.input_ids, use_cache=False)
+                self.final_hidden = final_hidden(model, self.input_ids)[0]
         finally:
             for handle in handles:
                 handle.remove()
-        self.embeddings, self.final_hidden = state["embeddings"], state["final"]
+        self.embeddings = state["embeddings"]
         gap = (self.final_hidden.detach().float() - self.final_hidden_clean.float()).abs().max()
         scale = self.final_hidden_clean.float().abs().max().clamp_min(1e-6)
         # a bf16/fp16 model rounds every layer: allow a few of its epsilons, float32 to 1e-3

@@ -127,3 +127,12 @@ def attention_outputs(model) -> dict[int, object]:
 
 def first_block(model):
     return blocks_of(model)[0]
+
+
+def final_hidden(model, input_ids):
+    """The hidden state the LM head reads, every position, from the decoder alone: a pass that needs no logits
+    skips the head (at a 256k vocabulary its logits are the largest tensors of the pass)."""
+    decoder = model.base_model
+    if decoder is model:
+        raise ValueError(f"{type(model).__name__} has no separate decoder (base_model); pass the causal LM.")
+    return decoder(input_ids, use_cache=False).last_hidden_state
