@@ -97,3 +97,26 @@ def test_control_features_are_drawn_from_each_layer_apart_from_the_supernodes():
     assert any(control_features(own, transcoders, seed=s) != swapped for s in range(4, 9))
     with pytest.raises(ValueError, match="too few to draw 3 random ones beside the supernode's 3; steer with a wider"):
         control_features({(1, 0), (1, 1), (1, 2)}, {1: Width(5)})  # 2 others
+
+
+def test_features_over_the_node_budget_join_a_supernode():
+    # a node budget of 8: most of the grown circuit's features have no node (no edges); each joins the module it
+    # co-activates with, so the supernodes hold the whole circuit and carry what it carries
+    model = sct.models.default()
+    d = model.model.config.hidden_size
+    transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=64, activation="topk", k=8,
+                                                      seed=layer)).eval() for layer in range(3)}
+    adata = sct.datasets.pbmc68k_reduced()
+    result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=1, max_feature_nodes=8,
+                                      min_feature_share=0.5, max_supernodes=3, n_null=99, n_identity_cells=4,
+                                      progress=False)
+    table, scores = result.supernodes, result.scores
+    assert scores.n_features_over_budget.iloc[0] > 0 and table.n_over_budget.sum() > 0
+    unfolded = result.folded[~result.folded.folded]
+    assert table.n_features.sum() == len(unfolded)
+    assert sorted(f for features in table.features for f in features) == sorted(
+        f"L{a}/F{b}" for a, b in zip(unfolded.layer, unfolded.feature))
+    assert result.supernode_share == pytest.approx(scores.feature_share.iloc[0], abs=1e-6)
+    # steering reads every instance's activation, nodes or not, from the model's own pass
+    instances = [a for cells in result.supernode_instances.values() for cell in cells for *_, a in cell]
+    assert len(instances) >= table.n_features.sum() and np.isfinite(instances).mean() > 0.9

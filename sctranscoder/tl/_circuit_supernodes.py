@@ -5,7 +5,9 @@ Steps (:func:`cell_type_supernodes`, run by :func:`sctranscoder.tl.cell_type_cir
 1. Feature-level nodes: a (layer, feature) at every position is one node. Features whose activation the token
    they sit on predicts (adjusted R^2 >= ``fold_r2`` over the traced cells and a sample of other cells, see
    :func:`sctranscoder.circuits.token_identity_r2`) are folded into their gene's input node.
-2. The remaining features are grouped into at most ``max_supernodes`` modules (``grouping``):
+2. The remaining features are grouped into at most ``max_supernodes`` modules (``grouping``); the grown
+   circuit's features over the attribution's node budget, which have no edges in the graph, then join the module
+   whose members they co-activate with most (so the supernodes hold the whole circuit):
 
    - ``"edges"`` (default): similar signed edge profiles in the feature-level circuit (same inputs, same
      targets). Chosen as default because it uses what the circuit itself says (the paths the call runs
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["supernode", "name", "n_features", "genes", "predicted_effect", "measured_effect",
+COLUMNS = ["supernode", "name", "n_features", "n_over_budget", "genes", "predicted_effect", "measured_effect",
            "measured_effect_unfrozen", "control_p", "best_set_p", "best_set_fdr", "term", "layers", "features"]
 
 
@@ -162,6 +164,47 @@ def _names(gene_lists: dict, gene_sets, background, expression, *, max_fdr: floa
     return frame
 
 
+def _join_by_coactivation(values, prompt_lengths, pairs, members_of: dict, extra) -> dict:
+    """``{pair: module}``: each of ``extra`` (``(layer, feature)`` pairs, columns of ``values`` in the order of
+    ``pairs``) in the module whose members' mean co-activation profile over the prompts is closest (cosine);
+    all in ``"S1"`` when there is no module."""
+    from .. import circuits as cc
+
+    if not extra:
+        return {}
+    if not members_of:
+        return {pair: "S1" for pair in extra}
+    column = {p: i for i, p in enumerate(pairs)}
+    profiles = cc.coactivation_profiles(values, prompt_lengths)  # (n_pairs, n_prompts)
+    norms = np.linalg.norm(profiles, axis=1, keepdims=True)
+    unit = np.divide(profiles, norms, out=np.zeros_like(profiles), where=norms > 0)
+    names = list(members_of)
+    centroids = np.stack([unit[[column[p] for p in members_of[n]]].mean(0) for n in names])
+    scores = unit[[column[p] for p in extra]] @ centroids.T
+    return {pair: names[int(k)] for pair, k in zip(extra, scores.argmax(1))}
+
+
+def _clean_activations(lm, transcoders: dict, attributions: list, pairs):
+    """``(cell, layer, feature, position) -> activation`` on the model's own pass over traced cell ``cell``'s
+    traced sequence (its prompt and any fed answer tokens, as its attribution graph holds them); NaN without
+    one."""
+    from .. import circuits as cc
+
+    traced = [list(map(int, a.input_ids)) for a in attributions if a is not None]
+    values, _ = cc.feature_activations(lm, transcoders, traced, pairs)
+    column = {p: i for i, p in enumerate(pairs)}
+    starts, at = {}, 0
+    for cell, attribution in enumerate(attributions):
+        if attribution is not None:
+            starts[cell], at = at, at + len(attribution.input_ids)
+
+    def clean(cell: int, layer: int, feature: int, position: int) -> float:
+        if cell not in starts or position >= len(attributions[cell].input_ids):
+            return float("nan")
+        return float(values[starts[cell] + position, column[(layer, feature)]])
+    return clean
+
+
 @dataclass(frozen=True)
 class SupernodeSettings:
     """How :func:`cell_type_supernodes` folds, groups and names a circuit's features (see the module):
@@ -246,6 +289,18 @@ def cell_type_supernodes(adata, model, transcoders: dict, circuit, attributions:
     for name, members in modules.items():
         for node in members:
             graph.nodes[node]["supernode"] = name
+    members_of = {name: {(graph.nodes[n]["layer"], graph.nodes[n]["feature"]) for n in members}
+                  for name, members in modules.items()}
+    # the grown circuit's features over the node budget have no edges in the graph: each joins the module it
+    # co-activates with most, so the supernodes hold the whole circuit (their share is the circuit's)
+    in_modules = set().union(*members_of.values()) if members_of else set()
+    over_budget = [p for p in pairs if p not in in_modules and p not in folded_pairs]
+    lengths = [len(p) for p in prompts]
+    joined = _join_by_coactivation(values, lengths, pairs, members_of, over_budget)
+    for pair, name in joined.items():
+        if name not in members_of:  # a circuit whose every graph feature was folded: one module for the rest
+            modules[name], members_of[name] = [], set()
+        members_of[name].add(pair)
 
     # 3. names and their controls
     profiles = _gene_profiles(graph)
@@ -255,9 +310,8 @@ def cell_type_supernodes(adata, model, transcoders: dict, circuit, attributions:
         if modules else pd.DataFrame(columns=["term", "best_set_fdr", "best_set_p", "control_p", "name"])
 
     # 4. effects: predicted by each cell's graph, measured by intervention; the share carried together
-    members_of = {name: {(graph.nodes[n]["layer"], graph.nodes[n]["feature"]) for n in members}
-                  for name, members in modules.items()}
     traced_prompts = documents.prompt_ids()
+    clean = _clean_activations(model.model, transcoders, attributions, pairs)
     predicted = {name: [] for name in modules}
     frozen = {name: [] for name in modules}
     free = {name: [] for name in modules}
@@ -273,7 +327,7 @@ def cell_type_supernodes(adata, model, transcoders: dict, circuit, attributions:
             for name, triples in sets.items():
                 predicted[name].append(cc.predicted_drop(attribution, triples))
         for name, triples in sets.items():
-            instances[name].append([(a, b, c, activation.get((a, b, c), float("nan"))) for a, b, c in triples])
+            instances[name].append([(a, b, c, activation.get((a, b, c), clean(i, a, b, c))) for a, b, c in triples])
         ids = [int(t) for t in traced_prompts[i]]
         for target, freeze in ((frozen, True), (free, False)):
             for name, drop in cc.measured_drops(model.model, transcoders, ids, answer_ids, index, sets,
@@ -285,15 +339,21 @@ def cell_type_supernodes(adata, model, transcoders: dict, circuit, attributions:
     def mean(values_):
         return float(np.mean(values_)) if len(values_) else float("nan")
 
+    def listed(name):  # the graph's nodes, then the features over the node budget that joined
+        drawn = [graph.nodes[n]["label"] for n in modules[name]]
+        return drawn + [f"L{layer}/F{feature}" for layer, feature in sorted(members_of[name])
+                        if f"L{layer}/F{feature}" not in drawn]
+
     table = pd.DataFrame([{
-        "supernode": name, "name": names.loc[name, "name"], "n_features": len(members),
+        "supernode": name, "name": names.loc[name, "name"], "n_features": len(members_of[name]),
+        "n_over_budget": sum(1 for pair, joined_to in joined.items() if joined_to == name),
         "genes": gene_lists[name], "predicted_effect": mean(predicted[name]), "measured_effect": mean(frozen[name]),
         "measured_effect_unfrozen": mean(free[name]), "control_p": float(names.loc[name, "control_p"]),
         "best_set_p": float(names.loc[name, "best_set_p"]), "best_set_fdr": float(names.loc[name, "best_set_fdr"]),
         "term": names.loc[name, "term"],
         "layers": " ".join(f"L{layer}:{count}" for layer, count in
-                           sorted(pd.Series([graph.nodes[n]["layer"] for n in members]).value_counts().items())),
-        "features": [graph.nodes[n]["label"] for n in members]} for name, members in modules.items()],
+                           sorted(pd.Series([layer for layer, _ in members_of[name]]).value_counts().items())),
+        "features": listed(name)} for name in modules],
         columns=COLUMNS)
     table = table.sort_values("measured_effect", ascending=False, ignore_index=True)
     # as circuit_supernodes' attrs: what circuit_view and supernode_ids (circuit-tracer's qParams) read

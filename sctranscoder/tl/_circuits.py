@@ -60,9 +60,11 @@ class CellTypeCircuit:
     supernodes: pd.DataFrame | None = None
     """The readable circuit (complete graphs): one row per supernode (at most ``max_supernodes``), strongest
     measured effect first, with ``name`` (best gene set at FDR <= 0.05 of its input genes, else its top genes),
-    ``n_features``, ``genes``, ``predicted_effect`` (the attribution graph's prediction of the drop in the
-    label's log-odds over all candidates when the supernode's features are switched off, mean over the traced
-    cells), ``measured_effect`` (that drop measured by intervention in the replacement model with attention
+    ``n_features`` (of which ``n_over_budget`` are grown-circuit features over the attribution's node budget:
+    they have no edges in the graph and join the module they co-activate with most), ``genes``,
+    ``predicted_effect`` (the attribution graph's prediction of the drop in the label's log-odds over all
+    candidates when the supernode's features are switched off, mean over the traced cells; features over the
+    node budget have no node and add nothing to it), ``measured_effect`` (that drop measured by intervention in the replacement model with attention
     frozen, as circuit-tracer patches), ``measured_effect_unfrozen`` (attention free), ``control_p`` (the name's
     best-set p-value against expression-matched random gene lists), ``best_set_p``, ``best_set_fdr``, ``term``,
     ``layers`` and ``features``. See :func:`sctranscoder.tl.cell_type_supernodes`."""
