@@ -56,13 +56,16 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
                                            "measured_effect"} <= set(supernodes)
     # each type's supernodes that carry its call raised together in 2 cells of the other at 1, 3 and 10 times
     # their activation, beside as many random features; a type with none is skipped, and the run says why
-    steered_types = 0
+    steered_types = skipped_types = 0
     for name, into in (("Dendritic", "CD14+ Monocyte"), ("CD14+_Monocyte", "Dendritic")):
         table = pd.read_csv(out / "circuits" / "readable" / f"{name}_supernodes.csv")
         supporting = table.supernode[table.measured_effect > 0].tolist()
-        if not supporting:
-            assert not (out / "circuits" / "readable" / f"{name}_steering.csv").exists()
+        if not supporting:  # the run, and the report, say why
+            info = json.loads((out / "circuits" / "readable" / f"{name}_steering.json").read_text())
+            assert info["skipped"].startswith(f"Steering skipped for {name.replace('_', ' ')}: none of its")
             assert f"Steering skipped for {name.replace('_', ' ')}: none of its supernodes lowers" in printed
+            assert f"Steering skipped for {name.replace('_', ' ')}" in page
+            skipped_types += 1
             continue
         steered_types += 1
         steered = pd.read_csv(out / "circuits" / "readable" / f"{name}_steering.csv")
@@ -100,6 +103,7 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     # read back from circuits/validation/ and circuits/readable/
     assert page.count("The circuit in one picture") == 2
     assert page.count("Steering: raising this type&#x27;s") == steered_types
+    assert page.count("Steering skipped for") == skipped_types
     assert page.count("Genes whose knockout passes a random gene at the same rank") == 2
     # and the feature controls the run measured, as the quickstart's report shows them
     assert "Trained features beside randomized controls" in page and "testable features" in page

@@ -103,6 +103,20 @@ def test_steering_is_read_back_with_its_attrs(tmp_path):
     assert not list(tmp_path.glob("*/none_*"))
 
 
+def test_skipped_steering_says_why_in_the_section_and_after_a_round_trip(tmp_path):
+    from types import SimpleNamespace
+
+    from sctranscoder.cli._readable_io import read_steering, write_steering
+    from sctranscoder.cli._steering import skipped
+
+    note = "Steering skipped for Dendritic: none of its supernodes lowers its call when switched off."
+    write_steering(SimpleNamespace(steering=skipped(note, "Dendritic", "CD14+ Monocyte")), tmp_path, "Dendritic")
+    back = read_steering(tmp_path, "Dendritic")
+    assert len(back) == 0 and back.attrs["skipped"] == note
+    page = _section_html(CellTypeSection(name="Dendritic", supernodes=TABLE, steering=back))
+    assert page.count(f'<p class="steering">{note}</p>') == 1
+
+
 def test_steering_at_several_doses_is_one_line_with_each_dose_beside_its_control():
     from sctranscoder.cli._steering import doses
     from sctranscoder.report._steering import steering_sentence

@@ -27,7 +27,7 @@ def steer_circuits(adata, model, transcoders, results: dict, n_cells: int, label
                 "(--steer-cells 0 turns steering off)."]
     notes = []
     for i, cell_type in enumerate(types):
-        circuit = results[cell_type]
+        circuit, into = results[cell_type], types[(i + 1) % len(types)]
         table = circuit.supernodes
         if table is None or not len(table):
             notes.append(f"Steering skipped for {cell_type}: its circuit has no supernodes to raise (they are built "
@@ -36,13 +36,21 @@ def steer_circuits(adata, model, transcoders, results: dict, n_cells: int, label
         if not supporting_supernodes(table):
             notes.append(f"Steering skipped for {cell_type}: none of its supernodes lowers its call when switched "
                          f"off (measured drops {table.measured_effect.max():+.2f} at most), so none is evidence "
-                         "to raise.")
+                         f"to raise in {into} cells.")
+            circuit.steering = skipped(notes[-1], cell_type, into)  # the report says so too
             continue
-        frames = [sct.tl.steer_supernode(adata, model, transcoders, circuit, types[(i + 1) % len(types)],
-                                         supernode="supporting", scale=scale, n_cells=n_cells, label_key=label_key)
+        frames = [sct.tl.steer_supernode(adata, model, transcoders, circuit, into, supernode="supporting",
+                                         scale=scale, n_cells=n_cells, label_key=label_key)
                   for scale in scales]
         circuit.steering = doses(frames)
     return notes
+
+
+def skipped(note: str, cell_type: str, into: str) -> pd.DataFrame:
+    """A steering table with no rows, its attrs saying why (what the report shows in place of the result)."""
+    table = pd.DataFrame(columns=["cell", "scale", "call_before", "call_after", "moved", "moved_control"])
+    table.attrs.update(skipped=note, to_type=cell_type, from_type=into)
+    return table
 
 
 def doses(frames: list) -> pd.DataFrame:

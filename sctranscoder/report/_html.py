@@ -253,8 +253,15 @@ def validation_html(validation: dict) -> str:
                  f"agreement {_share(gradient.get('sign_agreement_top5'))}.")
     parts = [f"<h3>Attributed against measured</h3><p>{text}</p>"]
     if isinstance(validation.get("genes"), pd.DataFrame):
+        # not the measured table's effect (log-odds, over the cells that hold the gene): named so they are not mixed up
+        n = validation.get("n_cells_knockout", validation.get("n_cells", "?"))
+        parts.append(f'<p class="muted">Below, a gene\'s knockout effect is the drop in log P(cell type) averaged '
+                     f"over all {n} knocked-out cells, counting 0 where its sentence lacks the gene; the measured "
+                     "table above gives the drop in log-odds over the cells that hold it, so its numbers are "
+                     "larger.</p>")
         parts.append(table_html(validation["genes"].rename(columns={
-            "attribution": "contribution (attributed)", "knockout_effect": "knockout effect (measured)",
+            "attribution": "contribution (attributed)",
+            "knockout_effect": f"knockout drop in log P, mean over {n} cells (measured)",
             "signs_agree": "signs agree", "passes": "passes its null"}),
             index=False))
     return "".join(parts)

@@ -25,9 +25,11 @@ def _moved(n_moved: int, n: int, target: str) -> str:
 def steering_sentence(steering: pd.DataFrame | None) -> str:
     """One line on :func:`sctranscoder.tl.steer_supernode`'s table (with its attrs), e.g. "Steering: raising 'S1
     <name>' ... moved the call to Dendritic in 2 of 8 ...; raising as many random features there moved 0 of 8."
-    Empty without a table."""
-    if steering is None or not len(steering):
+    Empty without a table; the reason where steering was skipped."""
+    if steering is None:
         return ""
+    if not len(steering):
+        return str(steering.attrs.get("skipped", ""))
     several_doses = "scale" in steering and steering.scale.nunique() > 1
     if several_doses or steering.attrs.get("selection", "strongest") != "strongest":
         return _dose_sentence(steering)
