@@ -115,6 +115,31 @@ def test_frozen_attention_holds_patterns():
         Intervention(0, 1, scale=0.5, value=1.0)
 
 
+def test_frozen_attention_runs_the_prompt_once_and_scores_as_the_full_batch():
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from sctranscoder.circuits import ReplacementModel
+
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=64, use_parallel_residual=True,
+                           initializer_range=0.5)  # sharp attention: patterns that can move
+    model = GPTNeoXForCausalLM(config).eval()
+    transcoders = {layer: Transcoder(TranscoderConfig(d_in=32, d_out=32, d_hidden=16, activation="relu",
+                                                      seed=layer)).eval() for layer in range(2)}
+    ids, answers = torch.arange(3, 15), [[20, 21], [22], [20, 23, 24]]
+    feature = int(transcoders[0].encode(_mlp_input(model, ids))[2].argmax())
+    changes = [Intervention(0, feature, position=2, value=5.0), Intervention(1, 3, position=11, value=2.0),
+               Intervention(1, 4, position=12, value=1.0)]  # the last on the answers' first token
+    frozen = ReplacementModel(model, transcoders, ids, answer_ids=answers, freeze_attention=True)
+    once = frozen.run(changes)[1]
+    assert frozen.cached_patterns  # the prompt-once layout was recorded and replayed
+    frozen._shared_prompt = lambda *a: False  # the full batch, every row its own prompt
+    np.testing.assert_allclose(once, frozen.run(changes)[1], atol=1e-5)
+    free = ReplacementModel(model, transcoders, ids, answer_ids=answers).run(changes)[1]
+    assert np.abs(free - once).max() > 1e-3  # frozen: later attention did not move
+
+
 def _mlp_input(model, ids):
     with torch.no_grad(), sct.harvest.MLPCapture(model, [0]) as capture:
         model(ids[None])

@@ -175,11 +175,12 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _read_cached(model, batch, prompt_length, answers, replacements, window):
+def _read_cached(model, batch, prompt_length, answers, replacements, window, patterns=None):
     """The answers' summed log-likelihoods as :func:`_read` gives them, with the prompt run once: every candidate
     row shares it (and, with ``scope``, its interventions), so its keys and values are computed for one row and
-    repeated (``None`` where the model's cache cannot be repeated over rows)."""
-    with torch.no_grad(), replace_mlp(model, replacements):
+    repeated (``None`` where the model's cache cannot be repeated over rows). ``patterns``: a :class:`_Patterns`
+    to record or replay the attention patterns of this same two-pass layout."""
+    with torch.no_grad(), replace_mlp(model, replacements), (patterns or nullcontext()):
         window.update(rows=slice(0, 1), start=0)
         out = model(batch[:1, :prompt_length], use_cache=True, logits_to_keep=1)
         cache = getattr(out, "cache", None)  # transformers 5 renamed past_key_values
@@ -258,6 +259,7 @@ class ReplacementModel:
         self.batch = batch.to(next(lm.parameters()).device)
         self.prompt_length = int(torch.as_tensor(input_ids).numel())
         self.patterns: list = []
+        self.cached_patterns = None  # frozen attention's patterns when the prompt is run once for every row
         with self._attention(), torch.no_grad(), MLPCapture(lm) as capture, \
                 (_Patterns(self.patterns, False) if freeze_attention else nullcontext()):
             lm(self.batch, use_cache=False, logits_to_keep=1)  # only the MLPs are read here
@@ -270,7 +272,7 @@ class ReplacementModel:
 
     def _shared_prompt(self, kept, changes) -> bool:
         """Whether every candidate row runs the same prompt (same features kept there), so it can be run once."""
-        if self.target is not None or self.freeze_attention or self.answers == [[]] or len(self.answers) < 2:
+        if self.target is not None or self.answers == [[]] or len(self.answers) < 2:
             return False
         if kept is not None:
             n = self.prompt_length
@@ -280,6 +282,21 @@ class ReplacementModel:
 
     def _attention(self):
         return eager_attention(self.model) if self.freeze_attention else nullcontext()
+
+    def _cached_patterns(self, window):
+        """With frozen attention, the clean patterns in the prompt-once layout (recorded on first use; ``False``
+        where the model's cache cannot be shared over rows); ``None`` without frozen attention."""
+        if not self.freeze_attention:
+            return None
+        if self.cached_patterns is None:
+            clean = {layer: _replacement(self.layers.get(layer), self.errors[layer], None, [], None,
+                                         self.prompt_length, window) for layer in range(self.n_layers)}
+            recorded: list = []
+            with self._attention():
+                shared = _read_cached(self.model, self.batch, self.prompt_length, self.answers, clean, window,
+                                      _Patterns(recorded, False))
+            self.cached_patterns = recorded if shared is not None else False
+        return self.cached_patterns
 
     def run(self, interventions=(), *, keep_only=None, ablation=None, scope=None
             ) -> tuple[float | None, np.ndarray | None]:
@@ -303,8 +320,10 @@ class ReplacementModel:
                                             None if ablation is None else ablation.get(layer), self.prompt_length,
                                             window)
                         for layer in range(self.n_layers)}
-        if self._shared_prompt(kept, changes):
-            scores = _read_cached(self.model, self.batch, self.prompt_length, self.answers, replacements, window)
+        if self._shared_prompt(kept, changes) and self._cached_patterns(window) is not False:
+            with self._attention():
+                scores = _read_cached(self.model, self.batch, self.prompt_length, self.answers, replacements, window,
+                                      _Patterns(self.cached_patterns, True) if self.freeze_attention else None)
             if scores is not None:
                 return None, _normalized(scores)
         patterns = _Patterns(self.patterns, True) if self.freeze_attention else None
