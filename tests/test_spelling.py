@@ -71,6 +71,33 @@ def test_planted_spelling_caught_and_pathway_passes(planted):
     assert sct.tl.beyond_spelling_fraction(table[table.List.astype(int) >= 2], 40) <= 0.05
 
 
+def test_a_lists_matched_p_does_not_depend_on_the_other_lists_or_the_cache(pbmc_template):
+    from sctranscoder.genesets import _spelling
+
+    genes = [g.upper() for g in pbmc_template.var_names]
+    families = sct.genesets.name_families(genes)
+    rng = np.random.default_rng(3)
+    lists = {"a": list(rng.choice(genes, 12, replace=False)), "b": list(rng.choice(genes, 30, replace=False))}
+    sets = sct.genesets.load("hallmark")
+
+    def matched(chosen, library):
+        table = sct.genesets.enrich(chosen, library, genes, min_set_size=3)
+        table = table[table.List.astype(str) == "a"].reset_index(drop=True)
+        return sct.genesets.matched_null_p(table, chosen, families, genes, library, n_null=100)
+    _spelling._NULL_CACHE.clear()
+    alone = matched({"a": lists["a"]}, {"hallmark": sets})
+    assert len(alone) >= 5 and len(_spelling._NULL_CACHE) == 1
+    both = matched(lists, {"hallmark": sets})  # its own null stream, and read back from the cache
+    pd.testing.assert_series_equal(alone, both)
+    assert len(_spelling._NULL_CACHE) == 2  # b's structure was drawn, a's was not drawn again
+    _spelling._NULL_CACHE.clear()
+    pd.testing.assert_series_equal(alone, matched(lists, {"hallmark": sets}))  # drawn again: the same
+    # other sets under the same library name are another null, not the cached one
+    fewer = {"hallmark": dict(list(sets.items())[:10])}
+    matched({"a": lists["a"]}, fewer)
+    assert len(_spelling._NULL_CACHE) == 3
+
+
 def test_matched_lists_keep_the_structure(pbmc_template):
     genes = [g.upper() for g in pbmc_template.var_names]
     families = sct.genesets.name_families(genes)

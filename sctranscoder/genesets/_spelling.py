@@ -216,33 +216,62 @@ def matched_null_p(table: pd.DataFrame, gene_lists: dict, families: pd.Series, b
     background, gene_sets, min_set_size
         As given to ``enrich``.
     """
+    if scope not in ("all", "library"):
+        raise ValueError(f"scope={scope!r} must be 'all' (best over every library) or 'library'.")
     background = normalize_genes(background)
     families = families[families.index.isin(set(background))]
     lists = {str(k): [g for g in normalize_genes(v) if g in families.index] for k, v in gene_lists.items()}
     structure_of = {name: _structure(genes, families) for name, genes in lists.items()}
-    rng = np.random.default_rng(seed)
-    null_lists, owner = {}, {}
-    for i, structure in enumerate(sorted(set(structure_of.values()))):
-        for j, genes in enumerate(matched_lists(structure, families, n_null, rng)):
-            null_lists[f"{i}:{j}"] = genes
-        owner[structure] = i
-    if scope not in ("all", "library"):
-        raise ValueError(f"scope={scope!r} must be 'all' (best over every library) or 'library'.")
-    best = best_p_per_library(null_lists, gene_sets, background, min_set_size=min_set_size)
-    if scope == "all":
-        best = best.assign(**{lib: best.min(axis=1) for lib in best.columns})
-    by_structure = {i: best.iloc[i * n_null:(i + 1) * n_null] for i in owner.values()}
-    sorted_null = {i: {lib: np.sort(frame[lib].to_numpy()) for lib in frame.columns}
-                   for i, frame in by_structure.items()}
+    sorted_null = _null_best_p(sorted(set(structure_of.values())), families, background, gene_sets, n_null,
+                               min_set_size, seed)
     out = np.ones(len(table))
     list_names = table["List"].astype(str).to_numpy()
     libraries = table["Gene_set"].astype(str).to_numpy()
     p = table["P-value"].to_numpy()
     for (name, library), index in pd.Series(np.arange(len(table))).groupby([list_names, libraries]).groups.items():
         index = np.asarray(index)
-        null = sorted_null[owner[structure_of[name]]][library]
+        null = sorted_null[structure_of[name]]["" if scope == "all" else library]
         out[index] = (1 + np.searchsorted(null, p[index] * (1 + 1e-9), side="right")) / (1 + n_null)
     return pd.Series(out, index=table.index, name="Matched P-value")
+
+
+# Null best p-values already drawn, by what fixes them: the same structure, families, background, libraries and
+# seed always give the same random lists (each structure has its own seeded stream), so a feature table, its
+# controls and every layer share them instead of drawing and scoring them again. Bounded: oldest dropped first.
+_NULL_CACHE: dict = {}
+_NULL_CACHE_SIZE = 4096
+
+
+def _null_best_p(structures, families: pd.Series, background, gene_sets, n_null: int, min_set_size: int,
+                 seed: int) -> dict:
+    """``{structure: {library: sorted best p}}`` (``""``: the best over every library) of ``n_null`` random lists
+    matched to each structure, drawn from a stream seeded by ``seed`` and the structure; cached across calls."""
+    libraries = resolve(gene_sets)  # what the sets hold, not what they are called, keys the cache
+    context = (hash(tuple(background)), hash((tuple(families.index), tuple(families.to_numpy()))),
+               hash(tuple((name, tuple((term, tuple(genes)) for term, genes in sets.items()))
+                          for name, sets in libraries.items())), n_null, min_set_size, seed)
+    out, missing = {}, []
+    for structure in structures:
+        hit = _NULL_CACHE.get((context, structure))
+        if hit is None:
+            missing.append(structure)
+        else:
+            out[structure] = hit
+    if missing:
+        null_lists = {}
+        for i, structure in enumerate(missing):
+            rng = np.random.default_rng([seed, structure[0], *structure[1]])
+            for j, genes in enumerate(matched_lists(structure, families, n_null, rng)):
+                null_lists[f"{i}:{j}"] = genes
+        best = best_p_per_library(null_lists, libraries, background, min_set_size=min_set_size)
+        best.insert(0, "", best.min(axis=1))
+        for i, structure in enumerate(missing):
+            block = best.iloc[i * n_null:(i + 1) * n_null]
+            out[structure] = _NULL_CACHE[(context, structure)] = {library: np.sort(block[library].to_numpy())
+                                                                  for library in block.columns}
+        while len(_NULL_CACHE) > _NULL_CACHE_SIZE:
+            _NULL_CACHE.pop(next(iter(_NULL_CACHE)))
+    return out
 
 
 def enrich_matched(gene_lists: dict, gene_sets, background, families: pd.Series, *, n_null: int = 200,
