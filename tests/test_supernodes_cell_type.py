@@ -79,6 +79,17 @@ def test_steering_returns_fractions(circuit):
         sct.tl.steer_supernode(adata, model, transcoders, result, "CD14+ Monocyte", supernode="S99", n_cells=1)
 
 
+def test_steering_at_several_doses_gives_each_dose_as_alone(circuit):
+    model, adata, transcoders, result = circuit
+    doses = sct.tl.steer_supernode(adata, model, transcoders, result, "CD14+ Monocyte", n_cells=2, scale=(4.0, 1.0))
+    assert doses.scale.tolist() == [1.0, 1.0, 4.0, 4.0] and doses.attrs["scale"] == [1.0, 4.0]
+    assert doses.attrs["fraction_moved"] == [doses.moved[:2].mean(), doses.moved[2:].mean()]
+    alone = sct.tl.steer_supernode(adata, model, transcoders, result, "CD14+ Monocyte", n_cells=2, scale=4.0)
+    np.testing.assert_allclose(doses.p_after[2:], alone.p_after, rtol=1e-5)
+    np.testing.assert_allclose(doses.p_after_control[2:], alone.p_after_control, rtol=1e-5)
+    assert (doses.p_after[:2].to_numpy() != doses.p_after[2:].to_numpy()).all()
+
+
 def test_control_features_are_drawn_from_each_layer_apart_from_the_supernodes():
     from sctranscoder.tl._steer import control_features
 

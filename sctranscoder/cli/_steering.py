@@ -13,8 +13,8 @@ def steer_circuits(adata, model, transcoders, results: dict, n_cells: int, label
                    scales=STEER_SCALES) -> list[str]:
     """Raise type A's supporting supernodes (those whose switch-off lowers A's call) together in ``n_cells`` cells
     of B, the type traced after A (the last into the first), at each of ``scales``, with the random-feature
-    control; each result gets the tables, one after another, as ``steering``. Returns sentences on the types
-    that were skipped, and why."""
+    control; each result gets the table (every dose, a ``scale`` column) as ``steering``, or where it was
+    skipped an empty one that says why. Returns sentences on the types that were skipped, and why."""
     import sctranscoder as sct
     from sctranscoder.tl._steer import supporting_supernodes
 
@@ -39,10 +39,8 @@ def steer_circuits(adata, model, transcoders, results: dict, n_cells: int, label
                          f"to raise in {into} cells.")
             circuit.steering = skipped(notes[-1], cell_type, into)  # the report says so too
             continue
-        frames = [sct.tl.steer_supernode(adata, model, transcoders, circuit, into, supernode="supporting",
-                                         scale=scale, n_cells=n_cells, label_key=label_key)
-                  for scale in scales]
-        circuit.steering = doses(frames)
+        circuit.steering = sct.tl.steer_supernode(adata, model, transcoders, circuit, into, supernode="supporting",
+                                                  scale=scales, n_cells=n_cells, label_key=label_key)
     return notes
 
 
@@ -50,14 +48,4 @@ def skipped(note: str, cell_type: str, into: str) -> pd.DataFrame:
     """A steering table with no rows, its attrs saying why (what the report shows in place of the result)."""
     table = pd.DataFrame(columns=["cell", "scale", "call_before", "call_after", "moved", "moved_control"])
     table.attrs.update(skipped=note, to_type=cell_type, from_type=into)
-    return table
-
-
-def doses(frames: list) -> pd.DataFrame:
-    """Steering tables at several scales as one (its ``scale`` column tells them apart); the attrs of the first,
-    with ``scale``, ``fraction_moved`` and ``fraction_moved_control`` as lists, one entry per scale."""
-    table = pd.concat(frames, ignore_index=True)
-    table.attrs = {**frames[0].attrs,
-                   **{key: [frame.attrs[key] for frame in frames]
-                      for key in ("scale", "fraction_moved", "fraction_moved_control")}}
     return table

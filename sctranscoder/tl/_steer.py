@@ -67,7 +67,7 @@ def control_features(features, transcoders: dict, seed: int = 0) -> dict:
 
 
 def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, *, supernode=None,
-                    scale: float = 1.0, n_cells: int = 8, label_key: str | None = None, candidates=None,
+                    scale=1.0, n_cells: int = 8, label_key: str | None = None, candidates=None,
                     encoded=None, freeze_attention: bool = False, seed: int = 0) -> pd.DataFrame:
     """Raise ``circuit``'s strongest supernode, or those ``supernode`` names (type A), in cells of type
     ``to_cells_of`` (B) and read the call.
@@ -86,20 +86,22 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
         supernode whose switch-off lowers A's call (positive ``measured_effect``), ``"all"`` every one; default:
         the one with the largest measured effect.
     scale
-        Multiple of its activation in A's traced cells the supernode's features are set to.
+        Multiple of its activation in A's traced cells the supernode's features are set to; a sequence of them
+        (e.g. ``(1, 3, 10)``) gives every dose, each from the same clean pass of a cell.
     n_cells
         How many B cells (a seeded sample).
 
     Returns
     -------
-    One row per B cell: ``cell``, ``scale``, ``call_before``, ``call_after``, ``p_before`` / ``p_after``
-    (probability of A over the candidates), ``n_changes`` (feature positions set) and ``moved`` (the call is A
-    after, not before); the control's ``call_after_control``, ``p_after_control``, ``n_changes_control`` and
-    ``moved_control`` (as many random features of the same layers raised at the same places to the same values,
-    see :func:`control_features`). ``attrs``: ``fraction_moved`` and ``fraction_moved_control`` (the share of B
-    cells whose call moved to A), ``supernode``, ``selection`` (``strongest``, ``supporting``, ``all`` or
-    ``listed``), ``name``, ``measured_effect`` (one supernode's drop in A's log-odds when switched off in A's
-    cells: not positive, it is no evidence for A to raise), ``from_type``, ``to_type``, ``scale``, ``features``
+    One row per B cell and dose (in rising dose): ``cell``, ``scale``, ``call_before``, ``call_after``,
+    ``p_before`` / ``p_after`` (probability of A over the candidates), ``n_changes`` (feature positions set) and
+    ``moved`` (the call is A after, not before); the control's ``call_after_control``, ``p_after_control``,
+    ``n_changes_control`` and ``moved_control`` (as many random features of the same layers raised at the same
+    places to the same values, see :func:`control_features`). ``attrs``: ``fraction_moved`` and
+    ``fraction_moved_control`` (the share of B cells whose call moved to A; with several doses, a list in rising
+    dose, as is ``scale``), ``supernode``, ``selection`` (``strongest``, ``supporting``, ``all`` or ``listed``),
+    ``name``, ``measured_effect`` (one supernode's drop in A's log-odds when switched off in A's cells: not
+    positive, it is no evidence for A to raise), ``from_type``, ``to_type``, ``scale``, ``features``
     and ``control_features`` (``"L{layer}/F{feature}"``).
     """
     from .. import circuits as cc
@@ -136,29 +138,35 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     cells = _cells_of(adata, to_cells_of, label_key, n_cells, seed)
     steered = resolve_cells(adata, model, encoded, rows=cells, progress=False)
     index = candidates.index(target)
+    scales = [float(x) for x in np.atleast_1d(scale)]
     rows = []
     for i, ids in enumerate(steered.prompt_ids()):
         ids = [int(t) for t in ids]
-        sets = {"after": _changes(means, steered.token_gene[i], len(ids), scale),
-                "control": _changes(control, steered.token_gene[i], len(ids), scale)}
+        sets = {}
+        for x in scales:  # every dose from one clean pass of this cell
+            sets[("after", x)] = _changes(means, steered.token_gene[i], len(ids), x)
+            sets[("control", x)] = _changes(control, steered.token_gene[i], len(ids), x)
         before, after = cc.steered_call_sets(model.model, transcoders, ids, answer_ids, sets,
                                              freeze_attention=freeze_attention)
-        rows.append({"cell": str(adata.obs_names[cells[i]]), "scale": scale,
-                     "call_before": candidates[int(np.argmax(before))],
-                     "call_after": candidates[int(np.argmax(after["after"]))],
-                     "p_before": float(np.exp(before[index])),
-                     "p_after": float(np.exp(after["after"][index])), "n_changes": len(sets["after"]),
-                     "call_after_control": candidates[int(np.argmax(after["control"]))],
-                     "p_after_control": float(np.exp(after["control"][index])),
-                     "n_changes_control": len(sets["control"])})
-    frame = pd.DataFrame(rows)
+        rows += [{"cell": str(adata.obs_names[cells[i]]), "scale": x,
+                  "call_before": candidates[int(np.argmax(before))],
+                  "call_after": candidates[int(np.argmax(after["after", x]))],
+                  "p_before": float(np.exp(before[index])),
+                  "p_after": float(np.exp(after["after", x][index])), "n_changes": len(sets["after", x]),
+                  "call_after_control": candidates[int(np.argmax(after["control", x]))],
+                  "p_after_control": float(np.exp(after["control", x][index])),
+                  "n_changes_control": len(sets["control", x])} for x in scales]
+    frame = pd.DataFrame(rows).sort_values("scale", kind="stable", ignore_index=True)
     frame["moved"] = (frame.call_after == target) & (frame.call_before != target)
     frame["moved_control"] = (frame.call_after_control == target) & (frame.call_before != target)
-    frame.attrs.update(fraction_moved=float(frame.moved.mean()),
-                       fraction_moved_control=float(frame.moved_control.mean()),
+    by_scale = frame.groupby("scale", sort=True)
+    one = len(scales) == 1  # one dose: numbers; several: a list each, in rising dose
+    frame.attrs.update(fraction_moved=(float(frame.moved.mean()) if one else by_scale.moved.mean().tolist()),
+                       fraction_moved_control=(float(frame.moved_control.mean()) if one
+                                               else by_scale.moved_control.mean().tolist()),
                        supernode=", ".join(names), selection=_selection(supernode),
                        name="; ".join(str(table.loc[n, "name"]) for n in names),
-                       from_type=to_cells_of, to_type=target, scale=scale,
+                       from_type=to_cells_of, to_type=target, scale=scales[0] if one else sorted(scales),
                        measured_effect=(float(table.loc[names[0], "measured_effect"])
                                         if len(names) == 1 and "measured_effect" in table else float("nan")),
                        features=[f"L{layer}/F{feature}" for layer, feature in sorted(swapped)],
