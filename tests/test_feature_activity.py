@@ -34,8 +34,8 @@ def test_cell_and_gene_activity_equal_a_direct_computation(setup):
     model, adata, meta, acts, _ = setup
     cells = adata.obsm["features"]
     assert cells.shape == (N_CELLS, 256)
-    for cell in range(N_CELLS):
-        np.testing.assert_array_equal(cells[cell], acts[meta["document"] == cell].max(0))
+    for cell in range(N_CELLS):  # float32 products over other batch shapes: equal to rounding, not bit for bit
+        np.testing.assert_allclose(cells[cell], acts[meta["document"] == cell].max(0), rtol=1e-5, atol=1e-6)
     info = adata.uns["features"]
     occurrences = pd.DataFrame({"doc": meta["document"], "gene": meta["gene"]}).groupby(["doc", "gene"]).indices
     total = np.zeros((len(info["genes"]), 256))
