@@ -7,17 +7,21 @@ import sctranscoder as sct
 from sctranscoder.tc import Transcoder, TranscoderConfig
 
 
-@pytest.fixture(scope="module")
-def circuit():
+def _b_cell_circuit(**settings):
+    """One B cell's circuit on the default model with untrained transcoders, 3 supernodes at most."""
     model = sct.models.default()
     d = model.model.config.hidden_size
     transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=64, activation="topk", k=8,
                                                       seed=layer)).eval() for layer in range(3)}
     adata = sct.datasets.pbmc68k_reduced()
-    result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=1, max_feature_nodes=32,
-                                      min_feature_share=None, max_supernodes=3, n_null=99, n_identity_cells=4,
-                                      progress=False)
+    result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=1, max_supernodes=3,
+                                      n_null=99, n_identity_cells=4, progress=False, **settings)
     return model, adata, transcoders, result
+
+
+@pytest.fixture(scope="module")
+def circuit():
+    return _b_cell_circuit(max_feature_nodes=32, min_feature_share=None)
 
 
 def test_supernodes_table_has_its_columns_and_cap(circuit):
@@ -113,14 +117,7 @@ def test_control_features_are_drawn_from_each_layer_apart_from_the_supernodes():
 def test_features_over_the_node_budget_join_a_supernode():
     # a node budget of 8: most of the grown circuit's features have no node (no edges); each joins the module it
     # co-activates with, so the supernodes hold the whole circuit and carry what it carries
-    model = sct.models.default()
-    d = model.model.config.hidden_size
-    transcoders = {layer: Transcoder(TranscoderConfig(d_in=d, d_out=d, d_hidden=64, activation="topk", k=8,
-                                                      seed=layer)).eval() for layer in range(3)}
-    adata = sct.datasets.pbmc68k_reduced()
-    result = sct.tl.cell_type_circuit(adata, model, transcoders, "CD19+ B", n_cells=1, max_feature_nodes=8,
-                                      min_feature_share=0.5, max_supernodes=3, n_null=99, n_identity_cells=4,
-                                      progress=False)
+    *_, result = _b_cell_circuit(max_feature_nodes=8, min_feature_share=0.5)
     table, scores = result.supernodes, result.scores
     assert scores.n_features_over_budget.iloc[0] > 0 and table.n_over_budget.sum() > 0
     unfolded = result.folded[~result.folded.folded]
