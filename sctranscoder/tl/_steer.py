@@ -138,7 +138,7 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
     cells = _cells_of(adata, to_cells_of, label_key, n_cells, seed)
     steered = resolve_cells(adata, model, encoded, rows=cells, progress=False)
     index = candidates.index(target)
-    scales = [float(x) for x in np.atleast_1d(scale)]
+    scales = sorted({float(x) for x in np.atleast_1d(scale)})
     rows = []
     for i, ids in enumerate(steered.prompt_ids()):
         ids = [int(t) for t in ids]
@@ -166,7 +166,7 @@ def steer_supernode(adata, model, transcoders: dict, circuit, to_cells_of: str, 
                                                else by_scale.moved_control.mean().tolist()),
                        supernode=", ".join(names), selection=_selection(supernode),
                        name="; ".join(str(table.loc[n, "name"]) for n in names),
-                       from_type=to_cells_of, to_type=target, scale=scales[0] if one else sorted(scales),
+                       from_type=to_cells_of, to_type=target, scale=scales[0] if one else scales,
                        measured_effect=(float(table.loc[names[0], "measured_effect"])
                                         if len(names) == 1 and "measured_effect" in table else float("nan")),
                        features=[f"L{layer}/F{feature}" for layer, feature in sorted(swapped)],
