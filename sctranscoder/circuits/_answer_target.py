@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .._deprecations import renamed_keywords
+from ..harvest import final_hidden
 from ._candidates import shared_prefix_length
 
 
@@ -115,14 +116,8 @@ def answer_logprob(lm, prompt_ids, answers, index: int, *, kind: str = "logodds"
     start = len(prompt) - 1
 
     head = lm.get_output_embeddings()
-    captured = {}
-    handle = head.register_forward_pre_hook(lambda m, args: captured.__setitem__("h", args[0][0].detach().float()))
-    try:
-        with torch.no_grad():
-            lm(torch.tensor([fed], device=head.weight.device), use_cache=False)
-    finally:
-        handle.remove()
-    hidden = captured["h"].cpu()
+    with torch.no_grad():
+        hidden = final_hidden(lm, torch.tensor([fed], device=head.weight.device))[0].float().cpu()
     unembedding = head.weight.detach().float().cpu()
     bias = head.bias.detach().float().cpu() if getattr(head, "bias", None) is not None else None
     raw = hidden[start:] @ unembedding.T + (bias if bias is not None else 0)

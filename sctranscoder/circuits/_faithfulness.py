@@ -14,7 +14,7 @@ import torch
 from scipy import stats
 
 from .._deprecations import renamed_keywords
-from ..harvest import replace_mlp
+from ..harvest import final_hidden, replace_mlp
 from ._linear import LinearizedModel
 from ._targets import Target
 
@@ -41,14 +41,9 @@ def _run(linear: LinearizedModel, target: Target, masks: list[dict], fill: dict 
             return (tc.decode(features, x.float()) + error).to(x.dtype)
         return run
 
-    hidden = {}
-    handle = model.get_output_embeddings().register_forward_pre_hook(lambda m, a: hidden.__setitem__("h", a[0]))
-    try:
-        with torch.no_grad(), replace_mlp(model, {layer: replacement(layer) for layer in range(linear.n_layers)}):
-            model(ids, use_cache=False)
-    finally:
-        handle.remove()
-    return target.read(hidden["h"], *linear.unembedding()).cpu().numpy()
+    with torch.no_grad(), replace_mlp(model, {layer: replacement(layer) for layer in range(linear.n_layers)}):
+        hidden = final_hidden(model, ids)
+    return target.read(hidden, *linear.unembedding()).cpu().numpy()
 
 
 def _feature_nodes(graph):

@@ -64,10 +64,10 @@ class CellTypeCircuit:
     they have no edges in the graph and join the module they co-activate with most), ``genes``,
     ``predicted_effect`` (the attribution graph's prediction of the drop in the label's log-odds over all
     candidates when the supernode's features are switched off, mean over the traced cells; features over the
-    node budget have no node and add nothing to it), ``measured_effect`` (that drop measured by intervention in the replacement model with attention
-    frozen, as circuit-tracer patches), ``measured_effect_unfrozen`` (attention free), ``control_p`` (the name's
-    best-set p-value against expression-matched random gene lists), ``best_set_p``, ``best_set_fdr``, ``term``,
-    ``layers`` and ``features``. See :func:`sctranscoder.tl.cell_type_supernodes`."""
+    node budget have no node and add nothing to it), ``measured_effect`` (that drop measured by intervention in
+    the replacement model with attention frozen, as circuit-tracer patches), ``measured_effect_unfrozen``
+    (attention free), ``control_p`` (the name's best-set p-value against expression-matched random gene lists),
+    ``best_set_p``, ``best_set_fdr``, ``term``, ``layers`` and ``features``. See :func:`sctranscoder.tl.cell_type_supernodes`."""
     supernode_share: float | None = None
     """Median over the traced cells of the share of the label's log-odds the supernodes carry together with every
     other feature switched off (token-identity features, folded into their genes' inputs, stay on)."""
