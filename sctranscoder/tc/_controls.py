@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from ._model import Transcoder
@@ -73,7 +74,9 @@ def random_directions(transcoder: Transcoder, inputs: torch.Tensor, *, seed: int
 
 def _cut_points(values: torch.Tensor, rates: torch.Tensor) -> torch.Tensor:
     """Per column ``j``: the value that ``rates[j]`` of the column's entries lie strictly above."""
-    ordered, _ = values.sort(dim=0)
     n = len(values)
-    index = ((1 - rates.clamp(0, 1)) * n).ceil().long().sub(1).clamp(0, n - 1)
-    return ordered.gather(0, index.unsqueeze(0)).squeeze(0)
+    index = ((1 - rates.clamp(0, 1)) * n).ceil().long().sub(1).clamp(0, n - 1).tolist()
+    # one order statistic per column: a partial sort of each (contiguous) column, not a full sort of them all
+    columns = values.T.contiguous().numpy()
+    cut = [np.partition(column, k)[k] for column, k in zip(columns, index)]
+    return torch.as_tensor(np.asarray(cut, dtype=columns.dtype))
