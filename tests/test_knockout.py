@@ -99,7 +99,7 @@ def test_unknocked_score_is_predict_cell_types_score(scored):
     hit = table[(table.gene == first) & (table.cell == adata.obs_names[7])].iloc[0]
     assert hit.in_sentence and hit["rank"] == 1 and hit.changed and hit.delta_logp != 0
     np.testing.assert_allclose(table.delta_logp, table.logp_after - table.logp_before)
-    assert table.attrs["n_passes"] == 2  # one scoring pass per cell: its prompt and its knockouts together
+    assert table.attrs["n_passes"] == 4  # per cell: its own prompt, then its knockouts in one batch
 
 
 def test_knockout_errors_name_the_problem(scored):

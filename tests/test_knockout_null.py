@@ -138,9 +138,15 @@ def planted_scoring():
     return model, adata, encoded, planted, neutral, score
 
 
+def _score_with(monkeypatch, score):
+    """Knockouts scored by ``score`` (each prompt whole, one pass per cell) instead of the model."""
+    monkeypatch.setattr(sct.models, "score_variants", lambda model_, base, variants, candidates, *, batch_size=64:
+                        (score(model_, [base, *variants], candidates), 1))
+
+
 def test_knockout_test_finds_the_planted_gene_and_not_the_neutral_ones(planted_scoring, monkeypatch):
     model, adata, encoded, planted, neutral, score = planted_scoring
-    monkeypatch.setattr(sct.models, "score_candidates", score)
+    _score_with(monkeypatch, score)
     label = model.labels[0]
     cells = np.arange(12)
     table = sct.tl.knockout_test(adata, model, [planted, *neutral], cells=cells, label=label, encoded=encoded,
@@ -167,7 +173,7 @@ def test_the_null_is_scored_in_the_same_passes_rank_matched_and_untested(planted
     from sctranscoder.tl._knockout_vs_null import score_with_null
 
     model, adata, encoded, planted, neutral, score = planted_scoring
-    monkeypatch.setattr(sct.models, "score_candidates", score)
+    _score_with(monkeypatch, score)
     names = np.asarray(encoded.genes, dtype=object)
     lookup = {str(n): i for i, n in enumerate(names)}
     tested = np.array([lookup[g] for g in [planted, *neutral]])
@@ -189,7 +195,7 @@ def test_the_null_is_scored_in_the_same_passes_rank_matched_and_untested(planted
 
 def test_bad_input_is_refused_or_warned(planted_scoring, monkeypatch):
     model, adata, encoded, planted, neutral, score = planted_scoring
-    monkeypatch.setattr(sct.models, "score_candidates", score)
+    _score_with(monkeypatch, score)
     label = model.labels[0]
     with pytest.raises(ValueError, match="at least 2 cells for an interval"):
         sct.tl.knockout_test(adata, model, [planted], cells=[0], label=label, encoded=encoded, progress=False)

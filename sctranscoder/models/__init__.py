@@ -9,6 +9,7 @@ from ._spans import GeneSpans, gene_spans
 from ._tokenizer import train_tokenizer
 from ._train import default_config, train_c2s
 from ._training_plan import TrainingPlan, plan_training
+from ._variant_scoring import score_variants
 
 __all__ = [
     "C2SModel",
@@ -24,6 +25,7 @@ __all__ = [
     "plan_training",
     "reinitialized",
     "score_candidates",
+    "score_variants",
     "TrainConfig",
     "TrainingPlan",
     "train_c2s",

@@ -89,15 +89,17 @@ def _last_mlp_only_at(lm, positions):
             mlp.forward = patched_before
 
 
-def _prompt_pass(lm, input_ids, lengths):
+def _prompt_pass(lm, input_ids, lengths, cache=None):
     """One causal pass over right-padded prompts: the next-token log-probabilities after each prompt's
-    last real token, and the key/value cache."""
+    last real token, and the key/value cache. ``cache``: the keys and values of tokens every row shares before
+    ``input_ids`` (``lengths`` count only the tokens given here)."""
     import torch
 
     last = lengths - 1
     keep, where = torch.unique(last, return_inverse=True)  # sorted batches have few distinct lengths
+    shared = {} if cache is None else {_cache_argument(lm): cache}
     with _last_mlp_only_at(lm, last):
-        out = lm(input_ids=input_ids, use_cache=True, logits_to_keep=keep)
+        out = lm(input_ids=input_ids, use_cache=True, logits_to_keep=keep, **shared)
     logits = out.logits[torch.arange(len(lengths), device=input_ids.device), where]
     return torch.log_softmax(logits.float(), dim=-1), _cache_of(out)
 

@@ -102,7 +102,8 @@ def knockout_genes(adata, model, genes=None, *, cells=None, mode: str = "zero", 
     encoded
         ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`).
     batch_size
-        Most prompts per scoring pass; a cell's unknocked prompt and all its knockouts share passes.
+        Most prompts per scoring pass. A cell's knockouts are batched by where they leave its own prompt, and
+        each batch's unchanged start is run once (:func:`sctranscoder.models.score_variants`).
 
     Returns
     -------
@@ -159,7 +160,7 @@ def score_knockouts(adata, model, rows, encoded, settings, genes, mode: str, lab
     (``None``: each cell's sentence; a list of arrays: each cell its own); ``labels``: per cell, ``"all"``,
     one label, or ``None`` (the call)."""
     from ..circuits import candidate_log_probabilities, log_odds
-    from ..models import score_candidates
+    from ..models import score_variants
     from ..pp import knockout_sentences, prompt_text
 
     names = np.asarray(encoded.genes, dtype=object)
@@ -178,11 +179,9 @@ def score_knockouts(adata, model, rows, encoded, settings, genes, mode: str, lab
         prompts = [list(map(int, base_ids[i]))] + ids
         if mode == "zero" and per_cell_genes is None and len(prompts) - 1 != len(knocked):
             raise RuntimeError("A gene of the sentence did not change it when knocked out.")  # cannot happen
-        width = max(1, batch_size)
-        scores = np.concatenate([score_candidates(model, prompts[s:s + width], candidates, batch_size=width,
-                                                  progress=False) for s in range(0, len(prompts), width)])
+        scores, passes = score_variants(model, prompts[0], prompts[1:], candidates, batch_size=batch_size)
         n_prompts += len(prompts)
-        n_passes += -(-len(prompts) // width)
+        n_passes += passes
         logp = candidate_log_probabilities(scores)
         after = iter(logp[1:])
         before, call = logp[0], int(np.argmax(logp[0]))
