@@ -143,3 +143,14 @@ def test_expression_matched_control_has_its_floor_and_tells_a_program_from_chanc
     assert table.loc["planted", "control_p"] == pytest.approx(1 / 200)  # the floor: no random list does as well
     assert table.loc["random", "control_p"] > 0.05
     assert (table.control_p >= 1 / 200).all()
+
+
+def test_modules_named_by_one_set_show_the_genes_that_tell_them_apart():
+    from sctranscoder.tl._circuit_supernodes import _told_apart
+
+    named = ["CD8 TEM", "CD8 TEM", "B cell", "CD8 TEM", "top genes: A, B", "top genes: A, B"]
+    lists = [["GZMK", "GZMH", "NKG7", "KLRG1", "GZMB"], ["GZMH", "GZMK", "NKG7", "CTSW", "GZMB"],
+             ["CD79A", "MS4A1"], ["GIMAP7", "GNLY", "GZMH"], ["A", "B", "C"], ["A", "B", "C"]]
+    assert _told_apart(named, lists) == [
+        "CD8 TEM (KLRG1, GZMB)", "CD8 TEM (CTSW, GZMB)", "B cell", "CD8 TEM (GIMAP7, GNLY)",
+        "top genes: A, B", "top genes: A, B (2)"]

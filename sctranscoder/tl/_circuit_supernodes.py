@@ -155,13 +155,26 @@ def _names(gene_lists: dict, gene_sets, background, expression, *, max_fdr: floa
             named.append(genesets.short_term(row.term))
         else:
             named.append("top genes: " + ", ".join(genes[:3]) if genes else "no gene input")
+    frame["name"] = _told_apart(named, [gene_lists[name] for name in frame.index])
+    return frame
+
+
+def _told_apart(named: list[str], gene_lists: list[list[str]]) -> list[str]:
+    """Modules named by the same set get their own leading genes beside it, two that no other module of that
+    name leads with (its top 3), so a reader sees how they differ; a number where even those agree."""
+    named = list(named)
+    for name in {n for n in named if named.count(n) > 1}:
+        members = [i for i, n in enumerate(named) if n == name]
+        for i in members:
+            others = {g for j in members if j != i for g in gene_lists[j][:3]}
+            own = [g for g in gene_lists[i] if g not in others][:2]
+            named[i] = f"{name} ({', '.join(own)})" if own else name
     seen: dict = {}
-    for i, name in enumerate(named):  # two modules named by the same set stay told apart
+    for i, name in enumerate(named):
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:
             named[i] = f"{name} ({seen[name]})"
-    frame["name"] = named
-    return frame
+    return named
 
 
 def _join_by_coactivation(values, prompt_lengths, pairs, members_of: dict, extra) -> dict:
