@@ -54,7 +54,7 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     supernodes = pd.read_csv(out / "circuits" / "readable" / "Dendritic_supernodes.csv")
     assert 1 <= len(supernodes) <= 8 and {"name", "n_features", "genes", "predicted_effect",
                                            "measured_effect"} <= set(supernodes)
-    # each type's supernodes that carry its call raised together in 2 cells of the other at 1, 3 and 10 times
+    # each type's supernodes that carry its call raised together in 2 cells of the other at 1, 3, 10 and 30 times
     # their activation, beside as many random features; a type with none is skipped, and the run says why
     steered_types = skipped_types = 0
     for name, into in (("Dendritic", "CD14+ Monocyte"), ("CD14+_Monocyte", "Dendritic")):
@@ -69,12 +69,12 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
             continue
         steered_types += 1
         steered = pd.read_csv(out / "circuits" / "readable" / f"{name}_steering.csv")
-        assert len(steered) == 6 and {"moved", "moved_control", "p_after_control"} <= set(steered)
-        assert steered.scale.tolist() == [1.0] * 2 + [3.0] * 2 + [10.0] * 2
+        assert len(steered) == 8 and {"moved", "moved_control", "p_after_control"} <= set(steered)
+        assert steered.scale.tolist() == [1.0] * 2 + [3.0] * 2 + [10.0] * 2 + [30.0] * 2
         assert (steered.n_changes_control == steered.n_changes).all()
         info = json.loads((out / "circuits" / "readable" / f"{name}_steering.json").read_text())
         assert info["from_type"] == into and info["supernode"] == ", ".join(supporting)
-        assert info["scale"] == [1.0, 3.0, 10.0] and len(info["fraction_moved_control"]) == 3
+        assert info["scale"] == [1.0, 3.0, 10.0, 30.0] and len(info["fraction_moved_control"]) == 4
         assert len(info["control_features"]) == len(info["features"])
         assert not set(info["control_features"]) & set(info["features"])
     assert page.count("Steering: raising this type&#x27;s") == steered_types

@@ -138,6 +138,9 @@ def test_frozen_attention_runs_the_prompt_once_and_scores_as_the_full_batch():
     np.testing.assert_allclose(once, frozen.run(changes)[1], atol=1e-5)
     free = ReplacementModel(model, transcoders, ids, answer_ids=answers).run(changes)[1]
     assert np.abs(free - once).max() > 1e-3  # frozen: later attention did not move
+    # one model built frozen also patches with attention free, as a model built free does
+    np.testing.assert_allclose(ReplacementModel(model, transcoders, ids, answer_ids=answers, freeze_attention=True
+                                                ).run(changes, free_attention=True)[1], free, atol=1e-5)
 
 
 def _mlp_input(model, ids):

@@ -136,6 +136,10 @@ def test_steering_at_several_doses_is_one_line_with_each_dose_beside_its_control
                     "Dendritic in 0 and 2 of 2 (mean P(Dendritic) 0.05 -> 0.09 and 0.50); as many random features "
                     "of the same layers raised at the same places moved it in 0 and 1 of 2 (mean P(Dendritic) -> "
                     "0.07 and 0.07).")
+    # random features that break the call without moving it to the target: said, dose by dose
+    table.loc[(table.scale == 10.0) & ~table.moved_control, "call_after_control"] = "CD19+ B"
+    assert steering_sentence(table).endswith("moved it in 0 and 1 of 2 (mean P(Dendritic) -> 0.07 and 0.07) and to "
+                                             "another type in 0 and 1 of 2.")
     # every supernode at one dose, as the API steers them: the words say which were raised and how
     single = frames[1].copy()
     single.attrs.update(selection="all")

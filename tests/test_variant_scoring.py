@@ -3,8 +3,9 @@
 import numpy as np
 
 import sctranscoder as sct
+from sctranscoder.circuits import shared_prefix_length
 from sctranscoder.models import score_candidates, score_variants
-from sctranscoder.models._variant_scoring import _plan_batches, shared_prefix_length
+from sctranscoder.models._variant_scoring import _plan_batches
 
 
 def test_variants_score_as_each_prompt_whole():

@@ -46,25 +46,28 @@ class FeatureShare:
     """The share of candidate ``index``'s log-odds that a set of features carries alone (see the module).
 
     ``ablation``: ``{layer: (d_hidden,)}`` values for switched-off features (default 0: zero ablation).
+    ``replacement``: the prompt's :class:`ReplacementModel` already built (its runs here let attention move).
     Calling it with ``(layer, feature, position)`` triples runs the replacement model once.
     """
 
     @renamed_keywords(model="lm", candidates="answer_ids")
-    def __init__(self, lm, transcoders: dict, prompt_ids, answer_ids, index: int, *, ablation=None):
+    def __init__(self, lm, transcoders: dict, prompt_ids, answer_ids, index: int, *, ablation=None,
+                 replacement: ReplacementModel | None = None):
         if not 0 <= index < len(answer_ids):
             raise IndexError(f"index {index} is not one of the {len(answer_ids)} candidates.")
-        self.replacement = ReplacementModel(lm, transcoders, prompt_ids, answer_ids=answer_ids)
+        self.replacement = replacement or ReplacementModel(lm, transcoders, prompt_ids, answer_ids=answer_ids)
         self.index, self.ablation = index, ablation
         # the traced sequence is the prompt and the label's answer but its last token; a rival's row shares it up to
         # where the answers part, and its own later tokens (not traced) keep their features
         n_prompt, mine = len(list(prompt_ids)), list(answer_ids[index])
         self.scope = [n_prompt + min(shared_prefix_length(list(answer), mine), len(mine) - 1) for answer in answer_ids]
-        self.everything = _log_odds(self.replacement.run()[1], index)
+        self.everything = _log_odds(self.replacement.run(free_attention=True)[1], index)
         self.nothing = self._log_odds_with([])
         self.runs = 2
 
     def _log_odds_with(self, features) -> float:
-        run = self.replacement.run(keep_only=list(features), ablation=self.ablation, scope=self.scope)
+        run = self.replacement.run(keep_only=list(features), ablation=self.ablation, scope=self.scope,
+                                   free_attention=True)
         return _log_odds(run[1], self.index)
 
     def __call__(self, features) -> float:

@@ -280,8 +280,8 @@ class ReplacementModel:
                 return False
         return True
 
-    def _attention(self):
-        return eager_attention(self.model) if self.freeze_attention else nullcontext()
+    def _attention(self, frozen: bool | None = None):
+        return eager_attention(self.model) if (self.freeze_attention if frozen is None else frozen) else nullcontext()
 
     def _cached_patterns(self, window):
         """With frozen attention, the clean patterns in the prompt-once layout (recorded on first use; ``False``
@@ -298,13 +298,16 @@ class ReplacementModel:
             self.cached_patterns = recorded if shared is not None else False
         return self.cached_patterns
 
-    def run(self, interventions=(), *, keep_only=None, ablation=None, scope=None
+    def run(self, interventions=(), *, keep_only=None, ablation=None, scope=None, free_attention: bool = False
             ) -> tuple[float | None, np.ndarray | None]:
         """The target and the candidates' normalized log-probabilities with these changes (see :func:`intervene`).
 
         ``scope``: per candidate row, how many leading positions ``keep_only`` ablates; features after them are
         left as they are (recomputed), e.g. on a rival answer's own tokens, which a traced sequence does not hold.
+        ``free_attention``: let attention move in this run though the model was built with it frozen (one clean
+        pass serves both kinds of patching).
         """
+        frozen = self.freeze_attention and not free_attention
         interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)
         kept, changes = _masks(interventions, keep_only, self.batch.shape[1], self.batch.shape[0], self.prompt_length,
                                self.layers)
@@ -320,14 +323,14 @@ class ReplacementModel:
                                             None if ablation is None else ablation.get(layer), self.prompt_length,
                                             window)
                         for layer in range(self.n_layers)}
-        if self._shared_prompt(kept, changes) and self._cached_patterns(window) is not False:
-            with self._attention():
+        if self._shared_prompt(kept, changes) and (not frozen or self._cached_patterns(window) is not False):
+            with self._attention(frozen):
                 scores = _read_cached(self.model, self.batch, self.prompt_length, self.answers, replacements, window,
-                                      _Patterns(self.cached_patterns, True) if self.freeze_attention else None)
+                                      _Patterns(self.cached_patterns, True) if frozen else None)
             if scores is not None:
                 return None, _normalized(scores)
-        patterns = _Patterns(self.patterns, True) if self.freeze_attention else None
-        with self._attention():
+        patterns = _Patterns(self.patterns, True) if frozen else None
+        with self._attention(frozen):
             value, scores = _read(self.model, self.batch, self.target, self.prompt_length, self.answers, replacements,
                                   patterns)
         return value, _normalized(scores)

@@ -56,15 +56,22 @@ def _label_log_odds(log_probs, index: int) -> float:
 
 
 def measured_drops(lm, transcoders: dict, prompt, answer_ids, index: int, sets: dict, *,
-                   freeze_attention: bool = True) -> dict:
+                   freeze_attention: bool = True, replacement: ReplacementModel | None = None) -> dict:
     """``{name: drop}``: the fall of candidate ``index``'s log-odds over ``answer_ids`` when each set's features
-    (``(layer, feature, position)``) are set to 0 in the replacement model (one pass per set)."""
-    model = ReplacementModel(lm, transcoders, prompt, answer_ids=answer_ids, freeze_attention=freeze_attention)
-    clean = _label_log_odds(model.run()[1], index)
+    (``(layer, feature, position)``) are set to 0 in the replacement model (one pass per set). ``replacement``:
+    that prompt's :class:`ReplacementModel` already built (with attention frozen, it serves both settings)."""
+    if replacement is None:
+        replacement = ReplacementModel(lm, transcoders, prompt, answer_ids=answer_ids,
+                                       freeze_attention=freeze_attention)
+    elif freeze_attention and not replacement.freeze_attention:
+        raise ValueError("Frozen-attention drops need a ReplacementModel built with freeze_attention=True.")
+    free = not freeze_attention
+    clean = _label_log_odds(replacement.run(free_attention=free)[1], index)
     drops = {}
     for name, triples in sets.items():
         changes = [Intervention.off(layer, feature, position) for layer, feature, position in triples]
-        drops[name] = clean - _label_log_odds(model.run(changes)[1], index) if changes else 0.0
+        drops[name] = (clean - _label_log_odds(replacement.run(changes, free_attention=free)[1], index)
+                       if changes else 0.0)
     return drops
 
 

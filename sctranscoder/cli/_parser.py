@@ -109,7 +109,7 @@ def _circuit_options(parser) -> None:
     parser.add_argument("--knockout-fdr", type=float, default=0.05,
                         help="a gene is measured where its knockout passes the null at this FDR")
     parser.add_argument("--steer-cells", type=int, default=8,
-                        help="raise each type's supernodes that carry its call together (1, 3 and 10 times their "
+                        help="raise each type's supernodes that carry its call together (1, 3, 10 and 30 times their "
                              "activation) in this many cells of the next traced type, beside as many random features "
                              "(the control), and count calls that move (0: off)")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 # multiples of the supernodes' activation in A's traced cells: a dose-response, not one guess at a strength
-STEER_SCALES = (1.0, 3.0, 10.0)
+STEER_SCALES = (1.0, 3.0, 10.0, 30.0)
 
 
 def steer_circuits(adata, model, transcoders, results: dict, n_cells: int, label_key: str,

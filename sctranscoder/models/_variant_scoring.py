@@ -25,13 +25,6 @@ from ._scoring import (
 PASS_COST_TOKENS = 300
 
 
-def shared_prefix_length(a, b) -> int:
-    """How many leading tokens two id sequences share."""
-    n = min(len(a), len(b))
-    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(differ[0]) if differ.size else n
-
-
 def _plan_batches(starts: np.ndarray, lengths: np.ndarray, max_rows: int) -> list[np.ndarray]:
     """Rows (sorted by ``starts``, where each leaves the base) cut into batches of at most ``max_rows``, minimising
     the tokens run: each batch runs ``rows x (longest - its first row's start)`` tokens, its shared start in one
@@ -62,6 +55,8 @@ def score_variants(model, base, variants, candidates: list[str], *, batch_size: 
     the number of batches run.
     """
     import torch
+
+    from ..circuits._candidates import shared_prefix_length
 
     tok, lm, device = model.tokenizer, model.model, model.device
     prompts = prompt_token_ids(tok, [base] + list(variants))

@@ -95,4 +95,9 @@ def _dose_sentence(steering: pd.DataFrame) -> str:
         line += (f"; as many random features of the same layers raised at the same places moved it in "
                  f"{_series([str(int(g.moved_control.sum())) for g in groups])} of {n} (mean P({target}) -> "
                  f"{_series([_p(g.p_after_control.mean()) for g in groups])})")
+        # the control is not inert: at high doses random features break the call, only not towards the target
+        elsewhere = [int(((g.call_after_control.astype(str) != g.call_before.astype(str))
+                          & (g.call_after_control.astype(str) != target)).sum()) for g in groups]
+        if any(elsewhere):
+            line += f" and to another type in {_series([str(k) for k in elsewhere])} of {n}"
     return line + "."

@@ -342,12 +342,15 @@ def cell_type_supernodes(adata, model, transcoders: dict, circuit, attributions:
         for name, triples in sets.items():
             instances[name].append([(a, b, c, activation.get((a, b, c), clean(i, a, b, c))) for a, b, c in triples])
         ids = [int(t) for t in traced_prompts[i]]
+        # one clean pass (attention patterns recorded) for frozen and free patching and the share
+        replacement = cc.ReplacementModel(model.model, transcoders, ids, answer_ids=answer_ids, freeze_attention=True)
         for target, freeze in ((frozen, True), (free, False)):
             for name, drop in cc.measured_drops(model.model, transcoders, ids, answer_ids, index, sets,
-                                                freeze_attention=freeze).items():
+                                                freeze_attention=freeze, replacement=replacement).items():
                 target[name].append(drop)
         kept = [t for triples in sets.values() for t in triples] + [t for t in cell if (t[0], t[1]) in folded_pairs]
-        shares.append(cc.FeatureShare(model.model, transcoders, ids, answer_ids, index)(kept))
+        shares.append(cc.FeatureShare(model.model, transcoders, ids, answer_ids, index,
+                                      replacement=replacement)(kept))
 
     def mean(values_):
         return float(np.mean(values_)) if len(values_) else float("nan")
