@@ -1,6 +1,11 @@
 """Knockout prompts scored with their unchanged start run once equal every prompt scored whole."""
 
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
+import torch
+from tiny_models import ARCHITECTURES, tiny_model
 
 import sctranscoder as sct
 from sctranscoder.circuits import shared_prefix_length
@@ -49,3 +54,17 @@ def test_batches_cover_every_variant_once_in_order_of_where_it_leaves():
     # the plan runs fewer tokens than the same rows in order of length, whole
     planned = sum(len(b) * (lengths[b].max() - starts[b].min()) for b in batches)
     assert planned < 0.8 * lengths.sum()
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_architecture_scores_variants_as_whole_prompts(arch):
+    base_model = sct.models.default()
+    lm = tiny_model(arch, base_model.tokenizer, layers=2)
+    model = SimpleNamespace(tokenizer=base_model.tokenizer, model=lm, device=torch.device("cpu"))
+    rng = np.random.default_rng(1)
+    base = rng.integers(10, len(base_model.tokenizer) - 1, 60).tolist()
+    variants = [base[:k] + base[k + 1:] for k in (0, 3, 20, 21, 45, 59)] + [base[:30] + [11, 12] + base[32:]]
+    candidates = list(base_model.labels)
+    whole = score_candidates(model, [base, *variants], candidates, batch_size=8, progress=False)
+    scores, _ = score_variants(model, base, variants, candidates, batch_size=3)
+    np.testing.assert_allclose(scores, whole, atol=1e-4, rtol=0)
