@@ -132,16 +132,25 @@ def matched_lists(structure: tuple[int, tuple[int, ...]], families: pd.Series, n
     family (uniformly among those with at least ``c`` genes, each used once) gives ``c`` random members; the
     remaining genes come from distinct other families, drawn in proportion to family size (a random gene,
     one per family)."""
-    size, shared = structure
+    return _draw_matched(structure, _family_table(families), n, rng)
+
+
+def _family_table(families: pd.Series) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each family's genes (families in sorted order) and their counts: what every draw of a null reads."""
     groups = families.groupby(families.values, sort=True).groups
-    names = np.array(list(groups), dtype=object)
-    members = [np.asarray(groups[name], dtype=object) for name in names]
-    sizes = np.array([len(m) for m in members])
+    members = [np.asarray(groups[name], dtype=object) for name in groups]
+    return members, np.array([len(m) for m in members])
+
+
+def _draw_matched(structure, table, n: int, rng) -> list[list[str]]:
+    """:func:`matched_lists` on a :func:`_family_table`."""
+    members, sizes = table
+    size, shared = structure
     n_single = size - sum(shared)
     out = []
     for _ in range(n):
-        used = np.zeros(len(names), bool)
-        genes: list[str] = []
+        used = np.zeros(len(members), bool)
+        genes: list = []
         for count in shared:
             eligible = np.flatnonzero((sizes >= count) & ~used)
             if not eligible.size:
@@ -152,9 +161,9 @@ def matched_lists(structure: tuple[int, tuple[int, ...]], families: pd.Series, n
         free = np.flatnonzero(~used)
         if n_single > free.size:
             raise ValueError("The background has too few families to draw a matched list.")
-        weights = sizes[free] / sizes[free].sum()
-        for pick in rng.choice(free, n_single, replace=False, p=weights):
-            genes.append(rng.choice(members[pick]))
+        picks = rng.choice(free, n_single, replace=False, p=sizes[free] / sizes[free].sum())
+        # one random member of each picked family (the same draws, in order, as one choice per family)
+        genes.extend(members[pick][at] for pick, at in zip(picks, rng.integers(0, sizes[picks])))
         out.append([str(g) for g in genes])
     return out
 
@@ -258,10 +267,10 @@ def _null_best_p(structures, families: pd.Series, background, gene_sets, n_null:
         else:
             out[structure] = hit
     if missing:
-        null_lists = {}
+        null_lists, table = {}, _family_table(families)
         for i, structure in enumerate(missing):
             rng = np.random.default_rng([seed, structure[0], *structure[1]])
-            for j, genes in enumerate(matched_lists(structure, families, n_null, rng)):
+            for j, genes in enumerate(_draw_matched(structure, table, n_null, rng)):
                 null_lists[f"{i}:{j}"] = genes
         best = best_p_per_library(null_lists, libraries, background, min_set_size=min_set_size)
         best.insert(0, "", best.min(axis=1))
