@@ -123,27 +123,41 @@ def score_candidates(model, prompts: list[str], candidates: list[str], *, batch_
 
     tok, lm = model.tokenizer, model.model
     device = model.device
-    trie = AnswerTrie.build(answer_tokens(tok, candidates))
-    cache_argument = _cache_argument(lm)
+    read = answer_reader(model, candidates)
     prompt_ids = prompt_token_ids(tok, prompts)
     lengths_all = np.array([len(p) for p in prompt_ids])
     scores = np.zeros((len(prompts), len(candidates)))
-    firsts = torch.tensor(trie.firsts, device=device)
-    owner, node, target = (torch.tensor(column, device=device, dtype=torch.long) for column in zip(*trie.steps)) \
-        if trie.steps else (None, None, None)
-
     with torch.inference_mode():
         for rows in progress_bar(_length_batches(lengths_all, batch_size), desc="scoring", unit="batches",
                                  enabled=progress):
             lengths = torch.as_tensor(lengths_all[rows], device=device)
             input_ids = _right_padded([prompt_ids[r] for r in rows], tok.pad_token_id, device)
             first, cache = _prompt_pass(lm, input_ids, lengths)
-            total = first[:, firsts]
-            if trie.steps:
-                logp, _ = trie_pass(lm, trie, cache, lengths, input_ids.shape[1], cache_argument)
-                total = total.index_add(1, owner, logp[:, node, target])
-            scores[rows] = total.double().cpu().numpy()
+            scores[rows] = read(first, cache, lengths, input_ids.shape[1])
     return scores
+
+
+def answer_reader(model, candidates):
+    """``read(first, cache, lengths, width)``: each candidate's summed log-probability after a batch's prompt
+    pass (``first``: its next-token log-probabilities; ``cache``: its keys and values over ``width`` columns,
+    ``lengths`` of them real per row), the later answer tokens from one pass over the candidates' token trie."""
+    import torch
+
+    lm, device = model.model, model.device
+    trie = AnswerTrie.build(answer_tokens(model.tokenizer, candidates))
+    cache_argument = _cache_argument(lm)
+    firsts = torch.tensor(trie.firsts, device=device)
+    owner, node, target = (torch.tensor(column, device=device, dtype=torch.long) for column in zip(*trie.steps)) \
+        if trie.steps else (None, None, None)
+
+    def read(first, cache, lengths, width: int) -> np.ndarray:
+        total = first[:, firsts]
+        if trie.steps:
+            logp, _ = trie_pass(lm, trie, cache, lengths, width, cache_argument)
+            total = total.index_add(1, owner, logp[:, node, target])
+        return total.double().cpu().numpy()
+
+    return read
 
 
 def generate_answers(model, prompts: list[str], *, batch_size: int = 32, max_new_tokens: int | None = None,

@@ -10,15 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._answer_trie import AnswerTrie, trie_pass
-from ._scoring import (
-    _cache_argument,
-    _prompt_pass,
-    _right_padded,
-    answer_tokens,
-    prompt_token_ids,
-    score_candidates,
-)
+from ._scoring import _prompt_pass, _right_padded, answer_reader, prompt_token_ids, score_candidates
 
 # a batch's three passes (shared start, the rest, the answers) cost about this many tokens' work on top of their
 # tokens (measured on the default model on CPU: ~1.5 ms of fixed cost a pass, ~15 us a token); a batch is split
@@ -75,11 +67,7 @@ def score_variants(model, base, variants, candidates: list[str], *, batch_size: 
     rest = prompts[1:]
     if not rest:
         return scores, 1
-    trie = AnswerTrie.build(answer_tokens(tok, candidates))
-    cache_argument = _cache_argument(lm)
-    firsts = torch.tensor(trie.firsts, device=device)
-    owner, node, target = (torch.tensor(column, device=device, dtype=torch.long) for column in zip(*trie.steps)) \
-        if trie.steps else (None, None, None)
+    read = answer_reader(model, candidates)
     lengths_all = np.array([len(p) for p in rest])
     # at least one token of each prompt runs in the batch pass, where its answer is read
     starts = np.minimum([shared_prefix_length(base_ids, p) for p in rest], lengths_all - 1)
@@ -95,9 +83,5 @@ def score_variants(model, base, variants, candidates: list[str], *, batch_size: 
                                         torch.as_tensor([shared], device=device))
                 cache = _repeat_rows(cache, len(rows))
             first, cache = _prompt_pass(lm, suffixes, lengths - shared, cache=cache)
-            total = first[:, firsts]
-            if trie.steps:
-                logp, _ = trie_pass(lm, trie, cache, lengths, shared + suffixes.shape[1], cache_argument)
-                total = total.index_add(1, owner, logp[:, node, target])
-            scores[1 + rows] = total.double().cpu().numpy()
+            scores[1 + rows] = read(first, cache, lengths, shared + suffixes.shape[1])
     return scores, 1 + len(batches)
