@@ -7,9 +7,10 @@ from pathlib import Path
 
 from .._atomic import atomic_path
 from .._obs import require_obs_column
+from .._workers import Workers, worker_count
 from ..report._steering import steering_sentence
+from ._circuit_run import circuits_side_by_side
 from ._readable_io import write_steering, write_supernodes
-from ._steering import steer_circuits
 
 
 class UsageError(Exception):
@@ -266,12 +267,11 @@ def check_circuit_options(args) -> None:
 
 
 def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool = True, ranked_by=None,
-                 knockout_pool=None) -> dict:
+                 knockout_pool=None, workers: Workers | None = None) -> dict:
     """Circuits for ``--cell-types``, else for the ``--n-largest`` labels of ``ranked_by`` (default: ``adata``),
     traced on ``adata``; knockouts in the traced cells and more of each type from ``knockout_pool`` (default:
-    ``adata``; it must hold the traced cells)."""
-    import sctranscoder as sct
-
+    ``adata``; it must hold the traced cells). The types run side by side in ``workers`` (default: as many as
+    ``--workers`` asks, else :func:`~sctranscoder._workers.worker_count`'s choice for ``model``)."""
     known = model.labels or sorted(adata.obs[label_key].astype(str).unique())
     if args.cell_types:
         cell_types = [t.strip() for t in args.cell_types.split(",") if t.strip()]
@@ -281,26 +281,11 @@ def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool
     else:
         cell_types = largest_types(ranked_by if ranked_by is not None else adata, label_key, args.n_largest, known)
     check_circuit_options(args)  # again: run_circuits is also called on its own
-    validate_cells = getattr(args, "validate_cells", None)
-    draws, fdr = getattr(args, "knockout_draws", 4), getattr(args, "knockout_fdr", 0.05)
-    results = {}
-    for cell_type in cell_types:
-        results[cell_type] = sct.tl.cell_type_circuit(
-            adata, model, transcoders, cell_type, label_key=label_key, n_cells=args.n_cells,
-            method=getattr(args, "method", "complete"), target=getattr(args, "target", "logodds"),
-            max_feature_nodes=getattr(args, "max_feature_nodes", 1024), max_nodes=args.max_nodes,
-            node_threshold=args.node_threshold, edge_threshold=getattr(args, "edge_threshold", 0.98),
-            min_feature_share=getattr(args, "min_feature_share", 0.8) or None, progress=progress)
-        if validate_cells is None or validate_cells > 0:  # the measured gene ranking, the one to read genes from
-            knockouts = sct.tl.Knockouts(rank=getattr(args, "knockout_genes", "sentence"), draws=draws, max_fdr=fdr,
-                                         cells=getattr(args, "knockout_cells", None))
-            sct.tl.validate_circuit(adata if knockout_pool is None else knockout_pool, model, transcoders,
-                                    results[cell_type], knockouts=knockouts,
-                                    n_cells=validate_cells, progress=progress)
-    # each type's supernodes that carry its call raised in the next type's cells at rising doses, beside random features
-    for note in steer_circuits(adata, model, transcoders, results, getattr(args, "steer_cells", 8), label_key):
-        print(note)
-    return results
+    pool = adata if knockout_pool is None else knockout_pool
+    if workers is not None:
+        return circuits_side_by_side(adata, model, transcoders, cell_types, args, label_key, progress, pool, workers)
+    with Workers(min(worker_count(model, getattr(args, "workers", None)), len(cell_types))) as own:
+        return circuits_side_by_side(adata, model, transcoders, cell_types, args, label_key, progress, pool, own)
 
 
 def circuit_line(result) -> str:

@@ -112,6 +112,9 @@ def _circuit_options(parser) -> None:
                         help="raise each type's supernodes that carry its call together (1, 3, 10 and 30 times their "
                              "activation) in this many cells of the next traced type, beside as many random features "
                              "(the control), and count calls that move (0: off)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that run independent steps (cell types, evaluation, controls) side by side, "
+                             "one torch thread each (default: one per core for a small model on CPU, else 1)")
 
 
 class OneLineErrors(argparse.ArgumentParser):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .._atomic import atomic_path
 from .._runconfig import RUN_FILE, write_run_config
+from .._workers import Workers, worker_count
 from ..pp._sentences import RANKS_KEY
 from ..report._steering import steering_sentence
 from ._commands import (
@@ -105,48 +106,44 @@ def cmd_quickstart(args) -> None:
         **transcoder_settings(args))
     timings["transcoders"] = time.perf_counter() - start
 
-    # 3. faithfulness on the model's held-out cells
+    # 3-5. faithfulness on the model's held-out cells, the circuits behind the largest cell types and what the
+    # features mean beside their controls: independent steps, side by side where that is faster (a small model on CPU)
     start = time.perf_counter()
     test_cells = adata[_sample(adata, held_out, args.eval_cells, label_key, args.transcoder_seed)].copy()
     if settings.tie_key == "row":  # a model from before name-keyed ties: its sentences depend on the row
         test_cells.obsm.pop(RANKS_KEY, None)  # so they are made on the subset itself, where knockouts re-rank
-    quality = sct.tl.evaluate_transcoders(test_cells, model, transcoders, cells=test_cells.obs_names,
-                                          label_key=label_key)
+    with Workers(worker_count(model, args.workers)) as workers:
+        quality = workers.submit(sct.tl.evaluate_transcoders, test_cells, model, transcoders,
+                                 cells=test_cells.obs_names, label_key=label_key)
+        activity = workers.submit(feature_meanings, test_cells, model, transcoders)
+        # random directions that fire as often: what the enriched share would be by chance (the untrained-model
+        # control trains a transcoder per layer, too slow for a first run)
+        controls = workers.submit(sct.tl.feature_controls, test_cells, model, transcoders, untrained=False,
+                                  seed=args.transcoder_seed, n_null=200, progress=False)
+        # circuits traced on held-out cells and knocked out in up to --knockout-cells held-out cells of each type
+        # (more than the sample above holds)
+        circuits = run_circuits(test_cells, model, transcoders, args, label_key, ranked_by=adata, workers=workers,
+                                knockout_pool=adata[held_out].copy() if settings.tie_key != "row" else None)
+        quality, (features, feature_enrichment), controls = quality.result(), activity.result(), controls.result()
+    for key, result in features.items():  # every layer's, so the report can show a card for every circuit feature
+        test_cells.obsm[key], test_cells.uns[key] = result["cells"], result["uns"]
     with atomic_path(out / "transcoder_quality.csv") as tmp:
         quality.to_csv(tmp)
-    timings["evaluate"] = time.perf_counter() - start
-
-    # 4. circuits behind the largest cell types, traced on held-out cells and knocked out in up to
-    # --knockout-cells held-out cells of each type (more than the sample above holds)
-    start = time.perf_counter()
-    circuits = run_circuits(test_cells, model, transcoders, args, label_key, ranked_by=adata,
-                            knockout_pool=adata[held_out].copy() if settings.tie_key != "row" else None)
     write_circuits(circuits, out / "circuits")
-    timings["circuits"] = time.perf_counter() - start
+    with atomic_path(out / "feature_enrichment.csv") as tmp:
+        feature_enrichment.to_csv(tmp, index=False)
+    write_controls(controls, out)  # `sctranscoder report` reads it back
+    timings["evaluate, circuits and feature controls"] = time.perf_counter() - start
 
-    # 5. what the circuits' genes and the last layer's features mean: enrichment against the bundled libraries,
-    # each circuit beside random lists matched in expression in its cell type and the type's own DE genes
+    # the circuits' genes against the bundled libraries, each circuit beside random lists matched in expression in
+    # its cell type and the type's own DE genes
     start = time.perf_counter()
     circuit_enrichment = sct.tl.enrich_circuit(
         {name: result.input_genes(args.n_top_genes)[name] for name, result in circuits.items()},
         adata=adata, model=model, max_fdr=0.05, label_key=label_key, seed=args.transcoder_seed)
     with atomic_path(out / "circuit_enrichment.csv") as tmp:
         circuit_enrichment.to_csv(tmp, index=False)
-    last = max(transcoders)
-    for layer in sorted(transcoders):  # every layer, so the report can show a card for every circuit feature
-        sct.tl.feature_activity(test_cells, model, transcoders, layer, progress=False,
-                                key_added="features" if layer == last else f"features_layer{layer}")
-    # tested against the hypergeometric FDR and against random lists that keep gene-name families (spelling)
-    feature_enrichment = sct.tl.enrich_beyond_spelling(test_cells, model=model)
-    with atomic_path(out / "feature_enrichment.csv") as tmp:
-        feature_enrichment.to_csv(tmp, index=False)
-    # the same pipeline on random directions that fire as often: what the enriched share would be by chance
-    # (the untrained-model control trains a transcoder per layer, too slow for a first run)
-    # with the spelling null of the enrichment table above (200 lists), so its trained rows are that table's
-    controls = sct.tl.feature_controls(test_cells, model, transcoders, untrained=False, seed=args.transcoder_seed,
-                                       n_null=200, progress=False)
-    write_controls(controls, out)  # `sctranscoder report` reads it back
-    timings["enrichment"] = time.perf_counter() - start
+    timings["circuit enrichment"] = time.perf_counter() - start
 
     # 6. one self-contained HTML report
     start = time.perf_counter()
@@ -158,6 +155,21 @@ def cmd_quickstart(args) -> None:
     _write_text(out / "timings.json", json.dumps({**timings, "total": total}, indent=2))
     _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total)
     print("  features against random directions: " + sct.tl.control_headline(controls, max(transcoders)))
+
+
+def feature_meanings(cells, model, transcoders) -> tuple[dict, object]:
+    """Every layer's feature activity (``{key: feature_activity's result}``: the last layer's under ``features``,
+    the others under ``features_layer{n}``) and the last layer's features' enriched sets, tested against the
+    hypergeometric FDR and against random lists that keep gene-name families (spelling). The controls
+    (:func:`sctranscoder.tl.feature_controls`) use the same spelling null (200 lists), so their trained rows are
+    this table's."""
+    import sctranscoder as sct
+
+    last, features = max(transcoders), {}
+    for layer in sorted(transcoders):
+        key = "features" if layer == last else f"features_layer{layer}"
+        features[key] = sct.tl.feature_activity(cells, model, transcoders, layer, progress=False, key_added=key)
+    return features, sct.tl.enrich_beyond_spelling(cells, model=model)
 
 
 def _report(sct, cells, label_key, quality, feature_enrichment, controls, circuit_enrichment, circuits, args, out,
