@@ -156,10 +156,13 @@ def test_report_shows_the_feature_controls_the_run_wrote(tmp_path, capsys):
     assert "run the quickstart again" in capsys.readouterr().err
 
 
-def test_a_negative_steer_cells_is_refused_before_anything_runs(tmp_path, capsys):
+def test_a_negative_steer_cells_or_no_workers_is_refused_before_anything_runs(tmp_path, capsys):
     assert main(["quickstart", "--out", str(tmp_path / "q"), "--steer-cells", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["sctranscoder quickstart: error: --steer-cells -1 must be 0 (no steering) or more"]
+    assert main(["quickstart", "--out", str(tmp_path / "q"), "--workers", "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "sctranscoder quickstart: error: --workers 0 must be 1 (every step in this process) or more"]
     assert not (tmp_path / "q").exists()
 
 

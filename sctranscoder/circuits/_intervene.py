@@ -368,7 +368,6 @@ class ReplacementModel:
                                   patterns)
         return value, _normalized(scores)
 
-
     def run_sets(self, sets, *, free_attention: bool = False, max_sets_per_pass: int = 16) -> list[np.ndarray]:
         """The candidates' normalized log-probabilities under each of ``sets`` (lists of interventions), as
         :meth:`run` gives them one at a time: up to ``max_sets_per_pass`` sets run side by side in one pass."""

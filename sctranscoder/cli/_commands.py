@@ -264,6 +264,9 @@ def check_circuit_options(args) -> None:
     steer_cells = getattr(args, "steer_cells", 8)
     if steer_cells < 0:
         raise UsageError(f"--steer-cells {steer_cells} must be 0 (no steering) or more")
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers {workers} must be 1 (every step in this process) or more")
 
 
 def run_circuits(adata, model, transcoders, args, label_key: str, progress: bool = True, ranked_by=None,
