@@ -59,7 +59,8 @@ def measured_drops(lm, transcoders: dict, prompt, answer_ids, index: int, sets: 
                    freeze_attention: bool = True, replacement: ReplacementModel | None = None) -> dict:
     """``{name: drop}``: the fall of candidate ``index``'s log-odds over ``answer_ids`` when each set's features
     (``(layer, feature, position)``) are set to 0 in the replacement model (the sets side by side, see
-    :meth:`ReplacementModel.run_sets`). ``replacement``: that prompt's :class:`ReplacementModel` already built (with attention frozen, it serves both settings)."""
+    :meth:`ReplacementModel.run_sets`). ``replacement``: that prompt's :class:`ReplacementModel` already built
+    (with attention frozen, it serves both settings)."""
     if replacement is None:
         replacement = ReplacementModel(lm, transcoders, prompt, answer_ids=answer_ids,
                                        freeze_attention=freeze_attention)
@@ -83,8 +84,8 @@ def steered_calls(lm, transcoders: dict, prompt, answer_ids, changes, *, freeze_
 
 
 def steered_call_sets(lm, transcoders: dict, prompt, answer_ids, sets: dict, *, freeze_attention: bool = False):
-    """As :func:`steered_calls`, for several sets of changes on one prompt (run side by side with the unchanged one):
-    ``(before, {name: after})``."""
+    """As :func:`steered_calls`, for several sets of changes on one prompt, run side by side with the unchanged
+    prompt: ``(before, {name: after})``."""
     model = ReplacementModel(lm, transcoders, prompt, answer_ids=answer_ids, freeze_attention=freeze_attention)
     runs = model.run_sets([[]] + [[Intervention(int(layer), int(feature), int(position), value=float(value))
                                    for layer, feature, position, value in changes] for changes in sets.values()])
