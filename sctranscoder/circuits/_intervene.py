@@ -89,12 +89,9 @@ class _Patterns(TorchFunctionMode):
         if not self.replay:
             self.recorded.append(out.detach())
             return out
-        recorded = self.recorded[self.calls].shape if self.calls < len(self.recorded) else None
-        if recorded is None or recorded[1:] != out.shape[1:] or out.shape[0] % recorded[0]:
+        if self.calls >= len(self.recorded) or self.recorded[self.calls].shape != out.shape:
             raise RuntimeError("Frozen attention: this pass computes other patterns than the one recorded.")
         frozen = self.recorded[self.calls].to(out.dtype)
-        if frozen.shape[0] != out.shape[0]:  # the same rows, tiled: several sets of changes run side by side
-            frozen = frozen.repeat(out.shape[0] // frozen.shape[0], *[1] * (frozen.dim() - 1))
         self.calls += 1
         return frozen
 
@@ -162,17 +159,14 @@ def _replacement(tc, error, kept, changes, ablation, prompt_length, window=None)
         if kept is not None:  # everything not kept is ablated
             off = ablation.to(features) if ablation is not None else features.new_zeros(())
             features = torch.where(kept[rows, start:stop], features, off)
-        row_sets = window.get("row_sets")  # several sets of changes side by side: which set each row runs
         for change in changes:
-            of_set, change = change if isinstance(change, tuple) else (None, change)
             where = _position(change.position, prompt_length, error.shape[1])
             if isinstance(where, int):
                 if not start <= where < stop:
                     continue
                 where -= start
-            hit = slice(None) if of_set is None else row_sets == of_set
-            features[hit, where, int(change.feature)] = change.value if change.value is not None else \
-                features[hit, where, int(change.feature)] * change.scale
+            features[:, where, int(change.feature)] = change.value if change.value is not None else \
+                features[:, where, int(change.feature)] * change.scale
         return (tc.decode(features, x.float()) + held).to(x.dtype)
     return run
 
@@ -203,33 +197,6 @@ def _read_cached(model, batch, prompt_length, answers, replacements, window, pat
     window.update(rows=slice(None), start=0)
     return np.array([float(first[answer[0]] + sum(rest[row, j - 1, token] for j, token in enumerate(answer) if j))
                      for row, answer in enumerate(answers)])
-
-
-def _read_cached_sets(model, batch, prompt_length, answers, replacements, window, n_sets, patterns=None):
-    """As :func:`_read_cached`, for ``n_sets`` sets of changes side by side (``window["row_sets"]`` tells the
-    replaced MLPs which rows run which set): the prompt in ``n_sets`` rows, then each row's candidates.
-    One array of scores per set, or ``None`` where the model's cache cannot be repeated over rows."""
-    n_rows = batch.shape[0]
-    with torch.no_grad(), replace_mlp(model, replacements), (patterns or nullcontext()):
-        window.update(rows=torch.zeros(n_sets, dtype=torch.long), start=0, row_sets=torch.arange(n_sets))
-        out = model(batch[:1, :prompt_length].expand(n_sets, -1), use_cache=True, logits_to_keep=1)
-        cache = getattr(out, "cache", None)
-        cache = out.past_key_values if cache is None else cache
-        if not hasattr(cache, "batch_repeat_interleave"):
-            window.update(rows=slice(None), start=0, row_sets=None)
-            return None
-        first = torch.log_softmax(out.logits[:, -1].float(), -1)
-        rest = None
-        if batch.shape[1] > prompt_length:
-            cache.batch_repeat_interleave(n_rows)  # set k's candidates in rows k * n_rows ...
-            window.update(rows=torch.arange(n_rows).repeat(n_sets), start=prompt_length,
-                          row_sets=torch.arange(n_sets).repeat_interleave(n_rows))
-            rest = torch.log_softmax(model(batch[:, prompt_length:].repeat(n_sets, 1), use_cache=True,
-                                           **{_cache_argument(model): cache}).logits.float(), -1)
-    window.update(rows=slice(None), start=0, row_sets=None)
-    return [np.array([float(first[k, answer[0]] + sum(rest[k * n_rows + row, j - 1, token]
-                                                      for j, token in enumerate(answer) if j))
-                      for row, answer in enumerate(answers)]) for k in range(n_sets)]
 
 
 def _read(model, batch, target, prompt_length, answers, replacements=None, patterns=None):
@@ -367,37 +334,6 @@ class ReplacementModel:
             value, scores = _read(self.model, self.batch, self.target, self.prompt_length, self.answers, replacements,
                                   patterns)
         return value, _normalized(scores)
-
-    def run_sets(self, sets, *, free_attention: bool = False, max_sets_per_pass: int = 16) -> list[np.ndarray]:
-        """The candidates' normalized log-probabilities under each of ``sets`` (lists of interventions), as
-        :meth:`run` gives them one at a time: up to ``max_sets_per_pass`` sets run side by side in one pass."""
-        sets = [[s] if isinstance(s, Intervention) else list(s) for s in sets]
-        frozen = self.freeze_attention and not free_attention
-        n_tokens, n_rows = self.batch.shape[1], self.batch.shape[0]
-        window = {"rows": slice(None), "start": 0}
-        side_by_side = self._shared_prompt(None, None) and len(sets) > 1 and \
-            (not frozen or self._cached_patterns(window) is not False)
-        if not side_by_side:
-            return [self.run(s, free_attention=free_attention)[1] for s in sets]
-        results = []
-        for first in range(0, len(sets), max_sets_per_pass):
-            chunk = sets[first:first + max_sets_per_pass]
-            changes: dict = {}
-            for k, interventions in enumerate(chunk):
-                for layer, listed in _masks(interventions, None, n_tokens, n_rows, self.prompt_length,
-                                            self.layers)[1].items():
-                    changes.setdefault(layer, []).extend((k, change) for change in listed)
-            replacements = {layer: _replacement(self.layers.get(layer), self.errors[layer], None,
-                                                changes.get(layer, []), None, self.prompt_length, window)
-                            for layer in range(self.n_layers)}
-            with self._attention(frozen):
-                scores = _read_cached_sets(self.model, self.batch, self.prompt_length, self.answers, replacements,
-                                           window, len(chunk), _Patterns(self.cached_patterns, True) if frozen
-                                           else None)
-            if scores is None:
-                return [self.run(s, free_attention=free_attention)[1] for s in sets]
-            results += [_normalized(one) for one in scores]
-        return results
 
 
 @renamed_keywords(model="lm", candidates="answer_ids")

@@ -58,21 +58,21 @@ def _label_log_odds(log_probs, index: int) -> float:
 def measured_drops(lm, transcoders: dict, prompt, answer_ids, index: int, sets: dict, *,
                    freeze_attention: bool = True, replacement: ReplacementModel | None = None) -> dict:
     """``{name: drop}``: the fall of candidate ``index``'s log-odds over ``answer_ids`` when each set's features
-    (``(layer, feature, position)``) are set to 0 in the replacement model (the sets side by side, see
-    :meth:`ReplacementModel.run_sets`). ``replacement``: that prompt's :class:`ReplacementModel` already built
-    (with attention frozen, it serves both settings)."""
+    (``(layer, feature, position)``) are set to 0 in the replacement model (one pass per set). ``replacement``:
+    that prompt's :class:`ReplacementModel` already built (with attention frozen, it serves both settings)."""
     if replacement is None:
         replacement = ReplacementModel(lm, transcoders, prompt, answer_ids=answer_ids,
                                        freeze_attention=freeze_attention)
     elif freeze_attention and not replacement.freeze_attention:
         raise ValueError("Frozen-attention drops need a ReplacementModel built with freeze_attention=True.")
-    names = [name for name, triples in sets.items() if len(triples)]
-    runs = replacement.run_sets([[]] + [[Intervention.off(layer, feature, position)
-                                         for layer, feature, position in sets[name]] for name in names],
-                                free_attention=not freeze_attention)
-    clean = _label_log_odds(runs[0], index)
-    after = dict(zip(names, runs[1:]))
-    return {name: clean - _label_log_odds(after[name], index) if name in after else 0.0 for name in sets}
+    free = not freeze_attention
+    clean = _label_log_odds(replacement.run(free_attention=free)[1], index)
+    drops = {}
+    for name, triples in sets.items():
+        changes = [Intervention.off(layer, feature, position) for layer, feature, position in triples]
+        drops[name] = (clean - _label_log_odds(replacement.run(changes, free_attention=free)[1], index)
+                       if changes else 0.0)
+    return drops
 
 
 def steered_calls(lm, transcoders: dict, prompt, answer_ids, changes, *, freeze_attention: bool = False):
@@ -84,9 +84,13 @@ def steered_calls(lm, transcoders: dict, prompt, answer_ids, changes, *, freeze_
 
 
 def steered_call_sets(lm, transcoders: dict, prompt, answer_ids, sets: dict, *, freeze_attention: bool = False):
-    """As :func:`steered_calls`, for several sets of changes on one prompt, run side by side with the unchanged
-    prompt: ``(before, {name: after})``."""
+    """As :func:`steered_calls`, for several sets of changes on one prompt (one clean pass, one per set):
+    ``(before, {name: after})``."""
     model = ReplacementModel(lm, transcoders, prompt, answer_ids=answer_ids, freeze_attention=freeze_attention)
-    runs = model.run_sets([[]] + [[Intervention(int(layer), int(feature), int(position), value=float(value))
-                                   for layer, feature, position, value in changes] for changes in sets.values()])
-    return runs[0], dict(zip(sets, runs[1:]))
+    before = model.run()[1]
+    after = {}
+    for name, changes in sets.items():
+        interventions = [Intervention(int(layer), int(feature), int(position), value=float(value))
+                         for layer, feature, position, value in changes]
+        after[name] = model.run(interventions)[1]
+    return before, after
