@@ -47,7 +47,7 @@ def circuits_side_by_side(adata, model, transcoders, cell_types: list, args, lab
                                  draws=getattr(args, "knockout_draws", 4), max_fdr=getattr(args, "knockout_fdr", 0.05),
                                  cells=getattr(args, "knockout_cells", None))
     steer_cells = getattr(args, "steer_cells", 8)
-    into, notes = steering_pairs(cell_types) if steer_cells else ({}, [])
+    into, notes = steering_pairs(cell_types, getattr(args, "steer_into", "next")) if steer_cells else ({}, [])
     options = trace_options(args)
     pending = {workers.submit(trace_type, adata, model, transcoders, t, label_key, options, progress): ("trace", t)
                for t in cell_types}
@@ -62,21 +62,23 @@ def circuits_side_by_side(adata, model, transcoders, cell_types: list, args, lab
                 if validate_cells is None or validate_cells > 0:  # the measured gene ranking, the one to read genes from
                     pending[workers.submit(validate_type, knockout_pool, model, transcoders, result, knockouts,
                                            validate_cells, progress)] = ("validate", cell_type)
-                if cell_type in into:  # its supernodes that carry its call raised in the next type's cells
-                    pending[workers.submit(steer_type, adata, model, transcoders, result, into[cell_type],
-                                           steer_cells, label_key)] = ("steer", cell_type)
+                for other in into.get(cell_type, []):  # its supernodes that carry its call raised in B's cells
+                    pending[workers.submit(steer_type, adata, model, transcoders, result, other, steer_cells,
+                                           label_key)] = ("steer", (cell_type, other))
             elif step == "validate":
                 validated[cell_type] = result
             else:
                 steered[cell_type] = result
     results = {}
     for cell_type in cell_types:  # in the order asked, each with its validation and steering
-        results[cell_type] = validated.get(cell_type, traced[cell_type])
-        if cell_type in steered:
-            table, note = steered[cell_type]
+        results[cell_type] = circuit = validated.get(cell_type, traced[cell_type])
+        for other in into.get(cell_type, []):
+            table, note = steered[cell_type, other]
             if table is not None:
-                results[cell_type].steering = table
-            notes.append(note)
+                circuit.steering_into[other] = table
+            if other == into[cell_type][0]:  # the next type's: the one the type's readable circuit shows
+                circuit.steering = table
+                notes.append(note)  # a skip's reason is the same for every B: said once
     for note in filter(None, notes):
         print(note)
     return results

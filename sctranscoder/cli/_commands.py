@@ -10,7 +10,7 @@ from .._obs import require_obs_column
 from .._workers import Workers, worker_count
 from ..report._steering import steering_sentence
 from ._circuit_run import circuits_side_by_side
-from ._readable_io import write_steering, write_supernodes
+from ._readable_io import steering_matrix_line, write_steering, write_steering_matrix, write_supernodes
 
 
 class UsageError(Exception):
@@ -247,6 +247,7 @@ def write_circuits(results: dict, out: Path) -> None:
             folder.mkdir(exist_ok=True)
             with atomic_path(folder / f"{safe}_{i}.json") as tmp:
                 Path(tmp).write_text(json.dumps(data))
+    write_steering_matrix(results, out)
 
 
 def check_circuit_options(args) -> None:
@@ -349,4 +350,6 @@ def cmd_circuits(args) -> None:
         print(f"  {circuit_line(result)}")
         if result.steering is not None:
             print(f"  {steering_sentence(result.steering)}")
+    if line := steering_matrix_line(results, args.out):
+        print(line)
     print(f"wrote {args.out}")

@@ -112,6 +112,9 @@ def _circuit_options(parser) -> None:
                         help="raise each type's supernodes that carry its call together (1, 3, 10 and 30 times their "
                              "activation) in this many cells of the next traced type, beside as many random features "
                              "(the control), and count calls that move (0: off)")
+    parser.add_argument("--steer-into", choices=["next", "all"], default="next",
+                        help="steer each type into the next traced type's cells, or into every other traced type's "
+                             "(a matrix of every pair: --n-largest 5 steers 20 pairs instead of 5)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes that run independent steps (cell types, evaluation, controls) side by side, "
                              "one torch thread each (default: one per core for a small model on CPU, else 1)")

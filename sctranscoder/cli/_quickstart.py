@@ -21,6 +21,7 @@ from ._commands import (
     write_circuits,
 )
 from ._controls_io import write_controls
+from ._readable_io import steering_matrix_line
 
 _SECTIONS = {
     "sentences": ("n_genes", "tie_break", "seed", "chunk_size"),
@@ -28,7 +29,7 @@ _SECTIONS = {
               "subsample", "train_cells", "eval_cells"),
     "circuits": ("cell_types", "n_largest", "n_cells", "method", "target", "max_feature_nodes", "max_nodes",
                  "node_threshold", "edge_threshold", "min_feature_share", "validate_cells", "knockout_cells", "knockout_genes",
-                 "knockout_draws", "knockout_fdr", "steer_cells", "n_top_genes"),
+                 "knockout_draws", "knockout_fdr", "steer_cells", "steer_into", "n_top_genes"),
 }
 
 
@@ -248,4 +249,6 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
                 print(f"    {'':<30} -> {best.Gene_set}: {best.Headline} (FDR {best['Adjusted P-value']:.1e})")
             else:
                 print(f"    {'':<30} -> only disease or pathogen sets passed (see the report)")
+    if line := steering_matrix_line(circuits, out / "circuits"):
+        print("  " + line)
     print(f"  report: {report}")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_path
+from ..report._steering_matrix import every_pair_matrix, matrix_sentence
 
 FOLDER = "readable"  # beside circuits/*.json, which `report` and `enrich` read as merged graphs
 
@@ -67,3 +68,39 @@ def read_steering(circuits: Path, safe: str) -> pd.DataFrame | None:
                         dtype={"cell": str, "call_before": str, "call_after": str, "call_after_control": str})
     frame.attrs.update(json.loads(info.read_text()))
     return frame
+
+
+MATRIX = "steering_matrix.csv"
+
+
+def write_steering_matrix(results: dict, circuits: Path) -> None:
+    """Where types were steered into more than one other type (``--steer-into all``), every pair at every dose
+    (:func:`sctranscoder.tl.steering_matrix`, for ``report`` to show) and every steered cell of every pair
+    (``steering_pairs.csv``, with ``to_type`` and ``from_type``)."""
+    matrix = every_pair_matrix(results)
+    if matrix is None:
+        return
+    folder = circuits / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / MATRIX) as tmp:
+        matrix.to_csv(tmp, index=False)
+    cells = [table.assign(to_type=result.cell_type, from_type=into) for result in results.values()
+             for into, table in (getattr(result, "steering_into", None) or {}).items() if len(table)]
+    if cells:
+        with atomic_path(folder / "steering_pairs.csv") as tmp:
+            pd.concat(cells, ignore_index=True).to_csv(tmp, index=False)
+
+
+def read_steering_matrix(circuits: Path) -> pd.DataFrame | None:
+    """What :func:`write_steering_matrix` wrote, or ``None``."""
+    path = circuits / FOLDER / MATRIX
+    return pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else None
+
+
+def steering_matrix_line(results: dict, circuits: Path) -> str:
+    """The summary's line on steering between every pair of types ("" where each type was steered into one)."""
+    matrix = every_pair_matrix(results)
+    if matrix is None:
+        return ""
+    return (f"steering between every pair of traced types: {matrix_sentence(matrix)} "
+            f"(table: {circuits / FOLDER / MATRIX})")

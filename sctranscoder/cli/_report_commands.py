@@ -9,9 +9,10 @@ import pandas as pd
 
 from .._atomic import atomic_path
 from ..report._from_adata import add_controls_section
+from ..report._steering_matrix import add_steering_matrix
 from ._commands import UsageError, _require_h5ad, _require_model, read_validation
 from ._controls_io import read_controls
-from ._readable_io import read_steering, read_supernodes
+from ._readable_io import read_steering, read_steering_matrix, read_supernodes
 
 
 def _gene_lists(path: Path, n_top: int) -> dict:
@@ -100,6 +101,8 @@ def cmd_report(args) -> None:
                               "Circuit enrichment: no gene set reached FDR <= 0.05 among its input genes.")
         else:
             section.result = "No circuit enrichment was run for this cell type (no circuit_enrichment.csv)."
+    if (run / "circuits").is_dir():
+        add_steering_matrix(content, read_steering_matrix(run / "circuits"))
     if content.quality is None and not content.cell_types:
         raise UsageError(f"run {run} holds neither transcoder_quality.csv nor circuits/*.json")
     try:

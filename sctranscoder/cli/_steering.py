@@ -9,14 +9,19 @@ import pandas as pd
 STEER_SCALES = (1.0, 3.0, 10.0, 30.0)
 
 
-def steering_pairs(types: list) -> tuple[dict, list[str]]:
-    """``{A: B}``: each traced type steered into the next one's cells (the last into the first), and notes on why
-    there is nothing to steer (fewer than two types)."""
+def steering_pairs(types: list, into: str = "next") -> tuple[dict, list[str]]:
+    """``{A: [B, ...]}``: the types whose cells each traced type A is steered into, the next traced type first
+    (the last into the first) and, with ``into="all"``, every other traced type after it; and notes on why there
+    is nothing to steer (fewer than two types)."""
+    if into not in ("next", "all"):
+        raise ValueError(f"into={into!r}: 'next' (each type into the next traced type's cells) or 'all' (into "
+                         "every other traced type's).")
     if len(types) < 2:
         return {}, [f"Steering skipped: it raises one cell type's supernodes in another type's cells, and only "
                     f"{types[0] if types else 'no type'} was traced; trace two or more with --cell-types or "
                     "--n-largest (--steer-cells 0 turns steering off)."]
-    return {cell_type: types[(i + 1) % len(types)] for i, cell_type in enumerate(types)}, []
+    n = len(types)
+    return {t: [types[(i + k) % n] for k in range(1, n if into == "all" else 2)] for i, t in enumerate(types)}, []
 
 
 def steer_type(adata, model, transcoders, circuit, into: str, n_cells: int, label_key: str,

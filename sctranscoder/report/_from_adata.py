@@ -7,6 +7,7 @@ import pandas as pd
 from ..tl._cards import SMALL_GROUP  # one threshold for cards and sections
 from ._content import CellTypeSection, ReportContent
 from ._measured import knockout_cells, measured_genes, no_pass_sentence
+from ._steering_matrix import add_steering_matrix, every_pair_matrix
 
 ENRICHMENT_COLUMNS = ["feature", "Gene_set", "Term", "Overlap", "P-value", "Adjusted P-value", "Matched P-value",
                       "Odds Ratio", "Genes"]
@@ -397,6 +398,7 @@ def from_adata(
         _overview_dotplot(content, sections, enrichment, pl, max_fdr)
     if controls is not None and len(controls):
         content.tables[CONTROLS_CAPTION] = _controls_table(controls)
+    add_steering_matrix(content, every_pair_matrix(section_options.get("circuits") or {}))
     content.summary = summary
     content.methods = [
         f"The C2S model read each cell's prompt (its top {info['n_genes']} genes by expression, as cell2sentence "

@@ -32,7 +32,7 @@ from ._spelling import (
     name_families,
     spelling_scores,
 )
-from ._steer import steer_supernode
+from ._steer import steer_supernode, steering_matrix
 from ._supernodes import circuit_supernodes
 from ._transcoders import evaluate_transcoders, held_out_mask, train_transcoders
 from ._validate import validate_circuit
@@ -54,6 +54,7 @@ __all__ = [
     "cell_type_supernodes",
     "SupernodeSettings",
     "steer_supernode",
+    "steering_matrix",
     "Supernodes",
     "circuit_supernodes",
     "CellTypeCircuit",

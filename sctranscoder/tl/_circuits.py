@@ -81,7 +81,11 @@ class CellTypeCircuit:
     """``{supernode: per traced cell, [(layer, feature, position, activation)]}`` (for steering)."""
     steering: pd.DataFrame | None = None
     """Its supernodes raised (at one scale or several) in another type's cells, beside as many random features
-    (:func:`sctranscoder.tl.steer_supernode`'s table), where a run steered it (the CLI does)."""
+    (:func:`sctranscoder.tl.steer_supernode`'s table), where a run steered it (the CLI does: in the next traced
+    type's cells)."""
+    steering_into: dict = field(default_factory=dict)
+    """``{type B: steer_supernode's table}`` for every type whose cells a run raised these supernodes in (the
+    CLI's ``--steer-into all``: every other traced type); see :func:`sctranscoder.tl.steering_matrix`."""
 
     def input_genes(self, n: int | None = None) -> dict:
         """``{cell_type: genes}``: the genes that push the call towards this cell type, strongest first

@@ -216,3 +216,25 @@ def _changes(values: dict, token_gene, n_prompt: int, scale: float) -> list:
         if position is not None:
             changes.append((layer, feature, position, scale * value))
     return changes
+
+
+def steering_matrix(circuits: dict) -> pd.DataFrame:
+    """Every steered pair of types at every dose, from each circuit's ``steering_into`` (the CLI's
+    ``--steer-into``): ``to_type`` (A, whose supernodes were raised), ``from_type`` (B, whose cells were steered),
+    ``scale``, ``n_cells``, ``n_moved`` (calls that moved to A), ``n_moved_control`` (the same for as many random
+    features) and ``n_control_elsewhere`` (control calls that left B's call for a third type: random features at
+    high doses break calls too, only not towards A). Pairs that were skipped have no rows."""
+    rows = []
+    for circuit in circuits.values():
+        for into, table in (getattr(circuit, "steering_into", None) or {}).items():
+            if table is None or not len(table):
+                continue
+            target = str(table.attrs.get("to_type", circuit.cell_type))
+            for scale, group in table.groupby("scale", sort=True):
+                before, control = group.call_before.astype(str), group.call_after_control.astype(str)
+                rows.append({"to_type": target, "from_type": str(into), "scale": float(scale),
+                             "n_cells": len(group), "n_moved": int(group.moved.sum()),
+                             "n_moved_control": int(group.moved_control.sum()),
+                             "n_control_elsewhere": int(((control != before) & (control != target)).sum())})
+    return pd.DataFrame(rows, columns=["to_type", "from_type", "scale", "n_cells", "n_moved", "n_moved_control",
+                                       "n_control_elsewhere"])
