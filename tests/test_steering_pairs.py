@@ -27,14 +27,16 @@ def test_pairs_are_the_next_type_or_every_other_one_next_first():
 
 
 def _table(target: str, into: str, moved: list[int], control: list[int], n: int = 4) -> pd.DataFrame:
-    """A steer_supernode table: at each dose, the first ``moved[k]`` of ``n`` cells move to ``target``; the
-    control moves ``control[k]`` and sends the rest of its calls to a third type from the second dose on."""
+    """A steer_supernode table: at each dose, the first ``moved[k]`` of ``n`` cells move to ``target`` (the last
+    cell to a third type at the second dose); the control moves ``control[k]`` and sends the rest of its calls to
+    a third type from the second dose on."""
     rows = []
     for k, scale in enumerate((1.0, 10.0)):
         for i in range(n):
             to_target, control_to_target = i < moved[k], i < control[k]
+            after = target if to_target else ("DC" if k and i == n - 1 else into)
             rows.append({"cell": f"{into}{i}", "scale": scale, "call_before": into,
-                         "call_after": target if to_target else into, "p_before": 0.1, "p_after": 0.5,
+                         "call_after": after, "p_before": 0.1, "p_after": 0.5,
                          "call_after_control": target if control_to_target else ("NK" if k else into),
                          "p_after_control": 0.1, "moved": to_target, "moved_control": control_to_target})
     frame = pd.DataFrame(rows)
@@ -74,7 +76,9 @@ def test_every_pair_is_steered_and_comes_back_to_its_circuit(monkeypatch, tmp_pa
     assert b_in_mono.n_moved.tolist() == [1, 3] and b_in_mono.n_moved_control.tolist() == [0, 1]
     assert b_in_mono.n_control_elsewhere.tolist() == [0, 3]  # at the high dose the control breaks calls elsewhere
     table = steering_matrix_table(matrix)
-    assert table.loc["B", "Mono"] == "1/3 of 4; control 0/1" and table.loc["Mono", "T"] == "1/1 of 4; control 0/1"
+    assert b_in_mono.n_elsewhere.tolist() == [0, 1] and b_in_mono.elsewhere.tolist() == ["", "DC"]
+    assert table.loc["B", "Mono"] == "1/3 of 4 (x10: 1 to DC); control 0/1"
+    assert table.loc["Mono", "T"] == "1/1 of 4 (x10: 1 to DC); control 0/1"
     # pairs where at least half the calls moved at some dose: B in Mono's cells (3 of 4), Mono in B's (2 of 4)
     line = steering_matrix_line(results, tmp_path)
     assert "In 2 of 4 pairs at least half" in line and "did so in 0 of 4" in line

@@ -94,7 +94,7 @@ def write_steering_matrix(results: dict, circuits: Path) -> None:
 def read_steering_matrix(circuits: Path) -> pd.DataFrame | None:
     """What :func:`write_steering_matrix` wrote, or ``None``."""
     path = circuits / FOLDER / MATRIX
-    return pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else None
+    return pd.read_csv(path, keep_default_na=False) if path.is_file() else None  # labels as written, "" kept
 
 
 def steering_matrix_line(results: dict, circuits: Path) -> str:

@@ -24,11 +24,14 @@ def _counts(values) -> str:
 
 
 def steering_matrix_table(matrix: pd.DataFrame) -> pd.DataFrame:
-    """One row per raised type, one column per steered type: the calls moved at each dose ("0/4/8/8 of 8") and
-    the control's ("control 0/0/0/0")."""
+    """One row per raised type, one column per steered type: the calls moved at each dose ("0/4/8/8 of 8"),
+    where the highest dose sent calls to a third type, how many and where ("x30: 8 to CD56+ NK"), and the
+    control's moved calls ("control 0/0/0/0")."""
     cells: dict = {}
     for (target, source), rows in matrix.sort_values("scale").groupby(["to_type", "from_type"], sort=False):
-        cells.setdefault(target, {})[source] = (f"{_counts(rows.n_moved)} of {int(rows.n_cells.iloc[0])}; "
+        top = rows.iloc[-1]
+        third = f" (x{top.scale:g}: {int(top.n_elsewhere)} to {top.elsewhere})" if top.n_elsewhere else ""
+        cells.setdefault(target, {})[source] = (f"{_counts(rows.n_moved)} of {int(rows.n_cells.iloc[0])}{third}; "
                                                 f"control {_counts(rows.n_moved_control)}")
     order = list(dict.fromkeys(list(matrix.to_type) + list(matrix.from_type)))
     frame = pd.DataFrame(cells).T.reindex(index=[t for t in order if t in cells],

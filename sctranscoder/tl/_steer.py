@@ -221,9 +221,10 @@ def _changes(values: dict, token_gene, n_prompt: int, scale: float) -> list:
 def steering_matrix(circuits: dict) -> pd.DataFrame:
     """Every steered pair of types at every dose, from each circuit's ``steering_into`` (the CLI's
     ``--steer-into``): ``to_type`` (A, whose supernodes were raised), ``from_type`` (B, whose cells were steered),
-    ``scale``, ``n_cells``, ``n_moved`` (calls that moved to A), ``n_moved_control`` (the same for as many random
-    features) and ``n_control_elsewhere`` (control calls that left B's call for a third type: random features at
-    high doses break calls too, only not towards A). Pairs that were skipped have no rows."""
+    ``scale``, ``n_cells``, ``n_moved`` (calls that moved to A), ``n_elsewhere`` (calls that left their own for a
+    third type) and ``elsewhere`` (the third type most of those went to), ``n_moved_control`` and
+    ``n_control_elsewhere`` (the same for as many random features: at high doses they break calls too, only not
+    towards A). Pairs that were skipped have no rows."""
     rows = []
     for circuit in circuits.values():
         for into, table in (getattr(circuit, "steering_into", None) or {}).items():
@@ -231,10 +232,13 @@ def steering_matrix(circuits: dict) -> pd.DataFrame:
                 continue
             target = str(table.attrs.get("to_type", circuit.cell_type))
             for scale, group in table.groupby("scale", sort=True):
-                before, control = group.call_before.astype(str), group.call_after_control.astype(str)
+                before = group.call_before.astype(str)
+                after, control = group.call_after.astype(str), group.call_after_control.astype(str)
+                third = after[(after != before) & (after != target)]
                 rows.append({"to_type": target, "from_type": str(into), "scale": float(scale),
-                             "n_cells": len(group), "n_moved": int(group.moved.sum()),
+                             "n_cells": len(group), "n_moved": int(group.moved.sum()), "n_elsewhere": len(third),
+                             "elsewhere": third.mode().iloc[0] if len(third) else "",
                              "n_moved_control": int(group.moved_control.sum()),
                              "n_control_elsewhere": int(((control != before) & (control != target)).sum())})
-    return pd.DataFrame(rows, columns=["to_type", "from_type", "scale", "n_cells", "n_moved", "n_moved_control",
-                                       "n_control_elsewhere"])
+    return pd.DataFrame(rows, columns=["to_type", "from_type", "scale", "n_cells", "n_moved", "n_elsewhere",
+                                       "elsewhere", "n_moved_control", "n_control_elsewhere"])
