@@ -140,6 +140,11 @@ def test_steering_at_several_doses_is_one_line_with_each_dose_beside_its_control
     table.loc[(table.scale == 10.0) & ~table.moved_control, "call_after_control"] = "CD19+ B"
     assert steering_sentence(table).endswith("moved it in 0 and 1 of 2 (mean P(Dendritic) -> 0.07 and 0.07) and to "
                                              "another type in 0 and 1 of 2.")
+    # supernodes that send calls to a third type (a cytotoxic program read as NK): said, with where most went
+    table.loc[(table.scale == 10.0) & (table.cell == table.cell.iloc[-1]), "call_after"] = "CD56+ NK"
+    table.loc[(table.scale == 10.0) & (table.cell == table.cell.iloc[-1]), "moved"] = False
+    assert ("moved the call to Dendritic in 0 and 1 of 2 (mean P(Dendritic) 0.05 -> 0.09 and 0.50) and to another "
+            "type in 0 and 1 of 2 (most to CD56+ NK); as many random features") in steering_sentence(table)
     # every supernode at one dose, as the API steers them: the words say which were raised and how
     single = frames[1].copy()
     single.attrs.update(selection="all")

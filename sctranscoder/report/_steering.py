@@ -91,13 +91,23 @@ def _dose_sentence(steering: pd.DataFrame) -> str:
     before = int((groups[0].call_before.astype(str) == target).sum())
     if before:
         line += f" ({before} of them already called {target})"
+    line += _elsewhere(groups, "call_after", target, n, where=True)  # e.g. a cytotoxic program read as NK
     if "moved_control" in steering:
         line += (f"; as many random features of the same layers raised at the same places moved it in "
                  f"{_series([str(int(g.moved_control.sum())) for g in groups])} of {n} (mean P({target}) -> "
                  f"{_series([_p(g.p_after_control.mean()) for g in groups])})")
         # the control is not inert: at high doses random features break the call, only not towards the target
-        elsewhere = [int(((g.call_after_control.astype(str) != g.call_before.astype(str))
-                          & (g.call_after_control.astype(str) != target)).sum()) for g in groups]
-        if any(elsewhere):
-            line += f" and to another type in {_series([str(k) for k in elsewhere])} of {n}"
+        line += _elsewhere(groups, "call_after_control", target, n)
     return line + "."
+
+
+def _elsewhere(groups, column: str, target: str, n: int, where: bool = False) -> str:
+    """" and to another type in a, b and c of n" (with ``where``: "(most to X)") where calls left their own for a
+    third type at some dose; "" where none did."""
+    from ..tl._steer import third_type_calls
+
+    third = [third_type_calls(g, target, column) for g in groups]
+    if not any(len(t) for t in third):
+        return ""
+    most = f" (most to {pd.concat(third).mode().iloc[0]})" if where else ""
+    return f" and to another type in {_series([str(len(t)) for t in third])} of {n}{most}"

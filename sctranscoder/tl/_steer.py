@@ -218,6 +218,13 @@ def _changes(values: dict, token_gene, n_prompt: int, scale: float) -> list:
     return changes
 
 
+def third_type_calls(table: pd.DataFrame, target: str, column: str = "call_after") -> pd.Series:
+    """The calls in ``column`` (``call_after``, or the control's ``call_after_control``) that left the cell's own
+    call for a type other than ``target``."""
+    before, after = table.call_before.astype(str), table[column].astype(str)
+    return after[(after != before) & (after != target)]
+
+
 def steering_matrix(circuits: dict) -> pd.DataFrame:
     """Every steered pair of types at every dose, from each circuit's ``steering_into`` (the CLI's
     ``--steer-into``): ``to_type`` (A, whose supernodes were raised), ``from_type`` (B, whose cells were steered),
@@ -232,13 +239,11 @@ def steering_matrix(circuits: dict) -> pd.DataFrame:
                 continue
             target = str(table.attrs.get("to_type", circuit.cell_type))
             for scale, group in table.groupby("scale", sort=True):
-                before = group.call_before.astype(str)
-                after, control = group.call_after.astype(str), group.call_after_control.astype(str)
-                third = after[(after != before) & (after != target)]
+                third = third_type_calls(group, target)
                 rows.append({"to_type": target, "from_type": str(into), "scale": float(scale),
                              "n_cells": len(group), "n_moved": int(group.moved.sum()), "n_elsewhere": len(third),
                              "elsewhere": third.mode().iloc[0] if len(third) else "",
                              "n_moved_control": int(group.moved_control.sum()),
-                             "n_control_elsewhere": int(((control != before) & (control != target)).sum())})
+                             "n_control_elsewhere": len(third_type_calls(group, target, "call_after_control"))})
     return pd.DataFrame(rows, columns=["to_type", "from_type", "scale", "n_cells", "n_moved", "n_elsewhere",
                                        "elsewhere", "n_moved_control", "n_control_elsewhere"])
