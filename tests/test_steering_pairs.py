@@ -90,9 +90,11 @@ def test_every_pair_is_steered_and_comes_back_to_its_circuit(monkeypatch, tmp_pa
     assert len(cells) == 4 * 2 * 4 and set(zip(cells.to_type, cells.from_type)) >= {("B", "Mono"), ("Mono", "T")}
     content = ReportContent()
     add_steering_matrix(content, back)
-    assert "2 of 4 pairs" in content.notes["Steering between the traced types."]
     (caption, shown), = content.tables.items()
-    assert caption.startswith("Steering between the traced types") and "supernodes raised (A)" in shown
+    assert caption == "Steering between the traced types" and "supernodes raised (A)" in shown
+    assert "In 2 of 4 pairs" in content.table_texts[caption]
+    page = sct.report._html.render_html(content)  # the headline sits between the caption and the table
+    assert page.index("<h3>Steering between") < page.index("In 2 of 4 pairs") < page.index("supernodes raised (A)")
 
 
 def test_one_pair_per_type_has_no_matrix(tmp_path):

@@ -79,6 +79,8 @@ class ReportContent:
     """Overview figures, by caption."""
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     """Overview tables, by caption."""
+    table_texts: dict[str, str] = field(default_factory=dict)
+    """A paragraph shown between an overview table's caption and the table (plain text), by caption."""
     cell_types: list[CellTypeSection] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
     """Every setting that produced the numbers, by name (shown in the methods)."""

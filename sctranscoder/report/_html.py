@@ -450,7 +450,8 @@ def render_html(content: ReportContent) -> str:
     for caption, figure in content.figures.items():
         body.append(_figure(figure, caption))
     for caption, frame in content.tables.items():
-        body.append(f"<h3>{_e(caption)}</h3>" + table_html(frame, index=False))
+        text = content.table_texts.get(caption)
+        body.append(f"<h3>{_e(caption)}</h3>" + (f"<p>{_e(text)}</p>" if text else "") + table_html(frame, index=False))
     body.extend(_section_html(s) for s in content.cell_types)
     body.append(shared_genes_html(content.cell_types))
     body.append('<h2 id="methods">Methods</h2>')

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ._steering import _series
+
 HALF = 0.5  # a pair "moves" where at least half of the steered cells' calls move at some dose
 
 
@@ -56,14 +58,16 @@ def matrix_sentence(matrix: pd.DataFrame) -> str:
 
 
 def add_steering_matrix(content, matrix: pd.DataFrame | None) -> None:
-    """The matrix in the report's overview: a headline (pairs moved, beside the control's count) and the table."""
+    """The matrix in the report's overview: a headline (pairs moved, beside the control's count) over the table."""
     if matrix is None or not len(matrix):
         return
-    doses = ", ".join(f"{s:g}" for s in sorted(matrix.scale.unique()))
-    content.notes["Steering between the traced types."] = (
-        f"Each type's supernodes that carry its call were raised together in the cells of every other traced type, "
-        f"at {doses} times their activation in the type's own traced cells. {matrix_sentence(matrix)} A type with "
-        "no row has no supernode that lowers its call when switched off, so none was raised.")
-    table = steering_matrix_table(matrix).reset_index()
-    content.tables["Steering between the traced types: calls moved to A at each dose, in the cells of B (columns), "
-                   "then the random-feature control's"] = table
+    doses = sorted(matrix.scale.unique())
+    caption = "Steering between the traced types"
+    content.tables[caption] = steering_matrix_table(matrix).reset_index()
+    content.table_texts[caption] = (
+        "Each type's supernodes that carry its call (rows, A) were raised together in the cells of every other "
+        f"traced type (columns, B), at {_series([f'{s:g}' for s in doses])} times their activation in A's own "
+        f"traced cells. {matrix_sentence(matrix)} Each entry gives the calls moved to A at each dose, of the cells "
+        f"steered; how many the highest dose sent to a third type instead, and where most went; then the same "
+        "count for the random features. A type with no row has no supernode that lowers its call when switched "
+        "off, so none was raised.")
