@@ -1,4 +1,6 @@
-"""Peak memory of the running process, for benchmarks that run each side in a fresh process."""
+"""Peak memory of the running process, for benchmarks that run each side in a fresh process, and that run."""
+
+import multiprocessing
 
 
 def peak_rss_mib() -> float:
@@ -11,3 +13,14 @@ def peak_rss_mib() -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def in_fresh_process(target, *args):
+    """``target(*args, queue)`` in a fresh (spawned) process; what it put on the queue."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result

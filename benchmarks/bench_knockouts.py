@@ -14,11 +14,10 @@ score difference and peak memory.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import time
 
 import numpy as np
-from _memory import peak_rss_mib  # benchmarks/ is on the path when a script runs
+from _memory import in_fresh_process, peak_rss_mib  # benchmarks/ is on the path when a script runs
 
 PANEL_TOP = 40
 
@@ -63,16 +62,6 @@ def side(name: str, n_cells: int, panel: str, repeats: int, queue) -> None:
     queue.put((best, np.concatenate(scores), sum(len(ids) for _, ids in cells), peak_rss_mib()))
 
 
-def run(name: str, n_cells: int, panel: str, repeats: int):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=side, args=(name, n_cells, panel, repeats, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=8)
@@ -81,8 +70,8 @@ def main() -> None:
     print(f"{'panel':<22} {'knockouts':>9} {'ours s':>7} {'whole s':>8} {'speed-up':>8} {'max |diff|':>10} "
           f"{'peak MiB ours / whole':>22}")
     for panel in ("every", "top"):
-        ours, scores, n, memory = run("ours", args.cells, panel, args.repeats)
-        whole, reference, _, memory_reference = run("whole", args.cells, panel, args.repeats)
+        ours, scores, n, memory = in_fresh_process(side, "ours", args.cells, panel, args.repeats)
+        whole, reference, _, memory_reference = in_fresh_process(side, "whole", args.cells, panel, args.repeats)
         label = "every sentence gene" if panel == "every" else f"first {PANEL_TOP} genes"
         print(f"{label:<22} {n:>9} {ours:>7.2f} {whole:>8.2f} {whole / ours:>7.2f}x "
               f"{np.abs(scores - reference).max():>10.1e} {memory:>10.0f} / {memory_reference:.0f}")

@@ -13,13 +13,12 @@ also the largest worker's).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
-from _memory import peak_rss_mib  # benchmarks/ is on the path when a script runs
+from _memory import in_fresh_process, peak_rss_mib  # benchmarks/ is on the path when a script runs
 
 
 def _setup(transcoders: Path):
@@ -65,16 +64,6 @@ def workers_side(n_workers: int, transcoders: Path, queue) -> None:
     queue.put((seconds, _summary(quality, circuits), peak_rss_mib(), largest_worker))
 
 
-def run(target, *args):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     from sctranscoder._workers import available_cores
 
@@ -87,8 +76,8 @@ def main() -> None:
         parser.error(f"--transcoders {args.transcoders} holds no layer0/: run the quickstart first "
                      "(sctranscoder quickstart --out quickstart_out) or point it at its transcoders/ folder")
 
-    fast, summary, memory, worker = run(workers_side, args.workers, args.transcoders)
-    slow, reference, memory_reference, _ = run(workers_side, 1, args.transcoders)
+    fast, summary, memory, worker = in_fresh_process(workers_side, args.workers, args.transcoders)
+    slow, reference, memory_reference, _ = in_fresh_process(workers_side, 1, args.transcoders)
     effects = max(np.abs(summary["effects"][t] - reference["effects"][t]).max()
                   if summary["effects"][t].shape == reference["effects"][t].shape else np.inf  # other supernodes
                   for t in reference["effects"])
