@@ -83,7 +83,8 @@ def test_quickstart_runs_the_pipeline_and_can_be_repeated(tmp_path, capsys):
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["train"]["d_hidden"] == 256 and run["circuits"]["n_cells"] == 1
     assert run["circuits"]["validate_cells"] == 2 and run["circuits"]["min_feature_share"] == 0.8
-    assert run["circuits"]["steer_cells"] == 2
+    assert run["circuits"]["steer_cells"] == 2 and run["circuits"]["steer_into"] == "next"
+    assert "workers" not in run["quickstart"]  # how fast a run goes, not what it finds
     from sctranscoder.cli import _parse
     again = _parse(["quickstart", "--out", str(tmp_path / "r"), "--config", str(out / "run.yaml")])
     assert (again.d_hidden, again.k, again.steps, again.n_largest) == (256, 8, 30, 2)
