@@ -281,7 +281,9 @@ class ReplacementModel:
         return True
 
     def _attention(self, frozen: bool | None = None):
-        return eager_attention(self.model) if (self.freeze_attention if frozen is None else frozen) else nullcontext()
+        """Eager attention (its patterns readable) where this pass freezes them; ``frozen`` defaults to the model's."""
+        frozen = self.freeze_attention if frozen is None else frozen
+        return eager_attention(self.model) if frozen else nullcontext()
 
     def _cached_patterns(self, window):
         """With frozen attention, the clean patterns in the prompt-once layout (recorded on first use; ``False``
