@@ -135,36 +135,50 @@ def matched_lists(structure: tuple[int, tuple[int, ...]], families: pd.Series, n
     return _draw_matched(structure, _family_table(families), n, rng)
 
 
-def _family_table(families: pd.Series) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each family's genes (families in sorted order) and their counts: what every draw of a null reads."""
+def _family_table(families: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every gene grouped by family (families in sorted order), where each family starts in that array, and how
+    many genes it has: what every draw of a null reads."""
     groups = families.groupby(families.values, sort=True).groups
-    members = [np.asarray(groups[name], dtype=object) for name in groups]
-    return members, np.array([len(m) for m in members])
+    genes = np.array([str(g) for name in groups for g in groups[name]], dtype=object)
+    sizes = np.array([len(groups[name]) for name in groups])
+    return genes, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64), sizes
+
+
+# rows of random keys drawn at once: bounds the (lists x families) arrays
+_DRAW_CHUNK = 256
 
 
 def _draw_matched(structure, table, n: int, rng) -> list[list[str]]:
-    """:func:`matched_lists` on a :func:`_family_table`."""
-    members, sizes = table
+    """:func:`matched_lists` on a :func:`_family_table`, every list of a chunk drawn at once: a uniform pick among
+    the eligible families is the arg-max of uniform keys; a weighted draw without replacement is the top of
+    ``log(u) / weight`` keys (Efraimidis and Spirakis 2006), the same law as drawing one family at a time."""
+    genes, starts, sizes = table
     size, shared = structure
     n_single = size - sum(shared)
-    out = []
-    for _ in range(n):
-        used = np.zeros(len(members), bool)
-        genes: list = []
+    if n_single > len(sizes) - len(shared):
+        raise ValueError("The background has too few families to draw a matched list.")
+    out: list[list[str]] = []
+    for first in range(0, n, _DRAW_CHUNK):
+        rows = min(_DRAW_CHUNK, n - first)
+        used = np.zeros((rows, len(sizes)), bool)
+        picked = []
         for count in shared:
-            eligible = np.flatnonzero((sizes >= count) & ~used)
-            if not eligible.size:
+            eligible = (sizes >= count) & ~used
+            if not eligible.any(axis=1).all():
                 raise ValueError(f"No unused family of {count} or more genes in the background to match a list.")
-            pick = rng.choice(eligible)
-            used[pick] = True
-            genes.extend(rng.choice(members[pick], count, replace=False))
-        free = np.flatnonzero(~used)
-        if n_single > free.size:
-            raise ValueError("The background has too few families to draw a matched list.")
-        picks = rng.choice(free, n_single, replace=False, p=sizes[free] / sizes[free].sum())
-        # one random member of each picked family (the same draws, in order, as one choice per family)
-        genes.extend(members[pick][at] for pick, at in zip(picks, rng.integers(0, sizes[picks])))
-        out.append([str(g) for g in genes])
+            family = np.where(eligible, rng.random(used.shape), -1.0).argmax(axis=1)
+            used[np.arange(rows), family] = True
+            # ``count`` members of each picked family without replacement: the smallest of uniform keys
+            keys = rng.random((rows, int(sizes[family].max())))
+            keys[np.arange(keys.shape[1]) >= sizes[family][:, None]] = np.inf
+            picked.append(starts[family][:, None] + np.argsort(keys, axis=1)[:, :count])
+        if n_single:
+            keys = np.where(used, -np.inf, np.log(rng.random(used.shape)) / sizes)
+            family = np.argpartition(-keys, n_single - 1, axis=1)[:, :n_single]
+            # one random member of each
+            picked.append(starts[family] + (rng.random(family.shape) * sizes[family]).astype(np.int64))
+        drawn = np.concatenate(picked, axis=1) if picked else np.zeros((rows, 0), np.int64)
+        out.extend(genes[drawn].tolist())
     return out
 
 
