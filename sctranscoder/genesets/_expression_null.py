@@ -63,13 +63,9 @@ def expression_matched_lists(genes, expression: pd.Series, n: int, *, n_bins: in
                       f"{n_bins} expression bins; matched in {bins} instead.", UserWarning, stacklevel=2)
     pools, need = found
     rng = rng if rng is not None else np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        drawn: list[str] = []
-        for b, count in need.items():
-            drawn.extend(rng.choice(pools[b], int(count), replace=False))
-        out.append([str(g) for g in drawn])
-    return out
+    # every list at once: ``count`` genes of a bin without replacement are the smallest of uniform keys
+    drawn = [pools[b][np.argsort(rng.random((n, len(pools[b]))), axis=1)[:, :int(count)]] for b, count in need.items()]
+    return np.concatenate(drawn, axis=1).astype(str).tolist() if drawn else [[] for _ in range(n)]
 
 
 def _null_best_p(genes, expression: pd.Series, background: list, gene_sets, n_null: int, min_set_size: int,
