@@ -53,12 +53,10 @@ def workers_side(n_workers: int, transcoders: Path, queue) -> None:
     with Workers(n_workers) as workers:
         quality = workers.submit(sct.tl.evaluate_transcoders, cells, model, transcoders, cells=cells.obs_names,
                                  label_key=label_key, progress=False)
-        meanings = workers.submit(feature_meanings, cells, model, transcoders)
-        controls = workers.submit(sct.tl.feature_controls, cells, model, transcoders, untrained=False,
-                                  seed=args.transcoder_seed, n_null=200, progress=False)
+        meanings = workers.submit(feature_meanings, cells, model, transcoders, args.transcoder_seed)
         circuits = run_circuits(cells, model, transcoders, args, label_key, progress=False, ranked_by=adata,
                                 workers=workers, knockout_pool=adata[held_out].copy())
-        quality, _, _ = quality.result(), meanings.result(), controls.result()
+        quality, _ = quality.result(), meanings.result()
     seconds = time.perf_counter() - start
     largest_worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     queue.put((seconds, _summary(quality, circuits), peak_rss_mib(), largest_worker))

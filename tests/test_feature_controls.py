@@ -2,6 +2,7 @@
 table says what was run."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -72,6 +73,24 @@ def test_a_planted_feature_passes_and_its_random_direction_does_not(planted_feat
     assert "skipped" in untrained.note and np.isnan(untrained.fraction_enriched)
     assert set(cells.uns) | set(cells.obsm) == before | {"feature_controls"}  # controls stay out of the user's data
     assert table.attrs["settings"]["cells"] == cells.n_obs
+
+
+def test_activity_already_computed_gives_the_same_table_and_must_match_the_controls_settings(planted_feature):
+    cells, model, transcoders, _ = planted_feature
+    options = {"gene_sets": "reactome", "untrained": False, "n_null": 50, "progress": False}
+    fresh = sct.tl.feature_controls(cells.copy(), model, transcoders, **options)
+    read = cells.copy()
+    sct.tl.feature_activity(read, model, transcoders, 0, key_added="mine", progress=False)
+    mine = {k: v for k, v in read.uns["mine"].items()}
+    reused = sct.tl.feature_controls(read, model, transcoders, activity_keys={0: "mine"}, **options)
+    pd.testing.assert_frame_equal(fresh, reused)
+    assert fresh.attrs["enriched_features"] == reused.attrs["enriched_features"]
+    assert read.uns["mine"].keys() == mine.keys()  # the user's activity is read, not rewritten
+    with pytest.raises(KeyError, match="no feature activity under 'nothing'"):
+        sct.tl.feature_controls(read, model, transcoders, activity_keys={0: "nothing"}, **options)
+    sct.tl.feature_activity(read, model, transcoders, 0, pool="mean", key_added="mean_pooled", progress=False)
+    with pytest.raises(ValueError, match="made with pool='mean', the controls with pool='max'"):
+        sct.tl.feature_controls(read, model, transcoders, activity_keys={0: "mean_pooled"}, **options)
 
 
 def test_features_with_too_few_genes_to_test_fire_but_are_not_counted(planted_feature):

@@ -116,16 +116,12 @@ def cmd_quickstart(args) -> None:
     with Workers(worker_count(model, args.workers)) as workers:
         quality = workers.submit(sct.tl.evaluate_transcoders, test_cells, model, transcoders,
                                  cells=test_cells.obs_names, label_key=label_key)
-        activity = workers.submit(feature_meanings, test_cells, model, transcoders)
-        # random directions that fire as often: what the enriched share would be by chance (the untrained-model
-        # control trains a transcoder per layer, too slow for a first run)
-        controls = workers.submit(sct.tl.feature_controls, test_cells, model, transcoders, untrained=False,
-                                  seed=args.transcoder_seed, n_null=200, progress=False)
+        meanings = workers.submit(feature_meanings, test_cells, model, transcoders, args.transcoder_seed)
         # circuits traced on held-out cells and knocked out in up to --knockout-cells held-out cells of each type
         # (more than the sample above holds)
         circuits = run_circuits(test_cells, model, transcoders, args, label_key, ranked_by=adata, workers=workers,
                                 knockout_pool=adata[held_out].copy() if settings.tie_key != "row" else None)
-        quality, (features, feature_enrichment), controls = quality.result(), activity.result(), controls.result()
+        quality, (features, feature_enrichment, controls) = quality.result(), meanings.result()
     for key, result in features.items():  # every layer's, so the report can show a card for every circuit feature
         test_cells.obsm[key], test_cells.uns[key] = result["cells"], result["uns"]
     with atomic_path(out / "transcoder_quality.csv") as tmp:
@@ -158,19 +154,28 @@ def cmd_quickstart(args) -> None:
     print("  features against random directions: " + sct.tl.control_headline(controls, max(transcoders)))
 
 
-def feature_meanings(cells, model, transcoders) -> tuple[dict, object]:
+def feature_meanings(cells, model, transcoders, seed: int) -> tuple[dict, object, object]:
     """Every layer's feature activity (``{key: feature_activity's result}``: the last layer's under ``features``,
-    the others under ``features_layer{n}``) and the last layer's features' enriched sets, tested against the
-    hypergeometric FDR and against random lists that keep gene-name families (spelling). The controls
-    (:func:`sctranscoder.tl.feature_controls`) use the same spelling null (200 lists), so their trained rows are
-    this table's."""
+    the others under ``features_layer{n}``), the last layer's features' enriched sets (tested against the
+    hypergeometric FDR and against random lists that keep gene-name families: spelling) and, beside them, every
+    layer's enriched share against random directions that fire as often (:func:`sctranscoder.tl.feature_controls`,
+    reading the same activity; the untrained-model control trains a transcoder per layer, too slow for a first
+    run). The controls use the same spelling null (200 lists), so their trained rows are this table's."""
     import sctranscoder as sct
 
     last, features = max(transcoders), {}
     for layer in sorted(transcoders):
-        key = "features" if layer == last else f"features_layer{layer}"
+        key = features_key(layer, last)
         features[key] = sct.tl.feature_activity(cells, model, transcoders, layer, progress=False, key_added=key)
-    return features, sct.tl.enrich_beyond_spelling(cells, model=model)
+    enrichment = sct.tl.enrich_beyond_spelling(cells, model=model)
+    controls = sct.tl.feature_controls(cells, model, transcoders, untrained=False, seed=seed, n_null=200,
+                                       progress=False, activity_keys={layer: features_key(layer, last)
+                                                                      for layer in transcoders})
+    return features, enrichment, controls
+
+
+def features_key(layer: int, last: int) -> str:
+    return "features" if layer == last else f"features_layer{layer}"
 
 
 def _report(sct, cells, label_key, quality, feature_enrichment, controls, circuit_enrichment, circuits, args, out,

@@ -57,18 +57,29 @@ def _token_losses(model, ids, mask, loss_mask):
 def mlp_output_means(model, batches, layers, *, positions=None) -> dict:
     """Mean MLP output per layer over the real tokens of the batches (for mean ablation); with
     ``positions`` (``input_ids -> bool (batch, tokens)``), over the chosen ones among them."""
+    return _clean_pass(model, batches, layers, positions, with_loss=False)[0]
+
+
+@torch.no_grad()
+def _clean_pass(model, batches, layers, positions, *, with_loss: bool = True) -> tuple[dict, float]:
+    """:func:`mlp_output_means` and the clean next-token loss over the loss masks (``nan`` without
+    ``with_loss``), from one pass."""
     from ..harvest import MLPCapture
 
-    sums, count = {}, 0
+    sums, count, loss, n_loss = {}, 0, 0.0, 0
     with MLPCapture(model, layers) as capture:
-        for ids, mask, _ in batches:
-            model(input_ids=ids, attention_mask=mask, use_cache=False)
+        for ids, mask, loss_mask in batches:
+            if with_loss:
+                s, c = _token_losses(model, ids, mask, loss_mask)
+                loss, n_loss = loss + s, n_loss + c
+            else:
+                model(input_ids=ids, attention_mask=mask, use_cache=False)
             real = mask.bool() if positions is None else mask.bool() & positions(ids).to(mask.device, torch.bool)
             for layer in capture.layers:
                 total = capture.outputs[layer][real].sum(0)
                 sums[layer] = total if layer not in sums else sums[layer] + total
             count += int(real.sum())
-    return {layer: total / count for layer, total in sums.items()}
+    return {layer: total / count for layer, total in sums.items()}, loss / n_loss if n_loss else float("nan")
 
 
 @torch.no_grad()
@@ -102,7 +113,7 @@ def spliced_cross_entropy(model, transcoders: dict, batches, *, each_layer: bool
 
     model.eval()
     layers = sorted(transcoders)
-    means = mlp_output_means(model, batches, layers, positions=positions)
+    means, clean = _clean_pass(model, batches, layers, positions)
 
     def ce(replacements) -> float:
         total, n, chosen = 0.0, 0, {}
@@ -122,8 +133,6 @@ def spliced_cross_entropy(model, transcoders: dict, batches, *, each_layer: bool
 
     def mean(keys):
         return {k: (lambda x, m=means[k]: m.to(x.dtype).expand_as(x)) for k in keys}
-
-    clean = ce({})
 
     def summary(keys):
         result = {"ce": ce(spliced(keys)), "ce_zero": ce(zero(keys)), "ce_mean": ce(mean(keys))}

@@ -22,13 +22,15 @@ COLUMNS = ["layer", "side", "n_features", "n_listable", "n_enriched", "fraction_
 MIN_LISTABLE_GENES = 3
 
 
-def _enriched_features(adata, model, transcoder_map, layer, gene_sets, key, n_top, gene_score, test, progress):
+def _enriched_features(adata, model, transcoder_map, layer, gene_sets, key, n_top, gene_score, test, progress,
+                        *, computed: bool = False):
     """(alive features, testable ones, the testable ones with a set enriched beyond spelling) for one layer,
-    genes ranked by ``gene_score``."""
+    genes ranked by ``gene_score``; ``computed``: the feature activity is already under ``key``."""
     from ._features import alive_features, feature_activity, feature_genes
     from ._spelling import enrich_beyond_spelling
 
-    feature_activity(adata, model, transcoder_map, layer, key_added=key, progress=progress)
+    if not computed:
+        feature_activity(adata, model, transcoder_map, layer, key_added=key, progress=progress)
     adata.uns[key]["gene_score"] = gene_score
     alive = alive_features(adata, key=key)
     if not alive.size:
@@ -44,6 +46,28 @@ def _enriched_features(adata, model, transcoder_map, layer, gene_sets, key, n_to
     return int(alive.size), len(listable), sorted(passed & listable)
 
 
+def _checked_activity_keys(adata, activity_keys: dict, layers) -> dict:
+    keys = {int(layer): key for layer, key in activity_keys.items()}
+    for layer, key in keys.items():
+        if key not in adata.obsm or key not in adata.uns:
+            raise KeyError(f"activity_keys: no feature activity under {key!r} for layer {layer}; run "
+                           f"sct.tl.feature_activity(adata, model, transcoders, {layer}, key_added={key!r}) first, "
+                           "or leave the layer out of activity_keys.")
+        if int(adata.uns[key]["layer"]) != layer:
+            raise ValueError(f"activity_keys: {key!r} holds layer {adata.uns[key]['layer']}'s activity, not layer "
+                             f"{layer}'s.")
+    return {layer: key for layer, key in keys.items() if layer in layers}
+
+
+def _same_pipeline(trained: dict, control: dict, key: str) -> None:
+    """The trained side read from ``key`` was made as the controls are, so the comparison is like for like."""
+    differ = [name for name in ("pool", "tokens", "n_genes") if trained[name] != control[name]]
+    if differ:
+        raise ValueError(f"activity_keys: {key!r} was made with {', '.join(f'{n}={trained[n]!r}' for n in differ)}, "
+                         f"the controls with {', '.join(f'{n}={control[n]!r}' for n in differ)}; rerun "
+                         "feature_activity with feature_controls' settings or leave the layer out of activity_keys.")
+
+
 def _fisher_greater(trained: tuple[int, int], control: tuple[int, int]) -> float:
     """One-sided Fisher's exact p that the trained features are enriched more often than the control's."""
     from scipy.stats import fisher_exact
@@ -56,7 +80,7 @@ def _fisher_greater(trained: tuple[int, int], control: tuple[int, int]) -> float
 
 def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None, untrained: bool = True,
                      n_top: int = 25, max_fdr: float = 0.05, n_null: int = 1000, seed: int = 0,
-                     gene_score: str = GENE_SCORE, progress: bool = True,
+                     gene_score: str = GENE_SCORE, activity_keys: dict | None = None, progress: bool = True,
                      key_added: str = "feature_controls") -> pd.DataFrame:
     """How often trained transcoder features are enriched in gene sets, beside randomized controls.
 
@@ -93,6 +117,10 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
         Seed of the random directions, the re-initialisation and the null.
     gene_score
         What ranks each feature's genes, on every side: ``"activity"`` or ``"contrast"`` (:func:`feature_genes`).
+    activity_keys
+        ``{layer: key}`` where :func:`feature_activity` already ran on ``adata`` with these transcoders (its
+        ``key_added``): those layers' trained side reads it instead of running the model again. It must have
+        been made with the settings the controls use (pool, tokens, genes per prompt), or this raises.
     key_added
         ``adata.uns[key_added]`` gets the table.
 
@@ -123,13 +151,18 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
     rows, enriched_features = [], {}
     # the MLP inputs the random directions are calibrated on: one pass of the model for every layer
     store = harvest(scratch, model, layers, None, dtype="float32", only_genes=True, progress=False)
+    activity_keys = _checked_activity_keys(adata, activity_keys or {}, layers)
     for layer in layers:
-        counts = {"trained": _enriched_features(scratch, model, transcoders, layer, gene_sets,
-                                                "_control_trained", n_top, gene_score, test, progress)}
         inputs, _ = store.read(layer)
         directions = random_directions(transcoders[layer], torch.as_tensor(inputs).float(), seed=seed + layer)
-        counts["random_directions"] = _enriched_features(scratch, model, {layer: directions}, layer, gene_sets,
-                                                         "_control_random", n_top, gene_score, test, progress)
+        counts = {"random_directions": _enriched_features(scratch, model, {layer: directions}, layer, gene_sets,
+                                                          "_control_random", n_top, gene_score, test, progress)}
+        trained_key = activity_keys.get(layer, "_control_trained")
+        if layer in activity_keys:
+            _same_pipeline(scratch.uns[trained_key], scratch.uns["_control_random"], trained_key)
+        counts = {"trained": _enriched_features(scratch, model, transcoders, layer, gene_sets, trained_key, n_top,
+                                                gene_score, test, progress, computed=layer in activity_keys),
+                  **counts}
         if untrained_model is not None:
             # every cell trains the control: the model's recorded held-out cells may be all of these
             retrained = train_transcoders(scratch, untrained_model, [layer], cfg=transcoders[layer].cfg,
