@@ -47,9 +47,13 @@ def evaluate(transcoder, batches, *, dense_threshold: float | None = None) -> di
 
 
 def _token_losses(model, ids, mask, loss_mask):
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
-    losses = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    """Summed next-token loss over the tokens ``loss_mask`` marks (each predicted from the one before) and their
+    count, with logits only where they predict a marked token (a C2S prompt's answer: a few positions of many)."""
     keep = loss_mask[:, 1:].bool()
+    columns = torch.nonzero(keep.any(0)).flatten()
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=columns).logits.float()
+    losses = F.cross_entropy(logits.transpose(1, 2), ids[:, columns + 1], reduction="none")
+    keep = keep[:, columns]
     return float(losses[keep].sum()), int(keep.sum())
 
 
@@ -73,7 +77,7 @@ def _clean_pass(model, batches, layers, positions, *, with_loss: bool = True) ->
                 s, c = _token_losses(model, ids, mask, loss_mask)
                 loss, n_loss = loss + s, n_loss + c
             else:
-                model(input_ids=ids, attention_mask=mask, use_cache=False)
+                model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)  # MLPs read only
             real = mask.bool() if positions is None else mask.bool() & positions(ids).to(mask.device, torch.bool)
             for layer in capture.layers:
                 total = capture.outputs[layer][real].sum(0)
