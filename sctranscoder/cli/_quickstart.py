@@ -106,7 +106,7 @@ def cmd_quickstart(args) -> None:
                                subsample=args.subsample, seed=args.transcoder_seed)
         transcoders = sct.tl.train_transcoders(
             adata, model, args.layers, out / "transcoders", store=store, held_out=held_out, label_key=label_key,
-            **transcoder_settings(args))
+            executor=workers, **transcoder_settings(args))
         timings["transcoders"] = time.perf_counter() - start
 
         # 3-5. faithfulness on the model's held-out cells, the circuits behind the largest cell types and what the

@@ -36,6 +36,7 @@ def train_transcoders(
     live: bool = False,
     precision: str = "auto",
     encoded=None,
+    executor=None,
     key_added: str = "transcoders",
     progress: bool = True,
     **settings,
@@ -72,7 +73,12 @@ def train_transcoders(
         for the model pass and the transcoder steps; weights stay float32.
     encoded
         ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`, with the same
-        ``label_key``); default: tokenize them here, once.
+        ``label_key``); default: tokenize them here, once (not at all when ``store`` is given).
+    executor
+        A :class:`concurrent.futures.Executor` (or anything whose ``submit`` returns a future, e.g. a process
+        pool) to train the layers side by side from
+        ``store`` or the harvest, one task per layer (a small transcoder's steps gain nothing from a second
+        thread, so separate processes do); default: one after another, here.
 
     key_added
         ``adata.uns[key_added]`` records where the transcoders are and which cells were held out
@@ -82,7 +88,7 @@ def train_transcoders(
     -------
     ``{layer: Transcoder}``.
     """
-    from ..harvest import mlp_sites
+    from ..harvest import MemoryStore, mlp_sites
     from ..prompt import resolve_cells
     from ..tc import config_for_width, train, train_live
     from ._harvest import harvest
@@ -91,8 +97,9 @@ def train_transcoders(
     layers = list(mlp_sites(model.model, layers))
     held = held_out_mask(adata, model, eval_fraction) if held_out is None else np.asarray(held_out, bool)
     out_dir = Path(out_dir) if out_dir is not None else None
-    encoded = resolve_cells(adata, model, encoded, label_key=label_key, with_answers=True, progress=progress)
-    cells, encoded = adata[~held].copy(), encoded.subset(~held)
+    if store is None:
+        encoded = resolve_cells(adata, model, encoded, label_key=label_key, with_answers=True, progress=progress)
+        cells, encoded = adata[~held].copy(), encoded.subset(~held)
     if store is None and live:
         model.model.eval()
         transcoders = train_live(model.model, encoded.documents, cells.n_obs, layers, cfg, out_dir=out_dir,
@@ -101,8 +108,14 @@ def train_transcoders(
         if store is None:
             store = harvest(cells, model, layers, out_dir / "activations" if out_dir else None,
                             label_key=label_key, encoded=encoded, progress=progress)
-        transcoders = {layer: train(store, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
-                                    model_name=str(model.name_or_path), progress=progress) for layer in layers}
+        options = {"model_name": str(model.name_or_path), "progress": progress}
+        places = {layer: out_dir / f"layer{layer}" if out_dir else None for layer in layers}
+        if executor is None:
+            transcoders = {layer: train(store, layer, cfg, out_dir=places[layer], **options) for layer in layers}
+        else:  # each task gets only its layer's rows of an in-memory store
+            jobs = {layer: executor.submit(train, store.only([layer]) if isinstance(store, MemoryStore) else store,
+                                           layer, cfg, out_dir=places[layer], **options) for layer in layers}
+            transcoders = {layer: job.result() for layer, job in jobs.items()}
     adata.uns[key_added] = {"path": str(out_dir) if out_dir else None, "layers": layers,
                                 "held_out_cells": list(map(str, adata.obs_names[held]))}
     return transcoders
