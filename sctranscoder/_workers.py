@@ -44,36 +44,23 @@ def worker_count(model, requested: int | None = None) -> int:
     return max(1, available_cores())
 
 
-def _start_worker(threads: int, preload: tuple) -> None:
-    import importlib
-
+def _one_thread_each(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    for module in preload:
-        importlib.import_module(module)
-
-
-def _ready() -> None:
-    """A task that does nothing: submitting it starts the worker processes."""
 
 
 class Workers:
     """``submit(fn, *args, **kwargs)`` returns a :class:`concurrent.futures.Future`: run in one of ``n`` spawned
-    processes (the cores shared between them) when ``n > 1``, else at once, in this process.
+    processes (the cores shared between them) when ``n > 1``, else at once, in this process."""
 
-    The processes start at once and import the ``preload`` modules (e.g. the model's class), so a pool made
-    before other work has them ready when that work is done.
-    """
-
-    def __init__(self, n: int = 1, preload: tuple = ()):
+    def __init__(self, n: int = 1):
         self.n = max(1, int(n))
         self._pool = None
         if self.n > 1:
             threads = max(1, available_cores() // self.n)
             self._pool = cf.ProcessPoolExecutor(self.n, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_start_worker, initargs=(threads, tuple(preload)))
-            self._pool.submit(_ready)
+                                                initializer=_one_thread_each, initargs=(threads,))
 
     def submit(self, fn, /, *args, **kwargs) -> cf.Future:
         if self._pool is not None:

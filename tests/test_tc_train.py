@@ -127,28 +127,6 @@ def test_transcoders_spliced_into_the_default_model(pbmc_template):
     assert not torch.allclose(zeroed, model.model(input_ids=ids).logits)
 
 
-def test_layers_trained_side_by_side_in_worker_processes_match_one_after_another(pbmc_template):
-    from sctranscoder._workers import Workers
-
-    model = sct.models.default()
-    cells = pbmc_template[:40].copy()
-    held = np.zeros(cells.n_obs, bool)
-    store = sct.tl.harvest(cells, model, [0, 2], None, progress=False)
-    only = store.only([2])
-    assert only.layers == [2] and len(only) == len(store)
-    assert all(torch.equal(a, b) for a, b in zip(only.read(2), store.read(2)))
-    with pytest.raises(KeyError, match="Layer 0 was not harvested"):
-        only.read(0)
-    settings = {"activation": "topk", "k": 8, "d_hidden": 64, "batch_size": 256, "n_tokens": 256 * 20,
-                "progress": False, "store": store, "held_out": held}
-    here = sct.tl.train_transcoders(cells, model, [0, 2], **settings)
-    with Workers(2) as workers:
-        apart = sct.tl.train_transcoders(cells, model, [0, 2], executor=workers, **settings)
-    assert sorted(apart) == [0, 2]
-    for layer in (0, 2):  # the same seeds and rows; one thread against two may round differently
-        assert torch.allclose(here[layer].W_enc, apart[layer].W_enc, atol=1e-5)
-
-
 def test_live_training_from_the_model(pbmc_template):
     model = sct.models.default()
     cells = pbmc_template[:40].copy()

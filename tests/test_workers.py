@@ -12,12 +12,6 @@ def _where_and_threads(x):
     return os.getpid(), torch.get_num_threads(), x * 2
 
 
-def _imported(module):
-    import sys
-
-    return module in sys.modules
-
-
 def _fails(message):
     raise ValueError(message)
 
@@ -57,10 +51,3 @@ def test_workers_run_in_other_processes_with_the_cores_shared():
         assert {f.result()[1] for f in results} == {max(1, available_cores() // 2)}
         with pytest.raises(ValueError, match="bad gene"):
             failed.result()
-
-
-def test_workers_start_at_once_and_import_what_they_are_told():
-    with Workers(2, preload=("json.tool",)) as workers:  # not imported by a spawned worker on its own
-        assert workers.submit(_imported, "json.tool").result()
-    with Workers(2) as workers:
-        assert not workers.submit(_imported, "json.tool").result()

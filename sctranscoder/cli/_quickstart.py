@@ -76,46 +76,44 @@ def cmd_quickstart(args) -> None:
     clock = time.perf_counter()
     timings = {}
 
+    # 1. cell sentences, prompts and the inverse transform
+    adata = sct.datasets.pbmc68k_reduced()
+    sct.pp.cell_sentences(adata, n_genes=args.n_genes, tie_break=args.tie_break, seed=args.seed,
+                          chunk_size=args.chunk_size)
+    sentences_path = sct.pp.write_sentences(
+        adata, out / "sentences.parquet", obs_columns=["bulk_labels", "louvain"], n_genes=args.n_genes,
+        tie_break=args.tie_break, seed=args.seed, chunk_size=args.chunk_size, progress=False,
+    )
+    fit = sct.pp.fit_rank_expression(adata, inplace=False)
+    # the model reads sentences made with its own prompt settings: the spine builds them on a fresh copy
     model = sct.models.default()
-    # the workers start now, so their imports overlap the sentences and the transcoders' training
-    with Workers(worker_count(model, args.workers), preload=("sctranscoder", type(model.model).__module__)) as workers:
-        # 1. cell sentences, prompts and the inverse transform
-        adata = sct.datasets.pbmc68k_reduced()
-        sct.pp.cell_sentences(adata, n_genes=args.n_genes, tie_break=args.tie_break, seed=args.seed,
-                              chunk_size=args.chunk_size)
-        sentences_path = sct.pp.write_sentences(
-            adata, out / "sentences.parquet", obs_columns=["bulk_labels", "louvain"], n_genes=args.n_genes,
-            tie_break=args.tie_break, seed=args.seed, chunk_size=args.chunk_size, progress=False,
-        )
-        fit = sct.pp.fit_rank_expression(adata, inplace=False)
-        # the model reads sentences made with its own prompt settings: the spine builds them on a fresh copy
-        label_key = model.metadata["label_key"]
-        adata = sct.datasets.pbmc68k_reduced()
-        settings = sct.tl.prompt_settings(adata, model, label_key=label_key)
-        prompts = sct.pp.prompts(adata, label_key=label_key, **settings.prompt_options())
-        with atomic_path(out / "prompts.parquet") as tmp:
-            prompts.to_parquet(tmp)
-        _write_text(out / "rank_expression_fit.json", json.dumps(fit, indent=2))
-        timings["sentences"] = time.perf_counter() - clock
+    label_key = model.metadata["label_key"]
+    adata = sct.datasets.pbmc68k_reduced()
+    settings = sct.tl.prompt_settings(adata, model, label_key=label_key)
+    prompts = sct.pp.prompts(adata, label_key=label_key, **settings.prompt_options())
+    with atomic_path(out / "prompts.parquet") as tmp:
+        prompts.to_parquet(tmp)
+    _write_text(out / "rank_expression_fit.json", json.dumps(fit, indent=2))
+    timings["sentences"] = time.perf_counter() - clock
 
-        # 2. transcoders on every layer of the default model, from one harvest of a sample of training cells' tokens
-        start = time.perf_counter()
-        held_out = sct.tl.held_out_mask(adata, model)
-        train_cells = _sample(adata, ~held_out, args.train_cells, label_key, args.transcoder_seed)
-        store = sct.tl.harvest(adata[train_cells].copy(), model, args.layers, None, label_key=label_key,
-                               subsample=args.subsample, seed=args.transcoder_seed)
-        transcoders = sct.tl.train_transcoders(
-            adata, model, args.layers, out / "transcoders", store=store, held_out=held_out, label_key=label_key,
-            executor=workers, **transcoder_settings(args))
-        timings["transcoders"] = time.perf_counter() - start
+    # 2. transcoders on every layer of the default model, from one harvest of a sample of the training cells' tokens
+    start = time.perf_counter()
+    held_out = sct.tl.held_out_mask(adata, model)
+    train_cells = _sample(adata, ~held_out, args.train_cells, label_key, args.transcoder_seed)
+    store = sct.tl.harvest(adata[train_cells].copy(), model, args.layers, None, label_key=label_key,
+                           subsample=args.subsample, seed=args.transcoder_seed)
+    transcoders = sct.tl.train_transcoders(
+        adata, model, args.layers, out / "transcoders", store=store, held_out=held_out, label_key=label_key,
+        **transcoder_settings(args))
+    timings["transcoders"] = time.perf_counter() - start
 
-        # 3-5. faithfulness on the model's held-out cells, the circuits behind the largest cell types and what the
-        # features mean beside their controls: independent steps, side by side where that is faster (a small model
-        # on CPU)
-        start = time.perf_counter()
-        test_cells = adata[_sample(adata, held_out, args.eval_cells, label_key, args.transcoder_seed)].copy()
-        if settings.tie_key == "row":  # a model from before name-keyed ties: its sentences depend on the row
-            test_cells.obsm.pop(RANKS_KEY, None)  # so they are made on the subset itself, where knockouts re-rank
+    # 3-5. faithfulness on the model's held-out cells, the circuits behind the largest cell types and what the
+    # features mean beside their controls: independent steps, side by side where that is faster (a small model on CPU)
+    start = time.perf_counter()
+    test_cells = adata[_sample(adata, held_out, args.eval_cells, label_key, args.transcoder_seed)].copy()
+    if settings.tie_key == "row":  # a model from before name-keyed ties: its sentences depend on the row
+        test_cells.obsm.pop(RANKS_KEY, None)  # so they are made on the subset itself, where knockouts re-rank
+    with Workers(worker_count(model, args.workers)) as workers:
         quality = workers.submit(sct.tl.evaluate_transcoders, test_cells, model, transcoders,
                                  cells=test_cells.obs_names, label_key=label_key)
         meanings = workers.submit(feature_meanings, test_cells, model, transcoders, args.transcoder_seed)

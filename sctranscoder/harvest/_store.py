@@ -179,16 +179,6 @@ class MemoryStore(_Store):
     def finish(self, n_chunks: int) -> None:
         self.info["complete"], self.info["n_chunks"] = True, int(n_chunks)
 
-    def only(self, layers) -> MemoryStore:
-        """The same rows with only ``layers``' activations (the tensors are shared, not copied): what a task
-        that reads those layers needs to be sent."""
-        layers = [self._check_layer(int(layer)) for layer in layers]
-        kept = {_key(layer, side) for layer in layers for side in ("in", "out")} | set(METADATA)
-        subset = MemoryStore(layers, {k: self.d_in[k] for k in layers}, {k: self.d_out[k] for k in layers},
-                             self.dtype, self.info)
-        subset._shards = {chunk: {k: v for k, v in tensors.items() if k in kept} for chunk, tensors in self._shards.items()}
-        return subset
-
 
 class ActivationStore(_Store):
     """A sharded activation store in a folder (see the module docstring for the layout).

@@ -36,7 +36,6 @@ def train_transcoders(
     live: bool = False,
     precision: str = "auto",
     encoded=None,
-    executor=None,
     key_added: str = "transcoders",
     progress: bool = True,
     **settings,
@@ -74,11 +73,6 @@ def train_transcoders(
     encoded
         ``adata``'s cells already tokenized (:func:`sctranscoder.tl.encode_cells`, with the same
         ``label_key``); default: tokenize them here, once (not at all when ``store`` is given).
-    executor
-        A :class:`concurrent.futures.Executor` (or anything whose ``submit`` returns a future, e.g. a process
-        pool) to train the layers side by side from
-        ``store`` or the harvest, one task per layer (a small transcoder's steps gain nothing from a second
-        thread, so separate processes do); default: one after another, here.
 
     key_added
         ``adata.uns[key_added]`` records where the transcoders are and which cells were held out
@@ -88,7 +82,7 @@ def train_transcoders(
     -------
     ``{layer: Transcoder}``.
     """
-    from ..harvest import MemoryStore, mlp_sites
+    from ..harvest import mlp_sites
     from ..prompt import resolve_cells
     from ..tc import config_for_width, train, train_live
     from ._harvest import harvest
@@ -108,14 +102,8 @@ def train_transcoders(
         if store is None:
             store = harvest(cells, model, layers, out_dir / "activations" if out_dir else None,
                             label_key=label_key, encoded=encoded, progress=progress)
-        options = {"model_name": str(model.name_or_path), "progress": progress}
-        places = {layer: out_dir / f"layer{layer}" if out_dir else None for layer in layers}
-        if executor is None:
-            transcoders = {layer: train(store, layer, cfg, out_dir=places[layer], **options) for layer in layers}
-        else:  # each task gets only its layer's rows of an in-memory store
-            jobs = {layer: executor.submit(train, store.only([layer]) if isinstance(store, MemoryStore) else store,
-                                           layer, cfg, out_dir=places[layer], **options) for layer in layers}
-            transcoders = {layer: job.result() for layer, job in jobs.items()}
+        transcoders = {layer: train(store, layer, cfg, out_dir=out_dir / f"layer{layer}" if out_dir else None,
+                                    model_name=str(model.name_or_path), progress=progress) for layer in layers}
     adata.uns[key_added] = {"path": str(out_dir) if out_dir else None, "layers": layers,
                                 "held_out_cells": list(map(str, adata.obs_names[held]))}
     return transcoders
