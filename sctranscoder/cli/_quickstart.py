@@ -165,16 +165,16 @@ def feature_meanings(cells, model, transcoders, seed: int) -> tuple[dict, object
 
     last, features = max(transcoders), {}
     for layer in sorted(transcoders):
-        key = features_key(layer, last)
+        key = _features_key(layer, last)
         features[key] = sct.tl.feature_activity(cells, model, transcoders, layer, progress=False, key_added=key)
     enrichment = sct.tl.enrich_beyond_spelling(cells, model=model)
     controls = sct.tl.feature_controls(cells, model, transcoders, untrained=False, seed=seed, n_null=200,
-                                       progress=False, activity_keys={layer: features_key(layer, last)
+                                       progress=False, activity_keys={layer: _features_key(layer, last)
                                                                       for layer in transcoders})
     return features, enrichment, controls
 
 
-def features_key(layer: int, last: int) -> str:
+def _features_key(layer: int, last: int) -> str:
     return "features" if layer == last else f"features_layer{layer}"
 
 

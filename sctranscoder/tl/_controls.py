@@ -155,14 +155,14 @@ def feature_controls(adata, model, transcoders, gene_sets="all", *, layers=None,
     for layer in layers:
         inputs, _ = store.read(layer)
         directions = random_directions(transcoders[layer], torch.as_tensor(inputs).float(), seed=seed + layer)
-        counts = {"random_directions": _enriched_features(scratch, model, {layer: directions}, layer, gene_sets,
-                                                          "_control_random", n_top, gene_score, test, progress)}
+        random_side = _enriched_features(scratch, model, {layer: directions}, layer, gene_sets, "_control_random",
+                                         n_top, gene_score, test, progress)
         trained_key = activity_keys.get(layer, "_control_trained")
-        if layer in activity_keys:
+        if layer in activity_keys:  # made as the random side just was?
             _same_pipeline(scratch.uns[trained_key], scratch.uns["_control_random"], trained_key)
         counts = {"trained": _enriched_features(scratch, model, transcoders, layer, gene_sets, trained_key, n_top,
                                                 gene_score, test, progress, computed=layer in activity_keys),
-                  **counts}
+                  "random_directions": random_side}
         if untrained_model is not None:
             # every cell trains the control: the model's recorded held-out cells may be all of these
             retrained = train_transcoders(scratch, untrained_model, [layer], cfg=transcoders[layer].cfg,
