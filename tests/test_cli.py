@@ -375,3 +375,25 @@ def test_harvest_says_when_genes_and_labels_are_new_to_the_model(tmp_path, capsy
     assert "100% of the genes in these cells' sentences (top 200) never occurred in the model's training" in err
     assert ("3 of the 3 labels in adata.obs['cell_type'] are not among the model's 10 training labels "
             "(9 of 9 cells): 'type 1', 'type 2', 'type 3'") in err
+
+
+def test_report_command_names_no_circuit_set_whose_genes_only_spell_one_family():
+    import sctranscoder as sct
+    from sctranscoder.cli._report_commands import _circuit_result
+    from sctranscoder.tl import headline_sets
+
+    def table(rows):
+        return pd.DataFrame([{"List": "Dendritic", "Gene_set": "reactome", "Term": term, "Overlap": f"{len(genes)}/15",
+                              "P-value": p, "Adjusted P-value": p * 10, "Odds Ratio": 50.0, "Genes": ";".join(genes)}
+                             for term, genes, p in rows])
+
+    hla = ["HLA-DQA1", "HLA-DRA", "HLA-DPA1", "HLA-DPB1"]
+    mixed = ["LYZ", "CST3", "FCER1G"]
+    families = sct.genesets.name_families(hla + mixed)
+    spelled = headline_sets(table([("REACTOME_PD_1_SIGNALING", hla, 1e-12)]), families=families)
+    said = _circuit_result(spelled)
+    assert "reach PD 1 signaling" in said and "one name family (HLA-D*)" in said and "enriched for" not in said
+    both = headline_sets(table([("REACTOME_PD_1_SIGNALING", hla, 1e-12),
+                                ("REACTOME_NEUTROPHIL_DEGRANULATION", mixed, 1e-5)]), families=families)
+    assert _circuit_result(both).startswith("Its circuit's input genes are enriched for Neutrophil degranulation")
+    assert _circuit_result(both.iloc[0:0]).startswith("Circuit enrichment: no gene set")

@@ -10,6 +10,7 @@ from .._atomic import atomic_path
 from .._runconfig import RUN_FILE, write_run_config
 from .._workers import Workers, worker_count
 from ..pp._sentences import RANKS_KEY
+from ..report._from_adata import flag_reason, signable_headlines
 from ..report._steering import steering_sentence
 from ._commands import (
     UsageError,
@@ -150,7 +151,8 @@ def cmd_quickstart(args) -> None:
 
     total = time.perf_counter() - clock
     _write_text(out / "timings.json", json.dumps({**timings, "total": total}, indent=2))
-    _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total)
+    _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total,
+             sct.tl.gene_families(model=model, genes=adata.var_names))
     print("  features against random directions: " + sct.tl.control_headline(controls, max(transcoders)))
 
 
@@ -225,7 +227,8 @@ def _add_circuit_views(sct, content, circuits, feature_enrichment, layer: int) -
             section.text = f"{section.text} {result.message}".strip()
 
 
-def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total) -> None:
+def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichment, report, total,
+             families) -> None:
     from ..tl import headline_sets
 
     layers = quality.drop(index="all")
@@ -246,14 +249,12 @@ def _summary(out, adata, sentences_path, fit, quality, circuits, circuit_enrichm
         if result.steering is not None:
             print(f"    {'':<30} {steering_sentence(result.steering)}")
         rows = circuit_enrichment[circuit_enrichment.List.astype(str) == cell_type] if len(circuit_enrichment) else []
-        heads = headline_sets(rows) if len(rows) else []
-        if len(heads):  # redundant sets collapsed, curated pathways first; disease sets are never the headline
-            signable = heads[~heads["Disease term"].astype(bool)]
-            if len(signable):
-                best = signable.iloc[0]
-                print(f"    {'':<30} -> {best.Gene_set}: {best.Headline} (FDR {best['Adjusted P-value']:.1e})")
-            else:
-                print(f"    {'':<30} -> only disease or pathogen sets passed (see the report)")
+        heads = headline_sets(rows, families=families) if len(rows) else []
+        if len(heads):  # as the report: redundant sets collapsed, curated pathways first, flagged sets never named
+            signable = signable_headlines(heads)
+            best = signable.iloc[0] if len(signable) else heads.iloc[0]
+            said = f"-> {best.Gene_set}: {best.Headline} (FDR {best['Adjusted P-value']:.1e})"
+            print(f"    {'':<30} {said}" + ("" if len(signable) else f", not a headline: {flag_reason(best)}"))
     if line := steering_matrix_line(circuits, out / "circuits"):
         print("  " + line)
     print(f"  report: {report}")

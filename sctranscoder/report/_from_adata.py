@@ -62,7 +62,7 @@ def _marker_reason(label, marker_sets, background) -> str:
             "tested (3 are needed)")
 
 
-def _signable(heads) -> pd.DataFrame:
+def signable_headlines(heads) -> pd.DataFrame:
     """Headline entries a biologist would sign: not one name family, not two genes, not a disease or pathogen set."""
     if heads is None or not len(heads):
         return pd.DataFrame()
@@ -70,7 +70,7 @@ def _signable(heads) -> pd.DataFrame:
     return heads[(heads["One family"] == "") & ~few & ~heads["Disease term"].astype(bool)]
 
 
-def _flag_reason(entry) -> str:
+def flag_reason(entry) -> str:
     if entry["One family"]:
         return f"the shared genes are one name family ({entry['One family']}*), which spelling alone can explain"
     if entry.get("Few genes", False):
@@ -117,17 +117,17 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
         subject = "Its circuit's input genes"
         if passing is not None:  # knockouts were set against their null and none passed: say so first
             said.append(no_pass_sentence(validation, f"P({label})"))
-    circuit_good, feature_good = _signable(circuit_heads), _signable(headlines)
+    circuit_good, feature_good = signable_headlines(circuit_heads), signable_headlines(headlines)
     if len(circuit_good):
         best = circuit_good.iloc[0]
         said.append(f"{subject} are enriched for {_described(best, genes=True)}.{_circuit_control(best)}")
         strongest = circuit_heads.sort_values("Adjusted P-value").iloc[0]
         if strongest["Adjusted P-value"] < best["Adjusted P-value"] and strongest.Headline != best.Headline:
             # a flagged set can still be the strongest signal; say so rather than let a weak set speak alone
-            said.append(f"Stronger, but flagged: {_described(strongest)}, where {_flag_reason(strongest)}.")
+            said.append(f"Stronger, but flagged: {_described(strongest)}, where {flag_reason(strongest)}.")
     elif circuit_heads is not None and len(circuit_heads):
         best = circuit_heads.iloc[0]
-        said.append(f"{subject} reach {_described(best)}, but {_flag_reason(best)}.")
+        said.append(f"{subject} reach {_described(best)}, but {flag_reason(best)}.")
     elif has_circuit:
         said.append(f"Circuit enrichment: no set reached FDR <= {max_fdr} among "
                     f"{subject[0].lower() + subject[1:]}.")
@@ -140,7 +140,7 @@ def _result(label, section, headlines, all_rows, circuit_heads, circuit_rows, ma
     elif headlines is not None and len(headlines):
         best = headlines.iloc[0]
         said.append(f"Feature {best.List} reaches {best.Headline} ({best.Gene_set}, {best.Overlap}), but "
-                    f"{_flag_reason(best)}.")
+                    f"{flag_reason(best)}.")
     else:
         n_fdr = all_rows.List.nunique() if all_rows is not None else 0
         if n_fdr:
