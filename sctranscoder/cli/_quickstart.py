@@ -165,19 +165,20 @@ def feature_meanings(cells, model, transcoders, seed: int) -> tuple[dict, object
     run). The controls use the same spelling null (200 lists), so their trained rows are this table's."""
     import sctranscoder as sct
 
-    last, features = max(transcoders), {}
-    for layer in sorted(transcoders):
-        key = _features_key(layer, last)
-        features[key] = sct.tl.feature_activity(cells, model, transcoders, layer, progress=False, key_added=key)
+    keys = _feature_keys(transcoders)
+    features = {key: sct.tl.feature_activity(cells, model, transcoders, layer, progress=False, key_added=key)
+                for layer, key in keys.items()}
     enrichment = sct.tl.enrich_beyond_spelling(cells, model=model)
     controls = sct.tl.feature_controls(cells, model, transcoders, untrained=False, seed=seed, n_null=200,
-                                       progress=False, activity_keys={layer: _features_key(layer, last)
-                                                                      for layer in transcoders})
+                                       progress=False, activity_keys=keys)
     return features, enrichment, controls
 
 
-def _features_key(layer: int, last: int) -> str:
-    return "features" if layer == last else f"features_layer{layer}"
+def _feature_keys(transcoders) -> dict:
+    """``{layer: key}`` of each layer's feature activity: the last layer's under ``features`` (the report's
+    default), the others under ``features_layer{n}``."""
+    last = max(transcoders)
+    return {layer: "features" if layer == last else f"features_layer{layer}" for layer in sorted(transcoders)}
 
 
 def _report(sct, cells, label_key, quality, feature_enrichment, controls, circuit_enrichment, circuits, args, out,
@@ -195,7 +196,7 @@ def _report(sct, cells, label_key, quality, feature_enrichment, controls, circui
         input_genes={name: result.genes for name, result in circuits.items()}, circuits=circuits,
         validations={name: result.validation for name, result in circuits.items() if result.validation is not None},
         circuit_enrichment=circuit_enrichment, c2s_model=model, transcoders=transcoders,
-        feature_keys={layer: f"features_layer{layer}" for layer in transcoders if layer != max(transcoders)},
+        feature_keys={layer: key for layer, key in _feature_keys(transcoders).items() if layer != max(transcoders)},
         marker_sets=sct.datasets.PBMC68K_MARKER_SETS,
         parameters={f"{section}.{key}": value for section, values in _run_sections(args).items()
                     if section != "quickstart" for key, value in values.items()})
